@@ -1,0 +1,82 @@
+"""Who may talk to the server: a per-launch token, the Host header, and the Origin header.
+
+The token arrives once in the URL (`/?token=T`), is swapped for an HttpOnly cookie, and is then
+sent by the page on every request; API clients send `Authorization: Bearer T`. The Host check
+stops DNS rebinding (a hostile page resolving its own name to 127.0.0.1); the Origin check stops
+other sites from posting to the API through the user's browser.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+from http.cookies import SimpleCookie
+from urllib.parse import urlsplit
+
+LOOPBACK_NAMES = {"localhost"}
+SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(host_header: str) -> str:
+    """`Example.com:8000` -> `example.com`; `[::1]:8000` -> `::1`."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[1:host.find("]")] if "]" in host else host
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+class Guard:
+    def __init__(self, token: str, bind_host: str, port: int, allowed_hosts: list[str] = ()):
+        self.token = token
+        self.cookie = f"pushbutton_{port}"
+        bind = host_name(bind_host)
+        if is_loopback(bind):
+            self.hosts: set[str] | None = {bind, "localhost", "127.0.0.1", "::1"}
+        elif allowed_hosts:
+            self.hosts = {host_name(h) for h in allowed_hosts} | {bind}
+        else:
+            self.hosts = None  # any Host: the operator chose a public address and no list
+
+    def valid_token(self, candidate: str | None) -> bool:
+        return bool(candidate) and hmac.compare_digest(candidate.encode(), self.token.encode())
+
+    def token_of(self, environ: dict) -> str | None:
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        if auth[:7].lower() == "bearer ":
+            return auth[7:].strip()
+        cookies = SimpleCookie()
+        try:
+            cookies.load(environ.get("HTTP_COOKIE", ""))
+        except Exception:  # a malformed cookie header is just no cookie
+            return None
+        morsel = cookies.get(self.cookie)
+        return morsel.value if morsel else None
+
+    def refuse(self, environ: dict, needs_token: bool) -> tuple[int, str] | None:
+        """None if the request may proceed, else (status, reason)."""
+        if self.hosts is not None and host_name(environ.get("HTTP_HOST", "")) not in self.hosts:
+            return 403, "unexpected Host header"
+        if environ.get("REQUEST_METHOD", "GET") not in SAFE_METHODS:
+            origin = environ.get("HTTP_ORIGIN")
+            if origin is not None and urlsplit(origin).netloc.lower() != environ.get("HTTP_HOST", "").lower():
+                return 403, "cross-origin request refused"
+        if needs_token and not self.valid_token(self.token_of(environ)):
+            return 401, "missing or wrong token: open the address printed at start-up"
+        return None
+
+    def cookie_header(self) -> str:
+        return f"{self.cookie}={self.token}; Path=/; HttpOnly; SameSite=Strict"

@@ -1,0 +1,94 @@
+"""The numbered event log of one run, and waiting on the store from the gevent hub.
+
+An event gets its number (1, 2, 3...) when it is emitted, is committed by the store's writer
+thread, and only then becomes visible to readers: whatever a client has seen, a resume after a
+restart finds again. Readers take recent events from memory and older ones from SQLite, so a slow
+client never holds memory and a fast one never touches the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import deque
+from typing import Any
+
+import gevent
+from gevent.event import Event
+
+from server.store import Store
+
+log = logging.getLogger("pushbutton")
+RECENT_EVENTS = 256  # kept in memory after commit, for live readers
+Row = tuple[int, str, str]  # (seq, type, json data)
+
+
+def in_pool(fn, *args):
+    """Run a blocking call (a SQLite read, a process scan) on the hub's threadpool."""
+    return gevent.get_hub().threadpool.apply(fn, args)
+
+
+def store_call(store: Store, fn, *args) -> Any:
+    """A store write whose result this greenlet needs: it waits, the hub keeps serving.
+    (Through the threadpool, which keeps the loop alive while it waits; a bare
+    `run_callback_threadsafe` does not, and a hub with nothing else to do would exit.)"""
+    return in_pool(store.call, fn, *args)
+
+
+class EventLog:
+    def __init__(self, store: Store, run_id: int, last_seq: int = 0):
+        self.store = store
+        self.run_id = run_id
+        self.seq = last_seq  # last number handed out
+        self.committed = last_seq  # last number durably stored: readers see up to here
+        self.recent: deque[Row] = deque()
+        self.ended = False
+        self._changed = Event()
+        self._loop = gevent.get_hub().loop
+
+    def emit(self, kind: str, data: Any) -> int:
+        self.seq += 1
+        row = (self.seq, kind, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
+        self.recent.append(row)
+        if kind == "end":
+            self.ended = True
+        self.store.submit(Store.append_events, self.run_id, [row], callback=self._stored)
+        return self.seq
+
+    def _stored(self, seq: int | None, error: BaseException | None) -> None:
+        # Writer thread: hand over to the hub.
+        self._loop.run_callback_threadsafe(self._commit, seq, error)
+
+    def _commit(self, seq: int | None, error: BaseException | None) -> None:
+        if error is not None:
+            # Disk full or similar: keep the run going and serve the event from memory.
+            log.error("run %s: could not store event: %s", self.run_id, error)
+            seq = self.seq
+        self.committed = max(self.committed, seq or 0)
+        while len(self.recent) > RECENT_EVENTS and self.recent[0][0] <= self.committed:
+            self.recent.popleft()
+        changed, self._changed = self._changed, Event()
+        changed.set()
+
+    @property
+    def finished(self) -> bool:
+        """Every event, the final `end` included, is committed."""
+        return self.ended and self.committed == self.seq
+
+    def read(self, after: int, limit: int = 200) -> list[Row]:
+        """Committed events after `after`, from memory when they are still there."""
+        if self.recent and self.recent[0][0] <= after + 1:
+            out = []
+            for row in self.recent:
+                if row[0] > self.committed or len(out) >= limit:
+                    break
+                if row[0] > after:
+                    out.append(row)
+            return out
+        return in_pool(self.store.events, self.run_id, after, limit)
+
+    def wait(self, after: int, timeout: float) -> bool:
+        """Block this greenlet until an event after `after` is committed; False on timeout."""
+        if self.committed > after:
+            return True
+        return self._changed.wait(timeout) and self.committed > after

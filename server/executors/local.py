@@ -1,0 +1,146 @@
+"""Run one job's process on this machine, and make sure nothing it started outlives the run.
+
+The process gets its own session (so its own process group) and a marker in its environment.
+Stopping sends SIGTERM to the group and to every process still carrying the marker (which finds
+children that moved to a new session with `setsid` or were double-forked), then SIGKILL after
+the grace period. The same sweep runs when the main process exits, like systemd's control-group
+kill: a run owns every process it started.
+
+The server thread's hub is not the main thread's, so `gevent.subprocess` cannot be used: this is
+plain `subprocess.Popen` with non-blocking pipes read through the hub, and the exit observed
+through a pidfd where the OS has one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+
+import gevent
+import gevent.os
+import psutil
+from gevent.socket import wait_read
+
+from server.events import in_pool
+from server.output import OutputStream
+
+READ_SIZE = 64 * 1024
+MARKER = "PUSHBUTTON_RUN"
+
+
+class StartError(Exception):
+    """The command could not be started at all (missing, not executable, bad workdir)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class LocalProcess:
+    def __init__(self, argv: list[str], env: dict[str, str], cwd: str, marker: str, grace: float):
+        self.argv = argv
+        self.env = {**env, MARKER: marker}
+        self.cwd = cwd
+        self.marker = marker
+        self.grace = grace
+        self.proc: subprocess.Popen | None = None
+        self._killer: gevent.Greenlet | None = None
+
+    def run(self, stdout: OutputStream, stderr: OutputStream) -> int:
+        """Start, stream both pipes, wait for the exit, sweep leftovers; returns the exit code
+        (128 + N for a process killed by signal N)."""
+        try:
+            self.proc = subprocess.Popen(
+                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
+            )
+        except FileNotFoundError as exc:
+            raise StartError(f"cannot start {self.argv[0]!r}: {exc.strerror}", 127) from None
+        except PermissionError as exc:
+            raise StartError(f"cannot start {self.argv[0]!r}: {exc.strerror}", 126) from None
+        except OSError as exc:
+            raise StartError(f"cannot start {self.argv[0]!r}: {exc}", 126) from None
+        pumps = [gevent.spawn(_pump, self.proc.stdout, stdout), gevent.spawn(_pump, self.proc.stderr, stderr)]
+        code = self._wait_exit()
+        # Children left behind (`cmd &`) keep the pipes open and must not survive the run.
+        self.stop()
+        self._killer.join()
+        gevent.joinall(pumps, timeout=2)
+        for pump in pumps:  # a pipe still held by a process we cannot see or signal
+            pump.kill()
+        return code if code >= 0 else 128 - code
+
+    def stop(self) -> None:
+        """Terminate the whole tree: returns at once; the work happens in its own greenlet."""
+        if self.proc is not None and (self._killer is None or self._killer.dead):
+            self._killer = gevent.spawn(self._kill_tree)
+
+    def _wait_exit(self) -> int:
+        try:
+            pidfd = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):  # not Linux: poll
+            while self.proc.poll() is None:
+                gevent.sleep(0.02)
+            return self.proc.returncode
+        try:
+            wait_read(pidfd)
+        finally:
+            os.close(pidfd)
+        return self.proc.wait()
+
+    def _kill_tree(self) -> None:
+        """SIGTERM once, wait up to the grace period, then SIGKILL until nothing is left."""
+        pgid = self.proc.pid
+        if not in_pool(_signal_tree, pgid, self.marker, signal.SIGTERM):
+            return
+        deadline = time.monotonic() + self.grace
+        while time.monotonic() < deadline:
+            gevent.sleep(0.05)
+            if not in_pool(_members, pgid, self.marker):
+                return
+        while in_pool(_signal_tree, pgid, self.marker, signal.SIGKILL):
+            gevent.sleep(0.05)
+
+
+def _pump(pipe, stream: OutputStream) -> None:
+    fd = pipe.fileno()
+    gevent.os.make_nonblocking(fd)
+    try:
+        while True:
+            chunk = gevent.os.nb_read(fd, READ_SIZE)
+            if not chunk:
+                break
+            stream.feed(chunk)
+    finally:
+        stream.close()
+        pipe.close()
+
+
+def _members(pgid: int, marker: str) -> list[int]:
+    """Live processes of the run: its process group, plus whoever still carries its marker."""
+    me = os.getpid()
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == me:
+            continue
+        try:
+            if proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            if os.getpgid(proc.pid) == pgid or proc.environ().get(MARKER) == marker:
+                found.append(proc.pid)
+        except (psutil.Error, OSError):
+            continue
+    return found
+
+
+def _signal_tree(pgid: int, marker: str, sig: int) -> list[int]:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+    pids = _members(pgid, marker)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, sig)
+    return pids

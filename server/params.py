@@ -1,0 +1,252 @@
+"""Typed job parameters: coerce and validate user input, then place it into argv and env.
+
+The command template is split into argv by the catalog *before* any value is known, so a value
+is only ever substituted inside one argv element: it can never become a second argument or shell
+syntax, whatever it contains.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+TYPES = ("text", "multiline", "int", "float", "bool", "choice", "multichoice", "date", "secret")
+MASK = "********"
+TRUE_WORDS = {"1", "yes", "true", "on"}
+FALSE_WORDS = {"0", "no", "false", "off"}
+NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+# `{{` and `}}` are literal braces; `{name}` is a placeholder.
+PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
+DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
+
+Value = str | int | float | bool | list[str] | None
+
+
+class ParamsError(ValueError):
+    """Bad parameter values, one message per field; nothing may start."""
+
+    def __init__(self, fields: dict[str, str]):
+        self.fields = fields
+        super().__init__("; ".join(f"{k}: {v}" for k, v in fields.items()))
+
+
+@dataclass
+class Param:
+    name: str
+    type: str = "text"
+    label: str = ""
+    help: str = ""
+    required: bool = False
+    default: Value = None
+    pattern: str | None = None
+    min: int | float | str | None = None
+    max: int | float | str | None = None
+    choices: list[str] = field(default_factory=list)
+
+    @property
+    def secret(self) -> bool:
+        return self.type == "secret"
+
+    def public(self) -> dict[str, Any]:
+        """The form description the API and the page use."""
+        return {
+            "name": self.name,
+            "type": self.type,
+            "label": self.label or self.name.replace("_", " ").capitalize(),
+            "help": self.help,
+            "required": self.required,
+            "default": None if self.secret else self.default,
+            "choices": self.choices or None,
+            "min": self.min,
+            "max": self.max,
+            "pattern": self.pattern,
+        }
+
+    def coerce(self, raw: Any) -> Value:
+        """Turn JSON or CLI input into this parameter's value, or raise ValueError."""
+        if raw is None or raw == "" or raw == []:
+            if self.type == "bool":
+                return False
+            if self.required:
+                raise ValueError("required")
+            return None
+        value = _COERCERS[self.type](self, raw)
+        self._check_range(value)
+        if self.pattern is not None and isinstance(value, str) and not re.fullmatch(self.pattern, value):
+            raise ValueError(f"must match {self.pattern}")
+        return value
+
+    def _check_range(self, value: Value) -> None:
+        if self.type not in ("int", "float", "date"):
+            return
+        if self.min is not None and value < self.min:  # type: ignore[operator]
+            raise ValueError(f"must be at least {self.min}")
+        if self.max is not None and value > self.max:  # type: ignore[operator]
+            raise ValueError(f"must be at most {self.max}")
+
+
+def _text(p: Param, raw: Any) -> str:
+    if not isinstance(raw, str):
+        raise ValueError("must be text")
+    if "\0" in raw:
+        raise ValueError("must not contain a NUL character")
+    if p.type != "multiline" and ("\n" in raw or "\r" in raw):
+        raise ValueError("must be a single line")
+    return raw
+
+
+def _int(p: Param, raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("must be a whole number")
+    if isinstance(raw, float) and raw.is_integer():
+        return int(raw)
+    if isinstance(raw, int):
+        return raw
+    if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d{1,30}\s*", raw):
+        return int(raw)
+    raise ValueError("must be a whole number")
+
+
+def _float(p: Param, raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("must be a number")
+    try:
+        value = float(raw) if isinstance(raw, (int, float, str)) else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise ValueError("must be a number")
+    return value
+
+
+def _bool(p: Param, raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return raw.strip().lower() in TRUE_WORDS
+    raise ValueError("must be true or false")
+
+
+def _choice(p: Param, raw: Any) -> str:
+    if not isinstance(raw, str) or raw not in p.choices:
+        raise ValueError("must be one of: " + ", ".join(p.choices))
+    return raw
+
+
+def _multichoice(p: Param, raw: Any) -> list[str] | None:
+    items = split_list(raw) if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise ValueError("must be a list of choices")
+    bad = [i for i in items if i not in p.choices]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not one of: " + ", ".join(p.choices))
+    values = list(dict.fromkeys(items))
+    if not values and p.required:
+        raise ValueError("required")
+    return values or None
+
+
+def _date(p: Param, raw: Any) -> str:
+    if isinstance(raw, str) and raw.strip().lower() == "today":
+        return dt.date.today().isoformat()
+    if not isinstance(raw, str) or not DATE_RE.match(raw):
+        raise ValueError("must be a date like 2024-12-31")
+    try:
+        return dt.date.fromisoformat(raw).isoformat()
+    except ValueError:
+        raise ValueError("must be a real date like 2024-12-31") from None
+
+
+_COERCERS = {
+    "text": _text,
+    "multiline": _text,
+    "secret": _text,
+    "int": _int,
+    "float": _float,
+    "bool": _bool,
+    "choice": _choice,
+    "multichoice": _multichoice,
+    "date": _date,
+}
+
+
+def split_list(text: str) -> list[str]:
+    """`a, b ,c` -> ['a', 'b', 'c']: the one list syntax of jobs.ini and of CLI values."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def validate(params: list[Param], raw: dict[str, Any]) -> dict[str, Value]:
+    """All values of a run, defaults filled in; raises ParamsError naming every bad field."""
+    if not isinstance(raw, dict):
+        raise ParamsError({"": "params must be an object"})
+    known = {p.name for p in params}
+    errors = {name: "no such parameter" for name in raw if name not in known}
+    values: dict[str, Value] = {}
+    for p in params:
+        given = raw.get(p.name, p.default)
+        try:
+            values[p.name] = p.coerce(given)
+        except ValueError as exc:
+            errors[p.name] = str(exc)
+    if errors:
+        raise ParamsError(errors)
+    return values
+
+
+def as_text(value: Value) -> str:
+    """One value as it appears inside an argv element or an environment variable."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(value)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def substitute(template: str, values: dict[str, Value]) -> str:
+    """Replace `{name}` in one string; `{{`/`}}` are literal braces."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return m.group(0)[0]
+        return as_text(values.get(m.group(1)))
+
+    return PLACEHOLDER_RE.sub(one, template)
+
+
+def placeholders(template: str) -> list[str]:
+    return [m.group(1) for m in PLACEHOLDER_RE.finditer(template) if m.group(1)]
+
+
+def build_argv(template: list[str], values: dict[str, Value]) -> list[str]:
+    """argv from a pre-split template: each element stays one element, except that a
+    multichoice standing alone as an element becomes one element per chosen value."""
+    argv: list[str] = []
+    for element in template:
+        m = PLACEHOLDER_RE.fullmatch(element)
+        if m and m.group(1) and isinstance(values.get(m.group(1)), list):
+            argv.extend(values[m.group(1)])  # type: ignore[arg-type]
+        else:
+            argv.append(substitute(element, values))
+    return argv
+
+
+def build_env(values: dict[str, Value]) -> dict[str, str]:
+    """`PB_<NAME>` for every parameter: the only way a secret reaches the process."""
+    return {"PB_" + name.upper(): as_text(value) for name, value in values.items()}
+
+
+def masked(params: list[Param], values: dict[str, Value]) -> dict[str, Value]:
+    """Values as history and the API may show them."""
+    secret = {p.name for p in params if p.secret}
+    return {k: (MASK if k in secret and v else v) for k, v in values.items()}
+
+
+def secret_values(params: list[Param], values: dict[str, Value]) -> list[str]:
+    return [str(values[p.name]) for p in params if p.secret and values.get(p.name)]

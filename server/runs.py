@@ -1,0 +1,253 @@
+"""Runs: validate, queue under the concurrency limits, execute, stop, and record.
+
+Everything here lives on one gevent hub (the server thread's, or the terminal's for
+`pushbutton run`). A run's story is its event log: every state change, progress report and
+batch of output is an event, stored before anyone sees it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import time
+from typing import Any
+
+import gevent
+from gevent.queue import Full, Queue
+
+from server import params as P
+from server.catalog import Catalog, Job
+from server.events import EventLog, in_pool, store_call
+from server.executors.local import LocalProcess, StartError
+from server.output import OutputStream
+from server.store import Store
+
+log = logging.getLogger("pushbutton")
+STATES = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out", "interrupted")
+FINAL = frozenset(STATES[2:])
+
+
+class NotFound(LookupError):
+    pass
+
+
+class Conflict(RuntimeError):
+    pass
+
+
+def iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def public(record: dict) -> dict:
+    """A run as the API shows it (secrets were masked before it was ever stored)."""
+    out = {k: record.get(k) for k in ("id", "job", "state", "params", "exit_code", "progress", "message")}
+    for key in ("created", "started", "finished"):
+        out[key] = iso(record.get(key))
+    return out
+
+
+class Run:
+    """A run that is queued or running in this process."""
+
+    def __init__(self, run_id: int, job: Job, values: dict[str, P.Value], record: dict, store: Store):
+        self.id = run_id
+        self.job = job
+        self.values = values  # secrets included: memory only, for the life of the run
+        self.record = record
+        self.log = EventLog(store, run_id)
+        self.stop_reason: str | None = None
+        self.process: LocalProcess | None = None
+
+    @property
+    def state(self) -> str:
+        return self.record["state"]
+
+    def public(self) -> dict:
+        return public(self.record)
+
+
+class Runs:
+    def __init__(self, catalog: Catalog, store: Store):
+        self.catalog = catalog
+        self.store = store
+        self.active: dict[int, Run] = {}
+        self.logs: dict[int, EventLog] = {}  # active runs, and ended ones until all is stored
+        self.queue: list[Run] = []
+        self.watchers: set[Queue] = set()
+        self.closing = False
+        self._workers: set[gevent.Greenlet] = set()
+
+    # -- starting ---------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> Job:
+        try:
+            return self.catalog.jobs[job_id]
+        except KeyError:
+            raise NotFound(f"no job {job_id!r}") from None
+
+    def start(self, job_id: str, raw: dict[str, Any]) -> Run:
+        """Validate (raises params.ParamsError, nothing starts), record as queued, schedule."""
+        job = self.job(job_id)
+        values = P.validate(job.params, raw)
+        if self.closing:
+            raise Conflict("the server is shutting down")
+        record = {"job": job.id, "state": "queued", "params": P.masked(job.params, values),
+                  "created": time.time(), "owner": self.store.owner, "started": None,
+                  "finished": None, "exit_code": None, "progress": None, "message": None}
+        record["id"] = store_call(self.store, Store.insert_run, record)
+        run = Run(record["id"], job, values, record, self.store)
+        self.active[run.id] = run
+        self.logs[run.id] = run.log
+        self.queue.append(run)
+        self._changed(run)
+        self._schedule()
+        return run
+
+    def rerun(self, run_id: int, raw: dict[str, Any]) -> Run:
+        """Same parameters again; secrets are never stored, so they must be given again."""
+        old = self.get(run_id)
+        job = self.job(old["job"])
+        known = {p.name: p for p in job.params}
+        merged = {k: v for k, v in old["params"].items() if k in known and not known[k].secret}
+        merged.update(raw)
+        missing = {p.name: "enter the secret again" for p in job.params
+                   if p.secret and old["params"].get(p.name) and not raw.get(p.name)}
+        if missing:
+            raise P.ParamsError(missing)
+        return self.start(job.id, merged)
+
+    def _schedule(self) -> None:
+        limit = self.catalog.settings.max_concurrent_runs
+        running = [r for r in self.active.values() if r.state == "running"]
+        for run in list(self.queue):
+            if len(running) >= limit:
+                return
+            cap = run.job.concurrency
+            if cap is not None and sum(r.job.id == run.job.id for r in running) >= cap:
+                continue
+            self.queue.remove(run)
+            running.append(run)
+            self._update(run, state="running", started=time.time())
+            worker = gevent.spawn(self._execute, run)
+            self._workers.add(worker)
+            worker.link(self._workers.discard)
+
+    # -- executing --------------------------------------------------------------------------
+
+    def _execute(self, run: Run) -> None:
+        job = run.job
+        secrets = P.secret_values(job.params, run.values)
+        streams = [OutputStream(name, run.log.emit, secrets, self._progress_of(run))
+                   for name in ("stdout", "stderr")]
+        argv = job.argv if job.shell else P.build_argv(job.argv, run.values)
+        env = {**os.environ, **job.env, **P.build_env(run.values),
+               "PYTHONUNBUFFERED": "1", "PUSHBUTTON_RUN_ID": str(run.id)}
+        run.process = LocalProcess(argv, env, str(job.workdir), f"{self.store.owner}-{run.id}", job.grace)
+        timer = gevent.spawn_later(job.timeout, self.stop, run, "timed_out") if job.timeout else None
+        try:
+            code = run.process.run(*streams)
+        except StartError as exc:
+            streams[1].feed(f"{exc}\n".encode())
+            streams[1].close()
+            code = exc.exit_code
+        except Exception as exc:  # a bug must not leave the run "running" forever
+            log.exception("run %s crashed", run.id)
+            streams[1].feed(f"pushbutton: internal error: {exc}\n".encode())
+            streams[1].close()
+            code = None
+        finally:
+            if timer is not None:
+                timer.kill(block=False)
+        state = run.stop_reason or ("succeeded" if code == 0 else "failed")
+        self._finish(run, state, exit_code=code)
+
+    def _progress_of(self, run: Run):
+        def progress(percent: float, message: str) -> None:
+            run.record.update(progress=percent, message=message or run.record["message"])
+            self.store.submit(Store.update_run, run.id, {"progress": percent, "message": run.record["message"]})
+            run.log.emit("progress", {"percent": percent, "message": message})
+
+        return progress
+
+    def _update(self, run: Run, **fields: Any) -> None:
+        run.record.update(fields)
+        self.store.submit(Store.update_run, run.id, fields)
+        self._changed(run)
+
+    def _changed(self, run: Run) -> None:
+        record = run.public()
+        run.log.emit("state", record)
+        for watcher in list(self.watchers):
+            try:
+                watcher.put_nowait(record)
+            except Full:  # a client that stopped reading: drop it, it will reconnect
+                self.watchers.discard(watcher)
+
+    def _finish(self, run: Run, state: str, **fields: Any) -> None:
+        self._update(run, state=state, finished=time.time(), **fields)
+        run.log.emit("end", run.public())
+        self.active.pop(run.id, None)
+        gevent.spawn(self._forget, run)
+        self._schedule()
+
+    def _forget(self, run: Run) -> None:
+        while not run.log.finished:
+            run.log.wait(run.log.committed, 60)
+        self.logs.pop(run.id, None)
+
+    # -- stopping ---------------------------------------------------------------------------
+
+    def stop(self, run: Run, reason: str) -> None:
+        """Cancel, time out or interrupt: a queued run ends at once, a running one once its
+        whole process tree is gone."""
+        if run.state == "queued":
+            self.queue.remove(run)
+            self._finish(run, reason)
+        elif run.state == "running" and run.stop_reason is None:
+            run.stop_reason = reason
+            if run.process is not None:
+                run.process.stop()
+
+    def cancel(self, run_id: int) -> dict:
+        run = self.active.get(run_id)
+        if run is None:
+            record = self.get(run_id)
+            raise Conflict(f"run {run_id} already ended: {record['state']}")
+        self.stop(run, "cancelled")
+        return run.public()
+
+    def shutdown(self, reason: str = "interrupted", timeout: float | None = None) -> None:
+        """Refuse new runs; stop every active one as a cancel would; wait for them to end."""
+        self.closing = True
+        for run in list(self.queue):
+            self.stop(run, reason)
+        for run in list(self.active.values()):
+            self.stop(run, reason)
+        gevent.joinall(list(self._workers), timeout=timeout)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, run_id: int) -> dict:
+        run = self.active.get(run_id)
+        if run is not None:
+            return run.record
+        record = in_pool(self.store.run, run_id)
+        if record is None:
+            raise NotFound(f"no run {run_id}")
+        return record
+
+    def event_log(self, run_id: int) -> EventLog | None:
+        """The live log of a run of this process; None once all of it is stored."""
+        return self.logs.get(run_id)
+
+    def watch(self) -> Queue:
+        watcher: Queue = Queue(maxsize=1000)
+        self.watchers.add(watcher)
+        return watcher
+
+    def unwatch(self, watcher: Queue) -> None:
+        self.watchers.discard(watcher)

@@ -1,0 +1,170 @@
+"""The server in its own OS thread, on its own gevent hub, without monkey patching.
+
+This is how it runs headless and inside the desktop window's process alike: the window's toolkit
+owns the main thread, and `gevent.monkey.patch_all()` would turn its threads into greenlets and
+hang it. Other threads talk to the server only through `call()`, which hands work to the hub with
+`loop.run_callback_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import bottle
+import gevent
+import gevent.local
+from gevent.event import Event
+from gevent.pywsgi import WSGIServer
+
+from server.api import make_app
+from server.auth import Guard, new_token
+from server.catalog import Catalog
+from server.events import in_pool
+from server.runs import Runs
+from server.store import Store
+
+log = logging.getLogger("pushbutton")
+BACKLOG = 1024  # the default 128 makes a burst of 1000 connections take seconds
+PRUNE_EVERY = 24 * 3600
+
+
+def assets_dir() -> Path:
+    """Bundled files live in `sys._MEIPASS` in a PyInstaller build, else in the repo."""
+    base = getattr(sys, "_MEIPASS", None)
+    return Path(base) / "assets" if base else Path(__file__).resolve().parent.parent / "assets"
+
+
+def _greenlet_local() -> property:
+    ls = gevent.local.local()
+
+    def fget(_):
+        try:
+            return ls.var
+        except AttributeError:
+            raise RuntimeError("Request context not initialized.") from None
+
+    def fset(_, value):
+        ls.var = value
+
+    def fdel(_):
+        del ls.var
+
+    return property(fget, fset, fdel, "Greenlet-local property")
+
+
+def make_bottle_greenlet_local() -> None:
+    """Bottle keeps the current request in `threading.local`; every greenlet of the server
+    thread would share one. Give each greenlet its own, as monkey patching would have."""
+    if getattr(bottle.LocalRequest, "_pushbutton_greenlet_local", False):
+        return
+    bottle.LocalRequest.environ = _greenlet_local()
+    for name in ("_status_line", "_status_code", "_cookies", "_headers", "body"):
+        setattr(bottle.LocalResponse, name, _greenlet_local())
+    bottle.LocalRequest._pushbutton_greenlet_local = True
+
+
+class Server:
+    def __init__(self, catalog: Catalog, data_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None, assets: Path | None = None):
+        self.catalog = catalog
+        self.data_dir = Path(data_dir)
+        self.host = host
+        self.port = port
+        self.token = token or new_token()
+        self.assets = assets or assets_dir()
+        self.runs: Runs | None = None
+        self.hub = None
+        self._thread = threading.Thread(target=self._main, name="pushbutton-server", daemon=True)
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._stop: Event | None = None
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def login_url(self) -> str:
+        return f"{self.url}?token={self.token}"
+
+    def start(self, timeout: float = 30) -> str:
+        """Start the thread; return the login URL once the port accepts connections."""
+        make_bottle_greenlet_local()
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError("the server did not start")
+        if self._error is not None:
+            raise self._error
+        return self.login_url
+
+    def _main(self) -> None:
+        self.hub = gevent.get_hub()
+        try:
+            store = Store(self.data_dir)
+            recovered = store.recover()
+            if recovered:
+                log.info("marked %d run(s) left active by a stopped server as interrupted", len(recovered))
+            store.prune(self.catalog.settings.retention_days)
+            self.runs = Runs(self.catalog, store)
+            self._stop = Event()
+            # Bind first: the Guard needs the real port (for --port 0) to name its cookie.
+            self.wsgi = WSGIServer((self.host, self.port), None, backlog=BACKLOG, log=None, error_log=log)
+            self.wsgi.init_socket()
+            self.port = self.wsgi.server_port
+            guard = Guard(self.token, self.host, self.port, self.catalog.settings.allowed_hosts)
+            self.wsgi.application = make_app(self.runs, guard, self.assets)
+            self.wsgi.start()
+        except BaseException as exc:
+            self._error = exc
+            self._ready.set()
+            return
+        pruner = gevent.spawn(self._prune_daily, store)
+        self._ready.set()
+        self._stop.wait()
+        self.wsgi.close()  # no new connections; open streams see the runs end
+        self.runs.shutdown("interrupted")
+        pruner.kill()
+        self.wsgi.stop(timeout=1)
+        store.close()
+
+    def _prune_daily(self, store: Store) -> None:
+        while True:
+            gevent.sleep(PRUNE_EVERY)
+            in_pool(store.prune, self.catalog.settings.retention_days)
+
+    def call(self, fn, *args: Any, timeout: float | None = None) -> Any:
+        """Run `fn(*args)` in a greenlet of the server's hub from any other thread; wait for it."""
+        done = threading.Event()
+        box: list = []
+
+        def go():
+            try:
+                box.append((fn(*args), None))
+            except BaseException as exc:
+                box.append((None, exc))
+            finally:
+                done.set()
+
+        self.hub.loop.run_callback_threadsafe(gevent.spawn, go)
+        if not done.wait(timeout):
+            raise TimeoutError(f"{fn!r} did not finish")
+        result, error = box[0]
+        if error is not None:
+            raise error
+        return result
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop accepting, stop active runs as a cancel would (recorded `interrupted`), flush
+        history, end the thread."""
+        if self._stop is not None and self._thread.is_alive():
+            self.hub.loop.run_callback_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()

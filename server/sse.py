@@ -1,0 +1,67 @@
+"""Server-Sent Events streams: one run's events with exact resume, and every run's state.
+
+The first bytes go out at once (headers are only sent with the first chunk), a comment every
+KEEPALIVE seconds finds vanished clients, and every run event carries `id: <seq>` so a browser's
+automatic reconnect (`Last-Event-ID`) continues with exactly the next event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import gevent
+from gevent.queue import Empty
+
+from server.events import in_pool
+from server.runs import FINAL, Runs
+
+KEEPALIVE = 15.0
+RETRY_MS = 1000
+POLL = 0.25  # a run executed by another process (`pushbutton run`) is followed through the store
+
+
+def frame(seq: int | None, kind: str, data: str) -> str:
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {kind}\ndata: {data}\n\n"
+
+
+def run_events(runs: Runs, run_id: int, after: int) -> Iterator[bytes]:
+    """Events of one run with seq > after, live until its `end` event, then the stream closes."""
+    yield f"retry: {RETRY_MS}\n\n".encode()
+    while True:
+        live = runs.event_log(run_id)
+        rows = live.read(after) if live is not None else in_pool(runs.store.events, run_id, after)
+        if rows:
+            yield "".join(frame(*row) for row in rows).encode()
+            after = rows[-1][0]
+            if rows[-1][1] == "end":
+                return
+        elif live is not None:
+            if not live.wait(after, KEEPALIVE):
+                yield b": keepalive\n\n"
+        elif runs.get(run_id)["state"] in FINAL and not in_pool(runs.store.events, run_id, after, 1):
+            return  # ended without an `end` event: nothing more will come
+        else:
+            gevent.sleep(POLL)
+
+
+def changes(runs: Runs, snapshot: list[dict]) -> Iterator[bytes]:
+    """Every run's state changes, after a `ready` event listing the active runs."""
+    watcher = runs.watch()
+    try:
+        yield (f"retry: {RETRY_MS}\n\n" + frame(None, "ready", json.dumps({"active": snapshot}))).encode()
+        while True:
+            try:
+                record = watcher.get(timeout=KEEPALIVE)
+            except Empty:
+                if watcher not in runs.watchers:
+                    return  # dropped for falling behind; the client reconnects for a fresh snapshot
+                yield b": keepalive\n\n"
+                continue
+            batch = [record]
+            while not watcher.empty() and len(batch) < 500:
+                batch.append(watcher.get_nowait())
+            yield "".join(frame(None, "state", json.dumps(r)) for r in batch).encode()
+    finally:
+        runs.unwatch(watcher)

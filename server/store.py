@@ -1,0 +1,279 @@
+"""SQLite history: runs and their numbered events, in the data dir.
+
+All writes go through one writer thread, in order, batched into transactions: the gevent hub never
+waits on the disk, and a line is committed (WAL, so it survives `kill -9` of the server) before any
+client is shown it. Reads use one connection per thread and are called through the hub's
+threadpool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job TEXT NOT NULL,
+    state TEXT NOT NULL,
+    params TEXT NOT NULL,
+    created REAL NOT NULL,
+    started REAL,
+    finished REAL,
+    exit_code INTEGER,
+    progress REAL,
+    message TEXT,
+    owner TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_job ON runs (job, id);
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state, id);
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished);
+CREATE TABLE IF NOT EXISTS events (
+    run_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    data TEXT NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+"""
+RUN_COLUMNS = ("id", "job", "state", "params", "created", "started", "finished", "exit_code",
+               "progress", "message")
+ACTIVE_STATES = ("queued", "running")
+
+Callback = Callable[[Any, BaseException | None], None]
+
+
+class Store:
+    def __init__(self, data_dir: str | os.PathLike):
+        self.dir = Path(data_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.dir / "history.sqlite3"
+        self._local = threading.local()
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._conn = self._connect()
+        self._conn.executescript(SCHEMA)
+        self.owner = uuid.uuid4().hex[:12]
+        self._owner_lock = self._lock(self.owner)
+        self._writer = threading.Thread(target=self._write_loop, name="pushbutton-store", daemon=True)
+        self._writer.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    # -- owners: which process is executing a run -----------------------------------------
+
+    def _lock(self, owner: str):
+        """Hold an exclusive lock for as long as this process lives: recovery can then tell a
+        run whose executor is gone (lock free) from one another process is still running."""
+        locks = self.dir / "owners"
+        locks.mkdir(exist_ok=True)
+        handle = open(locks / f"{owner}.lock", "w")  # noqa: SIM115 - held for the process lifetime
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return handle
+
+    def _owner_alive(self, owner: str) -> bool:
+        if owner == self.owner:
+            return True
+        path = self.dir / "owners" / f"{owner}.lock"
+        if fcntl is None or not path.exists():
+            return False
+        with open(path, "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+        path.unlink(missing_ok=True)
+        return False
+
+    # -- writes: queued, in order, one transaction per batch --------------------------------
+
+    def submit(self, fn: Callable[..., Any], *args: Any, callback: Callback | None = None) -> None:
+        """Run `fn(conn, *args)` on the writer thread; `callback(result, error)` runs there too."""
+        self._queue.put((fn, args, callback))
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Blocking write, for start-up and for threads that may block."""
+        done = threading.Event()
+        box: list = []
+        self.submit(fn, *args, callback=lambda r, e: (box.append((r, e)), done.set()))
+        done.wait()
+        result, error = box[0]
+        if error is not None:
+            raise error
+        return result
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < 500:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            if any(item is None for item in batch):
+                self._run_batch([item for item in batch if item is not None])
+                self._conn.close()
+                return
+            self._run_batch(batch)
+
+    def _run_batch(self, batch: list) -> None:
+        results = []
+        self._conn.execute("BEGIN")
+        for fn, args, callback in batch:
+            self._conn.execute("SAVEPOINT item")
+            try:
+                results.append((callback, fn(self._conn, *args), None))
+                self._conn.execute("RELEASE item")
+            except Exception as exc:  # one bad item must not lose the batch
+                self._conn.execute("ROLLBACK TO item")
+                self._conn.execute("RELEASE item")
+                results.append((callback, None, exc))
+        self._conn.execute("COMMIT")
+        for callback, result, error in results:
+            if callback is not None:
+                callback(result, error)
+
+    def close(self) -> None:
+        """Flush every queued write, then stop the writer."""
+        if self._writer.is_alive():
+            self._queue.put(None)
+            self._writer.join()
+        self._owner_lock.close()
+        (self.dir / "owners" / f"{self.owner}.lock").unlink(missing_ok=True)
+
+    # -- write operations (run on the writer thread) ---------------------------------------
+
+    @staticmethod
+    def insert_run(conn: sqlite3.Connection, run: dict) -> int:
+        cur = conn.execute(
+            "INSERT INTO runs (job, state, params, created, owner) VALUES (?, ?, ?, ?, ?)",
+            (run["job"], run["state"], json.dumps(run["params"]), run["created"], run["owner"]),
+        )
+        return int(cur.lastrowid)
+
+    @staticmethod
+    def update_run(conn: sqlite3.Connection, run_id: int, fields: dict) -> None:
+        names = ", ".join(f"{k} = ?" for k in fields)
+        conn.execute(f"UPDATE runs SET {names} WHERE id = ?", (*fields.values(), run_id))
+
+    @staticmethod
+    def append_events(conn: sqlite3.Connection, run_id: int, events: list[tuple[int, str, str]]) -> int:
+        conn.executemany(
+            "INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, ?, ?)",
+            [(run_id, seq, kind, data) for seq, kind, data in events],
+        )
+        return events[-1][0]
+
+    def recover(self) -> list[int]:
+        """Runs left queued or running by a process that is gone become `interrupted`, with an
+        `end` event so a resuming client sees them finish. Returns their ids."""
+
+        def work(conn: sqlite3.Connection) -> list[int]:
+            rows = conn.execute(
+                "SELECT id, owner FROM runs WHERE state IN (?, ?)", ACTIVE_STATES
+            ).fetchall()
+            dead = [run_id for run_id, owner in rows if not self._owner_alive(owner)]
+            now = time.time()
+            for run_id in dead:
+                conn.execute("UPDATE runs SET state = 'interrupted', finished = ?, message = ? "
+                             "WHERE id = ?", (now, "the server stopped while this run was active", run_id))
+                record = json.dumps(self._record(conn, run_id))
+                last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?",
+                                    (run_id,)).fetchone()[0]
+                self.append_events(conn, run_id, [(last + 1, "state", record), (last + 2, "end", record)])
+            return dead
+
+        return self.call(work)
+
+    def prune(self, retention_days: int) -> int:
+        """Delete finished runs older than the retention period; 0 days keeps everything."""
+        if retention_days <= 0:
+            return 0
+        cutoff = time.time() - retention_days * 86400
+
+        def work(conn: sqlite3.Connection) -> int:
+            ids = [r[0] for r in conn.execute(
+                "SELECT id FROM runs WHERE finished IS NOT NULL AND finished < ?", (cutoff,))]
+            for run_id in ids:
+                conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+                conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            return len(ids)
+
+        return self.call(work)
+
+    # -- reads (any thread; call from the hub through its threadpool) ----------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self._connect()
+            conn.execute("PRAGMA query_only=ON")
+        return conn
+
+    @staticmethod
+    def _record(conn: sqlite3.Connection, run_id: int) -> dict | None:
+        row = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
+        return _row_to_run(row) if row else None
+
+    def run(self, run_id: int) -> dict | None:
+        return self._record(self._reader(), run_id)
+
+    def runs(self, job: str | None = None, state: str | None = None, limit: int = 50,
+             before: int | None = None) -> list[dict]:
+        where, args = [], []
+        for column, value in (("job", job), ("state", state)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if before:
+            where.append("id < ?")
+            args.append(before)
+        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return [_row_to_run(r) for r in self._reader().execute(sql, (*args, limit))]
+
+    def last_runs(self) -> dict[str, dict]:
+        """The newest finished run of each job, for the job list."""
+        rows = self._reader().execute(
+            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id IN "
+            "(SELECT MAX(id) FROM runs WHERE finished IS NOT NULL GROUP BY job)")
+        return {r[1]: _row_to_run(r) for r in rows}
+
+    def events(self, run_id: int, after: int, limit: int = 200,
+               kind: str | None = None) -> list[tuple[int, str, str]]:
+        """Events with seq > after, in order; only one type if `kind` is given."""
+        if kind is None:
+            sql, args = "", ()
+        else:
+            sql, args = " AND type = ?", (kind,)
+        return self._reader().execute(
+            f"SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ?{sql} ORDER BY seq LIMIT ?",
+            (run_id, after, *args, limit),
+        ).fetchall()
+
+
+def _row_to_run(row: tuple) -> dict:
+    run = dict(zip(RUN_COLUMNS, row, strict=True))
+    run["params"] = json.loads(run["params"])
+    return run
