@@ -402,8 +402,9 @@ def load(path: str | os.PathLike) -> Catalog:
     except configparser.MissingSectionHeaderError as exc:
         raise CatalogError([Problem(str(path), exc.lineno, "text before the first [section]")]) from None
     except configparser.ParsingError as exc:
-        raise CatalogError([Problem(str(path), n, f"cannot parse {line.strip()}: expected key = value")
-                            for n, line in exc.errors]) from None
+        lines = text.splitlines()
+        raise CatalogError([Problem(str(path), n, f"cannot parse {lines[n - 1].strip()}: expected key = value")
+                            for n, _ in exc.errors]) from None
     reader = _Reader(path, text)
     catalog = reader.read(parser)
     if reader.problems:

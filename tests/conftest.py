@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Pushbutton
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def write_jobs(tmp_path):
+    """Write a jobs.ini (dedented) into a fresh folder; returns its path."""
+
+    def write(text: str, name: str = "jobs.ini") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+@pytest.fixture
+def pushbutton(tmp_path):
+    """Factory: start a real headless server process; every one is stopped afterwards."""
+    started: list[Pushbutton] = []
+
+    def start(jobs: Path, *extra: str, data_dir: Path | None = None) -> Pushbutton:
+        pb = Pushbutton(jobs, data_dir or tmp_path / "data", tmp_path / "server.log")
+        started.append(pb)
+        return pb.start(*extra)
+
+    yield start
+    for pb in started:
+        if pb.proc is not None and pb.proc.poll() is None:
+            pb.proc.kill()
+            pb.proc.wait()

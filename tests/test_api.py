@@ -1,0 +1,189 @@
+"""The HTTP API against a real server process on the sample jobs.ini and test catalogs."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.helpers import TOKEN, lines_of
+
+
+@pytest.fixture
+def sample(pushbutton):
+    return pushbutton(ROOT / "jobs.ini")
+
+
+def test_job_list_describes_forms(sample):
+    body = sample.client.get("/api/jobs").json()
+    assert body["title"] == "Acme Ops (sample)"
+    deploy = next(j for j in body["jobs"] if j["id"] == "deploy")
+    assert deploy["confirm"] == "Deploy {tag} to {env}?"
+    tag = next(p for p in deploy["params"] if p["name"] == "tag")
+    assert tag == {"name": "tag", "type": "text", "label": "Release tag", "help": "The git tag to deploy, like v1.4.2",
+                   "required": True, "default": None, "choices": None, "min": None, "max": None,
+                   "pattern": r"^v[0-9]+\.[0-9]+\.[0-9]+$"}
+    assert deploy["running"] == 0 and deploy["last_run"] is None
+
+
+def test_a_run_goes_from_start_to_history(sample):
+    run = sample.start_run("deploy", tag="v1.2.3", env="production", dry_run=True)
+    assert run["job"] == "deploy" and run["state"] in ("queued", "running")
+    assert run["params"] == {"env": "production", "tag": "v1.2.3", "dry_run": True}
+    events = sample.events(run["id"])
+    assert [e.id for e in events] == list(range(1, len(events) + 1))
+    assert [e.data["state"] for e in events if e.type == "state"] == ["queued", "running", "succeeded"]
+    assert events[-1].type == "end" and events[-1].data["exit_code"] == 0
+    assert [e.data for e in events if e.type == "progress"][0] == {"percent": 20.0, "message": "Fetching release"}
+    assert lines_of(events)[-1] == "Done: v1.2.3 is live on production."
+    done = sample.run(run["id"])
+    assert done["state"] == "succeeded" and done["progress"] == 100.0 and done["finished"].endswith("Z")
+    listed = sample.client.get("/api/runs", params={"job": "deploy"}).json()["runs"]
+    assert [r["id"] for r in listed] == [run["id"]]
+    assert sample.client.get("/api/jobs").json()["jobs"][0]["last_run"]["id"] == run["id"]
+
+
+def test_bad_parameters_are_refused_by_field_and_nothing_starts(sample):
+    res = sample.client.post("/api/jobs/deploy/runs",
+                             json={"params": {"tag": "latest; rm -rf /", "env": "moon", "extra": 1}})
+    assert res.status_code == 400
+    assert res.json()["fields"] == {
+        "tag": r"must match ^v[0-9]+\.[0-9]+\.[0-9]+$",
+        "env": "must be one of: staging, production",
+        "extra": "no such parameter",
+    }
+    assert sample.client.get("/api/runs").json()["runs"] == []
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1]", b'{"params": [1]}'])
+def test_malformed_bodies_are_400(sample, body):
+    res = sample.client.post("/api/jobs/deploy/runs", content=body)
+    assert res.status_code == 400 and "error" in res.json()
+
+
+def test_unknown_job_and_run_are_404(sample):
+    assert sample.client.post("/api/jobs/nope/runs", json={"params": {}}).status_code == 404
+    for path in ("/api/runs/999", "/api/runs/999/log", "/api/runs/999/events"):
+        assert sample.client.get(path).status_code == 404, path
+    assert sample.client.post("/api/runs/999/cancel").status_code == 404
+
+
+def test_secrets_are_masked_everywhere_and_rerun_needs_them_again(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs("""
+        [job:leaky]
+        command = sh -c 'echo "token is $PB_TOKEN for $PB_USER"; echo "$PB_TOKEN" >&2'
+        param.user.type = text
+        param.token.type = secret
+        param.token.required = yes
+        """))
+    run = pb.start_run("leaky", user="ann", token="hunter2")
+    assert run["params"] == {"user": "ann", "token": "********"}
+    assert pb.wait(run["id"])["state"] == "succeeded"
+    log = pb.client.get(f"/api/runs/{run['id']}/log").text
+    assert sorted(log.splitlines()) == ["********", "token is ******** for ann"]  # stdout, stderr
+    assert "hunter2" not in pb.client.get(f"/api/runs/{run['id']}/events").text
+    res = pb.client.post(f"/api/runs/{run['id']}/rerun", json={})
+    assert res.status_code == 400 and res.json()["fields"] == {"token": "enter the secret again"}
+    again = pb.client.post(f"/api/runs/{run['id']}/rerun", json={"params": {"token": "other"}})
+    assert again.status_code == 202
+    rerun = again.json()["run"]
+    assert rerun["id"] != run["id"] and rerun["params"] == run["params"]
+    pb.wait(rerun["id"])
+    assert pb.stop() == 0
+    stored = b"".join(p.read_bytes() for p in pb.data_dir.glob("history.sqlite3*"))
+    assert b"hunter2" not in stored and b"other" not in stored
+    assert "hunter2" not in pb.log.read_text()
+
+
+def test_rerun_uses_the_same_parameters(sample):
+    run = sample.start_run("report", rows=2, regions=["west"], threshold=0.75)
+    sample.wait(run["id"])
+    res = sample.client.post(f"/api/runs/{run['id']}/rerun")
+    assert res.status_code == 202
+    again = sample.wait(res.json()["run"]["id"])
+    assert again["params"] == run["params"] and again["state"] == "succeeded"
+
+
+def test_log_download_is_the_whole_output(sample):
+    run = sample.start_run("report", rows=3, regions=["north", "east"])
+    sample.wait(run["id"])
+    res = sample.client.get(f"/api/runs/{run['id']}/log")
+    assert res.headers["content-type"].startswith("text/plain")
+    assert f'filename="report-run-{run["id"]}.log"' in res.headers["content-disposition"]
+    assert "north row 3: 11\n" in res.text and "warning: east has late data\n" in res.text
+
+
+def test_history_filters_and_pages(sample):
+    ids = [sample.start_run("disk-check")["id"] for _ in range(3)]
+    for run_id in ids:
+        sample.wait(run_id)
+    ok = sample.start_run("greet", name="x")["id"]
+    sample.wait(ok)
+    runs = sample.client.get("/api/runs").json()["runs"]
+    assert [r["id"] for r in runs] == [ok, *reversed(ids)]
+    failed = sample.client.get("/api/runs", params={"state": "failed"}).json()["runs"]
+    assert [r["id"] for r in failed] == list(reversed(ids)) and failed[0]["exit_code"] == 3
+    page = sample.client.get("/api/runs", params={"limit": 2, "before": ids[2]}).json()["runs"]
+    assert [r["id"] for r in page] == [ids[1], ids[0]]
+    assert sample.client.get("/api/runs", params={"limit": "x"}).status_code == 400
+
+
+def test_cancelling_an_ended_run_is_a_conflict(sample):
+    run_id = sample.start_run("greet")["id"]
+    sample.wait(run_id)
+    assert sample.client.post(f"/api/runs/{run_id}/cancel").status_code == 409
+
+
+def test_token_is_required_and_swapped_for_a_cookie(sample):
+    bare = httpx.Client(base_url=sample.url)
+    assert bare.get("/healthz").status_code == 200
+    assert bare.get("/api/jobs").status_code == 401
+    assert bare.get("/api/jobs", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    assert bare.get("/").status_code == 401
+    assert bare.get("/?token=wrong").status_code == 401
+    login = bare.get(f"/?token={TOKEN}")
+    assert login.status_code == 303 and login.headers["location"] == "/"
+    cookie = login.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert bare.get("/api/jobs").status_code == 200  # the cookie now authenticates
+    assert bare.get("/").status_code == 200
+
+
+def test_dns_rebinding_and_cross_origin_posts_are_refused(sample):
+    c = sample.client
+    assert c.get("/api/jobs", headers={"Host": "evil.example"}).status_code == 403
+    assert c.get("/api/jobs", headers={"Host": f"localhost:{sample.url.rsplit(':', 1)[1]}"}).status_code == 200
+    res = c.post("/api/jobs/greet/runs", json={"params": {}}, headers={"Origin": "http://evil.example"})
+    assert res.status_code == 403
+    assert c.post("/api/jobs/greet/runs", json={"params": {}}, headers={"Origin": "null"}).status_code == 403
+    assert c.post("/api/jobs/greet/runs", json={"params": {}}, headers={"Origin": sample.url}).status_code == 202
+    assert c.get("/api/runs").json()["runs"][0]["job"] == "greet"
+
+
+def test_allowed_hosts_decide_on_a_public_address(pushbutton, write_jobs):
+    jobs = write_jobs("""
+        [pushbutton]
+        allowed_hosts = pb.example.com
+        [job:a]
+        command = true
+        """)
+    pb = pushbutton(jobs, "--host", "0.0.0.0")
+    assert pb.client.get("/api/jobs", headers={"Host": "pb.example.com:8000"}).status_code == 200
+    assert pb.client.get("/api/jobs", headers={"Host": "evil.example"}).status_code == 403
+
+
+def test_global_events_report_every_run_state(sample):
+    with sample.client.stream("GET", "/api/events") as res:
+        from tests.helpers import parse_sse
+
+        events = parse_sse(res.iter_lines())
+        ready = next(events)
+        assert ready.type == "ready" and ready.data == {"active": []}
+        run_id = sample.start_run("greet", name="ann")["id"]
+        states = []
+        for event in events:
+            assert event.type == "state" and event.data["id"] == run_id
+            states.append(event.data["state"])
+            if event.data["state"] == "succeeded":
+                break
+    assert states == ["queued", "running", "succeeded"]

@@ -1,0 +1,198 @@
+"""jobs.ini parsing and every `check` problem, each with its file and line."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from server import catalog as C
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def problems(write_jobs, text: str) -> list[str]:
+    path = write_jobs(text)
+    with pytest.raises(C.CatalogError) as info:
+        C.load(path)
+    return [str(p).replace(str(path), "FILE") for p in info.value.problems]
+
+
+def test_sample_jobs_ini_is_valid_and_shows_every_parameter_type():
+    catalog = C.load(ROOT / "jobs.ini")
+    types = {p.type for job in catalog.jobs.values() for p in job.params}
+    assert types == {"text", "multiline", "int", "float", "bool", "choice", "multichoice", "date", "secret"}
+    assert any(job.confirm for job in catalog.jobs.values())
+    assert any(job.shell for job in catalog.jobs.values())
+
+
+def test_values_keep_semicolons_hashes_percent_and_dollar(write_jobs):
+    catalog = C.load(write_jobs("""
+        [job:a]
+        ; a whole-line comment
+        # another
+        command = date +%Y ; echo "#1 $HOME"
+        description = costs 5% ; maybe
+        """))
+    assert catalog.jobs["a"].argv == ["date", "+%Y", ";", "echo", "#1 $HOME"]
+    assert catalog.jobs["a"].description == "costs 5% ; maybe"
+
+
+def test_full_job_is_read(write_jobs, tmp_path):
+    (tmp_path / "scripts").mkdir()
+    catalog = C.load(write_jobs("""
+        [pushbutton]
+        title = Acme Ops
+        max_concurrent_runs = 3
+        retention_days = 7
+        allowed_hosts = pb.example.com, Other.Example
+
+        [job:deploy]
+        title = Deploy
+        command = ./deploy.sh --env {env} --tag={tag} {targets}
+        workdir = scripts
+        env.DEPLOY_COLOR = blue
+        timeout = 1h30m
+        grace = 3s
+        concurrency = 1
+        confirm = Deploy {tag} to {env}?
+        param.env.type = choice
+        param.env.choices = staging, production
+        param.env.default = staging
+        param.tag.required = yes
+        param.tag.pattern = ^v[0-9]+$
+        param.targets.type = multichoice
+        param.targets.choices = a, b
+        param.token.type = secret
+        """))
+    s = catalog.settings
+    assert (s.title, s.max_concurrent_runs, s.retention_days) == ("Acme Ops", 3, 7)
+    assert s.allowed_hosts == ["pb.example.com", "other.example"]
+    job = catalog.jobs["deploy"]
+    assert job.argv == ["./deploy.sh", "--env", "{env}", "--tag={tag}", "{targets}"]
+    assert job.workdir == tmp_path / "scripts"
+    assert job.env == {"DEPLOY_COLOR": "blue"}
+    assert (job.timeout, job.grace, job.concurrency) == (5400, 3, 1)
+    assert [p.name for p in job.params] == ["env", "tag", "targets", "token"]  # order of first key
+    assert job.params[0].default == "staging"
+    assert job.params[1].type == "text" and job.params[1].required
+
+
+def test_multiline_command_continues_on_indented_lines(write_jobs):
+    catalog = C.load(write_jobs("""
+        [job:a]
+        command = printf '%s\\n'
+            one
+            two
+        """))
+    assert catalog.jobs["a"].argv == ["printf", "%s\\n", "one", "two"]
+
+
+BAD = [
+    ("[job:a]\ncommand = x\nfoo = 1\n", "FILE:3: [job:a] foo: unknown key"),
+    ("[pushbutton]\ncolour = red\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] colour: unknown key"),
+    ("[jobs:a]\ncommand = x\n", "FILE:1: [jobs:a]: unknown section"),
+    ("[job:a]\ncommand = x\n[job:a]\ncommand = y\n", "FILE:3: duplicate section [job:a]"),
+    ("[job:a]\ncommand = x\ncommand = y\n", "FILE:3: [job:a] duplicate key 'command'"),
+    ("[job:a]\ntitle = x\n", "FILE:1: [job:a]: missing command"),
+    ("[job:a]\ncommand = x {nope}\n", "FILE:2: [job:a] command: {nope} names no parameter"),
+    ("[job:a]\ncommand = x 'open\n", "FILE:2: [job:a] command: cannot split command"),
+    ("[job:a]\ncommand = x {t}\nparam.t.type = secret\n", "FILE:2: [job:a] command: secret {t} in the command line"),
+    ("[job:a]\ncommand = x\nparam.t.type = colour\n", "FILE:3: [job:a] param.t.type: unknown type 'colour'"),
+    ("[job:a]\ncommand = x\nparam.t.colour = red\n", "FILE:3: [job:a] param.t.colour: unknown parameter key"),
+    ("[job:a]\ncommand = x\nparam.t.pattern = (\n", "FILE:3: [job:a] param.t.pattern: bad pattern"),
+    ("[job:a]\ncommand = x\nparam.t.type = choice\nparam.t.choices = a, b\nparam.t.default = c\n",
+     "FILE:5: [job:a] param.t.default: default is not among the choices"),
+    ("[job:a]\ncommand = x\nparam.t.type = multichoice\nparam.t.choices = a, b\nparam.t.default = a, z\n",
+     "FILE:5: [job:a] param.t.default: default is not among the choices"),
+    ("[job:a]\ncommand = x\nparam.t.type = choice\n", "FILE:3: [job:a] param.t.type: a choice parameter needs choices"),
+    ("[job:a]\ncommand = x\nparam.t.choices = a\n", "FILE:3: [job:a] param.t.choices: choices only apply"),
+    ("[job:a]\ncommand = x\nparam.n.type = int\nparam.n.min = ten\n", "FILE:4: [job:a] param.n.min: must be a whole"),
+    ("[job:a]\ncommand = x\nparam.n.type = int\nparam.n.min = 5\nparam.n.max = 1\n",
+     "FILE:5: [job:a] param.n.max: max is below min"),
+    ("[job:a]\ncommand = x\nparam.n.type = int\nparam.n.max = 5\nparam.n.default = 9\n",
+     "FILE:5: [job:a] param.n.default: default must be at most 5"),
+    ("[job:a]\ncommand = x\nparam.n.min = 1\n", "FILE:3: [job:a] param.n.min: min only applies"),
+    ("[job:a]\ncommand = x\nparam.n.type = int\nparam.n.pattern = x\n", "FILE:4: [job:a] param.n.pattern: pattern only"),
+    ("[job:a]\ncommand = x\nparam.d.type = date\nparam.d.default = 2024-02-30\n", "FILE:4: [job:a] param.d.default"),
+    ("[job:a]\ncommand = x\nparam.s.type = secret\nparam.s.default = hunter2\n",
+     "FILE:4: [job:a] param.s.default: a secret cannot have a default"),
+    ("[job:a]\ncommand = x\nparam.t.required = maybe\n", "FILE:3: [job:a] param.t.required: 'maybe' is not yes or no"),
+    ("[job:a]\ncommand = x\nparam.9x.type = text\n", "FILE:3: [job:a] param.9x.type: expected param.NAME.KEY"),
+    ("[job:a]\ncommand = x\ntimeout = soon\n", "FILE:3: [job:a] timeout: 'soon' is not a duration"),
+    ("[job:a]\ncommand = x\ntimeout = 0s\n", "FILE:3: [job:a] timeout: must be longer than 0s"),
+    ("[job:a]\ncommand = x\nconcurrency = 0\n", "FILE:3: [job:a] concurrency: must be at least 1"),
+    ("[job:a]\ncommand = x\nshell = maybe\n", "FILE:3: [job:a] shell: 'maybe' is not yes or no"),
+    ("[job:a]\ncommand = x\nworkdir = missing-dir\n", "FILE:3: [job:a] workdir: folder"),
+    ("[job:a]\ncommand = x\nenv.1BAD = y\n", "FILE:3: [job:a] env.1BAD: not a valid environment variable name"),
+    ("[job:a]\ncommand = echo {x}\nshell = yes\nparam.x.type = text\n", "FILE:2: [job:a] command: shell = yes"),
+    ("[job:a]\ncommand = x\nconfirm = Sure {who}?\n", "FILE:3: [job:a] confirm: {who} names no parameter"),
+    ("[job:a]\ncommand = x\nconfirm = {s}?\nparam.s.type = secret\n", "FILE:3: [job:a] confirm: the confirm text"),
+    ("[pushbutton]\nmax_concurrent_runs = lots\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] max_concurrent_runs: 'lots' is not a whole number"),
+    ("[pushbutton]\nretention_days = -1\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] retention_days: must be 0"),
+    ("[job:bad id]\ncommand = x\n", "FILE:1: [job:bad id]: job id may use"),
+    ("[pushbutton]\ntitle = x\n", "FILE:1: no [job:ID] section"),
+    ("command = x\n", "FILE:1: text before the first [section]"),
+    ("[job:a]\ncommand = x\nthis line has no equals sign\n", "FILE:3: cannot parse this line has no equals sign"),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), BAD, ids=[b[1].split(": ", 1)[1][:40] for b in BAD])
+def test_check_names_file_line_and_key(write_jobs, text, expected):
+    found = problems(write_jobs, text)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_every_problem_is_reported_not_just_the_first(write_jobs):
+    found = problems(write_jobs, """
+        [job:a]
+        command = x {nope}
+        colour = red
+        [job:b]
+        command = y
+        timeout = soon
+        """)
+    assert [p.split(":")[1] for p in found] == ["2", "3", "6"]
+
+
+def test_unreadable_file_is_a_problem_not_a_crash(tmp_path):
+    with pytest.raises(C.CatalogError, match="cannot read"):
+        C.load(tmp_path / "absent.ini")
+
+
+def test_literal_braces_are_written_doubled(write_jobs):
+    catalog = C.load(write_jobs("[job:a]\ncommand = awk '{{print $1}}' {f}\nparam.f.type = text\n"))
+    assert catalog.jobs["a"].argv == ["awk", "{{print $1}}", "{f}"]
+
+
+def test_durations():
+    assert C.parse_duration("90") == 90
+    assert C.parse_duration("1h30m") == 5400
+    assert C.parse_duration("2.5s") == 2.5
+    with pytest.raises(ValueError):
+        C.parse_duration("5 minutes")
+
+
+def test_jobs_file_is_found_in_the_current_folder_else_user_config(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    with pytest.raises(FileNotFoundError, match="looked in"):
+        C.find_jobs_file()
+    config = tmp_path / "config" / "pushbutton" / "jobs.ini"
+    config.parent.mkdir(parents=True)
+    config.write_text("[job:a]\ncommand = x\n")
+    assert C.find_jobs_file() == config
+    (tmp_path / "jobs.ini").write_text("[job:b]\ncommand = y\n")
+    assert C.find_jobs_file() == tmp_path / "jobs.ini"
+    assert C.find_jobs_file("/elsewhere/jobs.ini") == Path("/elsewhere/jobs.ini")
+
+
+def test_every_accepted_key_is_documented():
+    docs = (ROOT / "docs" / "jobs-ini.md").read_text()
+    documented = set(re.findall(r"`([a-z_.A-Z]+)`", docs))
+    keys = set(C.SETTINGS_KEYS) | set(C.JOB_KEYS) | set(C.JOB_PREFIX_KEYS)
+    keys |= {f"param.NAME.{k}" for k in C.PARAM_KEYS}
+    missing = sorted(keys - documented)
+    assert not missing, f"docs/jobs-ini.md does not document: {missing}"

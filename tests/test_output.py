@@ -1,0 +1,85 @@
+"""Bytes -> line events: splitting, decoding, batching, progress and secret redaction."""
+
+from __future__ import annotations
+
+import gevent
+
+from server import output as O
+from server.output import OutputStream
+
+
+def collect(**kw):
+    events: list[tuple[str, dict]] = []
+    progress: list[tuple[float, str]] = []
+    stream = OutputStream("stdout", lambda kind, data: events.append((kind, data)),
+                          on_progress=lambda pct, msg: progress.append((pct, msg)), **kw)
+    return stream, events, progress
+
+
+def lines(events) -> list[str]:
+    return [line for kind, data in events if kind == "output" for line in data["lines"]]
+
+
+def test_lines_split_across_reads_and_multibyte_characters_survive():
+    stream, events, _ = collect()
+    for byte in "héllo wörld 😀\nsecond\n".encode():
+        stream.feed(bytes([byte]))
+    stream.close()
+    assert lines(events) == ["héllo wörld 😀", "second"]
+
+
+def test_invalid_utf8_is_replaced_not_fatal():
+    stream, events, _ = collect()
+    stream.feed(b"ok \xff\xfe bad \xc3\x28\n\x80\n")
+    stream.close()
+    assert lines(events) == ["ok \ufffd\ufffd bad \ufffd(", "\ufffd"]
+
+
+def test_last_line_without_newline_is_kept_and_crlf_trimmed():
+    stream, events, _ = collect()
+    stream.feed(b"windows\r\nno newline at end")
+    stream.close()
+    assert lines(events) == ["windows", "no newline at end"]
+
+
+def test_progress_lines_become_progress_not_output():
+    stream, events, progress = collect()
+    stream.feed(b"before\n::progress 45 Copying files\n  ::progress 100%\n::progress soon\nafter\n")
+    stream.close()
+    assert progress == [(45.0, "Copying files"), (100.0, "")]
+    assert lines(events) == ["before", "::progress soon", "after"]
+
+
+def test_secrets_are_masked_in_output():
+    stream, events, _ = collect(secrets=["hunter2"])
+    stream.feed(b"token=hunter2 and again hunter2\n")
+    stream.close()
+    assert lines(events) == ["token=******** and again ********"]
+
+
+def test_a_flood_becomes_few_large_events():
+    stream, events, _ = collect()
+    data = "".join(f"{i}\n" for i in range(200_000)).encode()
+    for start in range(0, len(data), 65536):
+        stream.feed(data[start:start + 65536])
+    stream.close()
+    assert lines(events) == [str(i) for i in range(200_000)]
+    assert len(events) <= 200_000 // O.BATCH_LINES + len(data) // O.BATCH_BYTES + 25
+
+
+def test_a_quiet_line_is_sent_at_once_and_a_burst_soon_after():
+    stream, events, _ = collect()
+    stream.feed(b"first\n")
+    assert lines(events) == ["first"]  # nothing was sent recently: no waiting
+    stream.feed(b"second\n")
+    assert lines(events) == ["first"]  # batched for at most BATCH_INTERVAL
+    gevent.sleep(O.BATCH_INTERVAL * 3)
+    assert lines(events) == ["first", "second"]
+
+
+def test_an_endless_line_is_sent_once_it_reaches_max_line():
+    stream, events, _ = collect()
+    stream.feed(b"x" * (O.MAX_LINE + 10))
+    stream.feed(b"y\n")
+    stream.close()
+    assert [len(line) for line in lines(events)] == [O.MAX_LINE + 10, 1]
