@@ -57,11 +57,12 @@ class Pushbutton:
         self.url = ""
 
     def start(self, *extra: str, timeout: float = 30) -> Pushbutton:
-        self.proc = subprocess.Popen(
-            [BIN, "--headless", "--jobs", str(self.jobs), "--port", "0", "--token", TOKEN,
-             "--data-dir", str(self.data_dir), *extra],
-            stdout=subprocess.PIPE, stderr=open(self.log, "a"), text=True,
-        )
+        with open(self.log, "a") as log:
+            self.proc = subprocess.Popen(
+                [BIN, "--headless", "--jobs", str(self.jobs), "--port", "0", "--token", TOKEN,
+                 "--data-dir", str(self.data_dir), *extra],
+                stdout=subprocess.PIPE, stderr=log, text=True,
+            )
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline() if ready else ""
         assert line.startswith("Pushbutton serving on http://"), f"no URL line: {line!r}\n{self.log.read_text()}"

@@ -1,0 +1,242 @@
+"""Runs end to end on a real server: resume, cancel, timeout, crashes, queues, retention."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import time
+
+import pytest
+
+from tests.helpers import alive, lines_of, wait_for
+
+TREE_JOB = """
+    [job:tree]
+    shell = yes
+    grace = 1s
+    {extra}
+    command =
+        sleep 300 & echo $! > "$PB_DIR/pids"
+        (sleep 301 & echo $! >> "$PB_DIR/pids"; wait) &
+        setsid sleep 302 & echo $! >> "$PB_DIR/pids"
+        nohup sleep 303 >/dev/null 2>&1 & echo $! >> "$PB_DIR/pids"
+        trap '' TERM
+        echo $$ >> "$PB_DIR/pids"
+        echo started
+        while :; do sleep 0.1; done
+    param.dir.type = text
+    """
+
+
+def started_tree(pb, tmp_path, job="tree") -> tuple[dict, list[int]]:
+    run = pb.start_run(job, dir=str(tmp_path))
+    wait_for(lambda: "started" in pb.client.get(f"/api/runs/{run['id']}/log").text)
+    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    assert len(pids) == 5 and all(alive(p) for p in pids)
+    return run, pids
+
+
+def test_cancel_kills_the_whole_tree_even_setsid_nohup_and_term_ignorers(pushbutton, write_jobs, tmp_path):
+    pb = pushbutton(write_jobs(TREE_JOB.format(extra="")))
+    run, pids = started_tree(pb, tmp_path)
+    began = time.monotonic()
+    res = pb.client.post(f"/api/runs/{run['id']}/cancel")
+    assert res.status_code == 202
+    done = pb.wait(run["id"])
+    assert done["state"] == "cancelled" and done["exit_code"] == 128 + signal.SIGKILL
+    assert time.monotonic() - began < 10
+    assert [p for p in pids if alive(p)] == []
+
+
+def test_timeout_kills_the_tree_and_says_timed_out(pushbutton, write_jobs, tmp_path):
+    pb = pushbutton(write_jobs(TREE_JOB.format(extra="timeout = 1s")))
+    run, pids = started_tree(pb, tmp_path)
+    assert pb.wait(run["id"])["state"] == "timed_out"
+    assert [p for p in pids if alive(p)] == []
+
+
+def test_background_children_do_not_outlive_a_finished_run(pushbutton, write_jobs, tmp_path):
+    pb = pushbutton(write_jobs("""
+        [job:bg]
+        shell = yes
+        command = sleep 300 & echo $! > "$PB_DIR/pid"; echo bye
+        param.dir.type = text
+        """))
+    run = pb.start_run("bg", dir=str(tmp_path))
+    done = pb.wait(run["id"], timeout=15)
+    assert done["state"] == "succeeded" and done["exit_code"] == 0
+    assert not alive(int((tmp_path / "pid").read_text()))
+
+
+def test_resume_at_random_cut_points_gives_exactly_the_rest(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs("""
+        [job:mixed]
+        shell = yes
+        command = for i in $(seq 1 40); do seq $((i*100-99)) $((i*100)); echo "err $i" >&2; echo "::progress $i"; done
+        """))
+    run_id = pb.start_run("mixed")["id"]
+    reference = pb.events(run_id)
+    assert lines_of(reference, "stdout") == [str(i) for i in range(1, 4001)]
+    assert reference[-1].type == "end"
+    rng = random.Random(7)
+    for cut in [0, 1, len(reference) - 1, len(reference), *rng.sample(range(len(reference)), 12)]:
+        for header in (True, False):
+            rest = pb.events(run_id, after=cut, header=header) if cut < len(reference) else []
+            assert rest == reference[cut:], (cut, header)
+
+
+def test_a_client_that_keeps_reconnecting_mid_run_sees_every_line_once(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs("""
+        [job:trickle]
+        shell = yes
+        command = for i in $(seq 1 60); do seq $((i*50-49)) $((i*50)); sleep 0.01; done
+        """))
+    run_id = pb.start_run("trickle")["id"]
+    rng = random.Random(11)
+    seen, last, connections = [], 0, 0
+    while not seen or seen[-1].type != "end":
+        batch = pb.events(run_id, after=last, limit=rng.randint(1, 4))
+        connections += 1
+        seen += batch
+        last = batch[-1].id
+    assert [e.id for e in seen] == list(range(1, len(seen) + 1))
+    assert lines_of(seen) == [str(i) for i in range(1, 3001)]
+    assert connections > 5
+
+
+def test_kill_9_then_restart_marks_interrupted_and_keeps_every_line(pushbutton, write_jobs, tmp_path):
+    jobs = write_jobs("""
+        [job:count]
+        shell = yes
+        command = i=0; while [ $i -lt 100000 ]; do i=$((i+1)); echo "line $i"; sleep 0.002; done
+        """)
+    pb = pushbutton(jobs)
+    run_id = pb.start_run("count")["id"]
+    seen = []
+    with pb.client.stream("GET", f"/api/runs/{run_id}/events") as res:
+        from tests.helpers import parse_sse
+
+        for event in parse_sse(res.iter_lines()):
+            seen.append(event)
+            if len(lines_of(seen)) >= 300:
+                pb.proc.kill()  # SIGKILL: no chance to clean up
+                break
+    pb.proc.wait()
+    again = pushbutton(jobs, data_dir=pb.data_dir)
+    run = again.run(run_id)
+    assert run["state"] == "interrupted" and run["finished"] is not None
+    stored = again.client.get(f"/api/runs/{run_id}/log").text.splitlines()
+    assert stored == [f"line {i}" for i in range(1, len(stored) + 1)]
+    assert len(stored) >= len(lines_of(seen))
+    rest = again.events(run_id, after=seen[-1].id)  # resume across the restart
+    assert [e.id for e in seen + rest] == list(range(1, len(seen) + len(rest) + 1))
+    assert lines_of(seen + rest) == stored
+    assert rest[-1].type == "end" and rest[-1].data["state"] == "interrupted"
+
+
+def test_sigterm_stops_runs_records_interrupted_and_exits_0(pushbutton, write_jobs, tmp_path):
+    jobs = write_jobs(TREE_JOB.format(extra=""))
+    pb = pushbutton(jobs)
+    run, pids = started_tree(pb, tmp_path)
+    assert pb.stop(signal.SIGTERM) == 0
+    assert [p for p in pids if alive(p)] == []
+    again = pushbutton(jobs, data_dir=pb.data_dir)
+    assert again.run(run["id"])["state"] == "interrupted"
+
+
+HOLD = """
+    [pushbutton]
+    max_concurrent_runs = 2
+    [job:hold]
+    shell = yes
+    concurrency = 1
+    command = while [ ! -e "$PB_FLAG" ]; do sleep 0.02; done
+    param.flag.type = text
+    [job:other]
+    shell = yes
+    command = while [ ! -e "$PB_FLAG" ]; do sleep 0.02; done
+    param.flag.type = text
+    """
+
+
+def test_job_and_global_limits_queue_runs_in_order(pushbutton, write_jobs, tmp_path):
+    pb = pushbutton(write_jobs(HOLD))
+    flag = {n: tmp_path / f"flag{n}" for n in range(1, 6)}
+    h1 = pb.start_run("hold", flag=str(flag[1]))["id"]
+    h2 = pb.start_run("hold", flag=str(flag[2]))["id"]
+    o3 = pb.start_run("other", flag=str(flag[3]))["id"]
+    o4 = pb.start_run("other", flag=str(flag[4]))["id"]
+    o5 = pb.start_run("other", flag=str(flag[5]))["id"]
+
+    def states():
+        return [pb.run(i)["state"] for i in (h1, h2, o3, o4, o5)]
+
+    assert states() == ["running", "queued", "running", "queued", "queued"]
+    assert pb.client.post(f"/api/runs/{o5}/cancel").status_code == 202
+    assert pb.run(o5)["state"] == "cancelled"  # a queued run ends at once
+    assert pb.events(o5)[-1].type == "end"
+    flag[1].touch()
+    pb.wait(h1)
+    wait_for(lambda: states() == ["succeeded", "running", "running", "queued", "cancelled"])
+    flag[3].touch()
+    wait_for(lambda: states() == ["succeeded", "running", "succeeded", "running", "cancelled"])
+    flag[2].touch()
+    flag[4].touch()
+    pb.wait(o4)
+    assert states() == ["succeeded", "succeeded", "succeeded", "succeeded", "cancelled"]
+
+
+def test_retention_prunes_old_history_at_start_up(pushbutton, write_jobs):
+    jobs = write_jobs("""
+        [pushbutton]
+        retention_days = 30
+        [job:a]
+        command = echo hi
+        """)
+    pb = pushbutton(jobs)
+    old, new = pb.start_run("a")["id"], pb.start_run("a")["id"]
+    pb.wait(old), pb.wait(new)
+    assert pb.stop() == 0
+    with sqlite3.connect(pb.data_dir / "history.sqlite3") as db:
+        db.execute("UPDATE runs SET finished = finished - 31 * 86400 WHERE id = ?", (old,))
+    again = pushbutton(jobs, data_dir=pb.data_dir)
+    assert again.client.get(f"/api/runs/{old}").status_code == 404
+    assert again.run(new)["state"] == "succeeded"
+    with sqlite3.connect(pb.data_dir / "history.sqlite3") as db:
+        assert db.execute("SELECT COUNT(*) FROM events WHERE run_id = ?", (old,)).fetchone() == (0,)
+
+
+def test_non_utf8_output_is_delivered_with_replacement_characters(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs(r"""
+        [job:latin1]
+        command = printf 'caf\351 ok\n\377\376\nlast line without newline'
+        """))
+    run_id = pb.start_run("latin1")["id"]
+    assert pb.output(run_id) == ["caf\ufffd ok", "\ufffd\ufffd", "last line without newline"]
+    assert pb.run(run_id)["state"] == "succeeded"
+
+
+def test_a_missing_program_fails_the_run_with_a_clear_message(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs("""
+        [job:missing]
+        command = ./no-such-script.sh
+        """))
+    run_id = pb.start_run("missing")["id"]
+    events = pb.events(run_id)
+    assert lines_of(events, "stderr") == ["cannot start './no-such-script.sh': No such file or directory"]
+    assert events[-1].data["state"] == "failed" and events[-1].data["exit_code"] == 127
+
+
+@pytest.mark.parametrize("count", [20])
+def test_many_runs_at_once_each_get_their_own_output(pushbutton, write_jobs, count):
+    pb = pushbutton(write_jobs("""
+        [pushbutton]
+        max_concurrent_runs = 20
+        [job:seq]
+        command = seq {n}
+        param.n.type = int
+        """))
+    ids = {n: pb.start_run("seq", n=1000 + n)["id"] for n in range(count)}
+    for n, run_id in ids.items():
+        assert pb.output(run_id) == [str(i) for i in range(1, 1001 + n)]
