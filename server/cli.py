@@ -20,7 +20,8 @@ from server import catalog as C
 from server.params import ParamsError
 
 log = logging.getLogger("pushbutton")
-Window = Callable[[argparse.Namespace, C.Catalog], int]
+# window(args, catalog) opens the window; window(args, None, problems=[...]) shows why it cannot.
+Window = Callable[..., int]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -52,12 +53,9 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
         path = C.find_jobs_file(jobs)
         catalog = C.load(path)
     except FileNotFoundError as exc:
-        print(f"pushbutton: {exc}", file=sys.stderr)
-        return 2
+        return _cannot_load(args, window, [f"pushbutton: {exc}"])
     except C.CatalogError as exc:
-        for problem in exc.problems:
-            print(problem, file=sys.stderr)
-        return 2
+        return _cannot_load(args, window, [str(problem) for problem in exc.problems])
     data_dir = Path(getattr(args, "sub_data_dir", None) or args.data_dir or platformdirs.user_data_dir(C.APP_NAME))
     if args.command == "check":
         print(f"{catalog.path}: OK, {len(catalog.jobs)} job(s): {', '.join(catalog.jobs)}")
@@ -67,6 +65,15 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
     if args.headless or window is None:
         return serve(catalog, data_dir, args.host, 8000 if args.port is None else args.port, args.token)
     return window(args, catalog)
+
+
+def _cannot_load(args: argparse.Namespace, window: Window | None, problems: list[str]) -> int:
+    """`check`, `run` and --headless print the problems and exit 2; the window shows them."""
+    if window is not None and args.command is None and not args.headless:
+        return window(args, None, problems=problems)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 2
 
 
 def serve(catalog: C.Catalog, data_dir: Path, host: str, port: int, token: str | None) -> int:

@@ -1,0 +1,305 @@
+"""The desktop window: the headless server, in this process, behind a pywebview (Qt) window.
+
+Threads: Qt owns the main thread (pywebview requires it); the server runs in its own OS thread on
+its own gevent hub (`server.runtime.Server`); nothing is monkey patched. The window reaches the
+server only through `Server.call`, the server reaches the window only through `MainThread`
+(a queued Qt signal). The per-launch token never leaves this process: the window loads the login
+URL, which swaps it for an HttpOnly cookie that lives in the window's private, in-memory profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import platformdirs
+import webview
+from PySide6.QtCore import QByteArray, QObject, Qt, Signal
+from PySide6.QtGui import QIcon
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from desktop import settings
+from desktop.errorpage import error_page
+from desktop.instance import SingleInstance
+from desktop.notify import Notifier, notice_for
+from server import catalog as C
+from server.runs import FINAL
+from server.runtime import Server
+
+log = logging.getLogger("pushbutton")
+ICON = Path(__file__).resolve().with_name("icon.png")
+
+
+class MainThread(QObject):
+    """Run a function on the GUI thread from any thread (a queued signal). Create it on the GUI
+    thread."""
+
+    _call = Signal(object)
+
+    def __init__(self):
+        super().__init__()
+        self._call.connect(self._run, Qt.ConnectionType.QueuedConnection)
+
+    def _run(self, fn: Callable[[], object]) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("error on the GUI thread")
+
+    def __call__(self, fn: Callable[[], object]) -> None:
+        self._call.emit(fn)
+
+    def wait(self, fn: Callable[[], object], timeout: float = 10) -> object:
+        """Run `fn` on the GUI thread and return its result (call from another thread only)."""
+        done = threading.Event()
+        box: list = []
+
+        def go():
+            try:
+                box.append((fn(), None))
+            except BaseException as exc:
+                box.append((None, exc))
+            finally:
+                done.set()
+
+        self(go)
+        if not done.wait(timeout):
+            raise TimeoutError(f"{fn!r} did not run on the GUI thread")
+        result, error = box[0]
+        if error is not None:
+            raise error
+        return result
+
+
+def ask_stop_runs(parent, titles: list[str]) -> bool:
+    """The close prompt, in plain words. True = stop the runs and quit."""
+    n = len(titles)
+    counts = Counter(titles)
+    running = ", ".join(f"{t} (x{c})" if c > 1 else t for t, c in counts.items())
+    box = QMessageBox(parent)
+    box.setIcon(QMessageBox.Icon.Warning)
+    box.setWindowTitle("Jobs are still running" if n > 1 else "A job is still running")
+    box.setText(f"{n} jobs are still running. Stop them and quit, or keep the window open?" if n > 1 else
+                "1 job is still running. Stop it and quit, or keep the window open?")
+    box.setInformativeText(f"Running: {running}. Stopped jobs are recorded as cancelled.")
+    stop = box.addButton("Stop and quit" if n > 1 else "Stop it and quit", QMessageBox.ButtonRole.DestructiveRole)
+    keep = box.addButton("Keep the window open", QMessageBox.ButtonRole.RejectRole)
+    box.setDefaultButton(keep)
+    box.setEscapeButton(keep)
+    box.exec()
+    return box.clickedButton() is stop
+
+
+def prepare_environment() -> str | None:
+    """Set what QtWebEngine needs; return why no window can open here, if it cannot."""
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # Chromium's sandbox refuses to run as root (CI, containers): without this the page is blank.
+        os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
+    if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
+            and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("QT_QPA_PLATFORM")):
+        return ("there is no display to open a window on (DISPLAY is not set); "
+                "serve browsers instead with: pushbutton --headless")
+    return None
+
+
+class DesktopApp:
+    """One launch of the window. `on_ready(app)`, if given, runs on a thread of its own once the
+    first page has loaded (embedding and the tests use it to drive the window)."""
+
+    def __init__(self, args: argparse.Namespace, catalog: C.Catalog | None, problems: list[str] | None = None,
+                 on_ready: Callable[[DesktopApp], None] | None = None):
+        self.args = args
+        self.catalog = catalog
+        self.problems = problems or []
+        self.on_ready = on_ready
+        self.data_dir = Path(args.data_dir or platformdirs.user_data_dir(C.APP_NAME))
+        self.instance = SingleInstance(self.data_dir)
+        self.server: Server | None = None
+        self.window: webview.Window | None = None
+        self.native = None  # the QMainWindow, once created
+        self.main: MainThread | None = None
+        self.notifier: Notifier | None = None
+        self.cancel_runs = False  # the analyst chose "stop and quit": runs end as cancelled
+        self.skip_prompt = False  # close without asking (the analyst already answered, or a test)
+        self.closing = False
+        self.first_page = threading.Event()
+        self.t0 = time.monotonic()
+
+    # -- the launch ----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        why_not = prepare_environment()
+        if why_not:
+            print(f"pushbutton: {why_not}", file=sys.stderr)
+            return 2
+        if not self.instance.acquire():
+            if self.instance.ask_to_raise():
+                print(f"pushbutton: already open on {self.data_dir}: brought its window forward", file=sys.stderr)
+                return 0
+            print(f"pushbutton: another Pushbutton holds {self.instance.lock_path} but does not answer; "
+                  "close it (or end it in the task manager) and start again", file=sys.stderr)
+            return 1
+        try:
+            return self._run()
+        finally:
+            self.instance.release()
+
+    def _run(self) -> int:
+        code = 0
+        url = html = None
+        if self.catalog is None:
+            looked_in = None if self.args.jobs else [str(p) for p in C.candidate_paths()]
+            html, title, code = error_page(self.problems, looked_in), "Pushbutton: cannot open the jobs", 2
+        else:
+            title = self.catalog.settings.title
+            if self.args.host not in ("127.0.0.1", "localhost") or self.args.token:
+                log.warning("--host and --token apply to --headless only; the window uses 127.0.0.1 "
+                            "and a new secret")
+            self.server = Server(self.catalog, self.data_dir, "127.0.0.1", self.args.port or 0)
+            try:
+                url = self.server.start()
+            except OSError as exc:
+                self.server = None
+                html = error_page([f"cannot start the local server: {exc.strerror or exc}"], None)
+                code = 1
+            else:
+                self.server.call(self._spawn_run_watcher)
+
+        geo = settings.load_geometry()
+        self.window = webview.create_window(
+            title, url=url, html=html, width=geo.width, height=geo.height,
+            x=None if geo.qt else geo.x, y=None if geo.qt else geo.y,
+            min_size=settings.MIN_SIZE, text_select=True)
+        self.window.events.before_show += partial(self._before_show, geo)
+        self.window.events.loaded += self._loaded
+        self.window.events.closing += self._on_closing
+        signal.signal(signal.SIGTERM, self._on_sigterm)
+        try:
+            webview.start(self._after_start, gui="qt", private_mode=True, icon=str(ICON) if ICON.exists() else None)
+        finally:
+            self.closing = True
+            self._stop_server()
+        return code
+
+    def _before_show(self, geo: settings.Geometry) -> None:
+        """GUI thread, window built but not shown yet."""
+        self.native = self.window.native
+        self.main = MainThread()
+        if ICON.exists():
+            QApplication.setWindowIcon(QIcon(str(ICON)))
+        if geo.qt:
+            self.native.restoreGeometry(QByteArray(base64.b64decode(geo.qt)))
+        if self.server is not None:
+            self.notifier = Notifier(self.native, self.catalog.settings.title)
+        self.instance.listen(lambda: self.main(self.bring_forward))
+
+    def _loaded(self) -> None:
+        if not self.first_page.is_set():
+            log.info("window: first page shown after %.2f s", time.monotonic() - self.t0)
+            self.first_page.set()
+
+    def _after_start(self) -> None:
+        """pywebview runs this on its own thread once the GUI loop is starting."""
+        if self.on_ready is None:
+            return
+        if not self.first_page.wait(60):
+            log.error("window: the first page did not load within 60 s")
+        self.on_ready(self)
+
+    # -- while open ----------------------------------------------------------------------------
+
+    def bring_forward(self) -> None:
+        """GUI thread: un-minimise, raise and focus the window."""
+        native = self.native
+        if native.isMinimized():
+            native.showNormal()
+        native.show()
+        native.raise_()
+        native.activateWindow()
+        QApplication.alert(native, 0)
+
+    def _spawn_run_watcher(self) -> None:
+        import gevent
+
+        gevent.spawn(self._watch_runs, self.server.runs.watch())
+
+    def _watch_runs(self, queue) -> None:
+        """Server hub: hand every run end to the GUI thread."""
+        for record in queue:
+            if record.get("state") in FINAL and self.main is not None and not self.closing:
+                self.main(partial(self._run_ended, dict(record)))
+
+    def _run_ended(self, record: dict) -> None:
+        if self.closing or self.notifier is None:
+            return
+        job = self.catalog.jobs.get(record.get("job"))
+        title = (job.title or job.id) if job else str(record.get("job"))
+        notice = notice_for(record, title, self.notifier.focused())
+        if notice is not None:
+            self.notifier.show(notice)
+
+    def active_titles(self) -> list[str]:
+        """Titles of the runs queued or running now (any thread but the server's)."""
+        if self.server is None or not self.server.alive:
+            return []
+
+        def titles():
+            return [run.job.title or run.job.id for run in self.server.runs.active.values()]
+
+        return self.server.call(titles, timeout=10)
+
+    # -- closing -------------------------------------------------------------------------------
+
+    def _on_closing(self):
+        """GUI thread, the analyst closed the window. Returning False keeps it open."""
+        titles = [] if self.skip_prompt else self.active_titles()
+        if titles:
+            log.info("close asked with %d active run(s): asking whether to stop them", len(titles))
+            if not ask_stop_runs(self.native, titles):
+                log.info("close cancelled: the window stays open")
+                return False
+            self.cancel_runs = self.skip_prompt = True
+        self.closing = True
+        self._save_geometry()
+        return True
+
+    def _save_geometry(self) -> None:
+        native = self.native
+        if native is None or native.isFullScreen():
+            return
+        geo = settings.Geometry(width=native.width(), height=native.height(), x=native.x(), y=native.y(),
+                                qt=base64.b64encode(bytes(native.saveGeometry())).decode())
+        try:
+            settings.save_geometry(geo)
+        except OSError as exc:
+            log.warning("cannot remember the window size: %s", exc)
+
+    def _on_sigterm(self, *_) -> None:
+        """Stop without asking (logout, kill): runs end as `interrupted`."""
+        app = QApplication.instance()
+        if app is not None:
+            app.quit()
+
+    def _stop_server(self) -> None:
+        server = self.server
+        if server is None or not server.alive:
+            return
+        if self.cancel_runs:
+            log.info("stopping the active runs: the analyst chose to (recorded as cancelled)")
+            server.call(server.runs.shutdown, "cancelled")
+        server.stop()
+
+
+def open_window(args: argparse.Namespace, catalog: C.Catalog | None, problems: list[str] | None = None,
+                on_ready: Callable[[DesktopApp], None] | None = None) -> int:
+    return DesktopApp(args, catalog, problems, on_ready).run()

@@ -1,0 +1,106 @@
+"""Tell the analyst when a run ends while they look at something else.
+
+`notice_for` decides (pure, tested without a display); `Notifier` delivers through what the
+desktop offers: the system tray's balloon/notification centre when there is a tray, else
+`notify-send` (freedesktop notifications: GNOME without a tray extension), and in any case the
+window asks for attention (taskbar flash / dock bounce / urgency hint).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+
+log = logging.getLogger("pushbutton")
+
+WORDS = {"succeeded": "succeeded", "failed": "failed", "timed_out": "timed out"}
+
+
+@dataclass(frozen=True)
+class Notice:
+    title: str
+    body: str
+    ok: bool
+
+
+def notice_for(record: dict, job_title: str, focused: bool) -> Notice | None:
+    """The notice for a run that just changed state, or None if there is nothing to say.
+
+    Only ends the analyst did not cause are worth it: a cancel came from them, and `interrupted`
+    only happens when the app itself stops."""
+    if focused or record.get("state") not in WORDS:
+        return None
+    state = record["state"]
+    detail = f"Run {record.get('id')}"
+    code = record.get("exit_code")
+    if state == "failed" and code is not None:
+        detail += f" exited with status {code}"
+    elif state == "timed_out":
+        detail += " ran past its time limit and was stopped"
+    else:
+        detail += " finished"
+    return Notice(f"{job_title} {WORDS[state]}", detail + ".", state == "succeeded")
+
+
+def child_env() -> dict[str, str]:
+    """The environment for a helper program: a PyInstaller build points LD_LIBRARY_PATH at its
+    bundled libraries, which other programs must not load."""
+    env = dict(os.environ)
+    for name in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH"):
+        orig = env.pop(f"{name}_ORIG", None)
+        if orig is not None:
+            env[name] = orig
+        elif getattr(sys, "frozen", False):
+            env.pop(name, None)
+    return env
+
+
+class Notifier:
+    """Qt delivery; create and call on the GUI thread only."""
+
+    def __init__(self, window, app_title: str, icon=None):
+        from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+        self.window = window  # the QWidget to flash
+        self.app_title = app_title
+        self.tray = None
+        if QSystemTrayIcon.isSystemTrayAvailable():
+            self.tray = QSystemTrayIcon(icon if icon is not None else QApplication.windowIcon(), window)
+            self.tray.setToolTip(app_title)
+            self.tray.activated.connect(lambda *_: (window.showNormal(), window.raise_(), window.activateWindow()))
+            self.tray.show()
+
+    def focused(self) -> bool:
+        return bool(self.window.isActiveWindow()) and not self.window.isMinimized()
+
+    def show(self, notice: Notice) -> list[str]:
+        """Deliver; return the channels used (for the log and the tests)."""
+        from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+        used = []
+        if self.tray is not None and self.tray.supportsMessages():
+            kind = QSystemTrayIcon.MessageIcon.Information if notice.ok else QSystemTrayIcon.MessageIcon.Warning
+            self.tray.showMessage(notice.title, notice.body, kind, 10_000)
+            used.append("tray")
+        elif sys.platform.startswith("linux") and shutil.which("notify-send"):
+            argv = ["notify-send", "--app-name", self.app_title, "--urgency",
+                    "normal" if notice.ok else "critical", notice.title, notice.body]
+            threading.Thread(target=_run_quietly, args=(argv,), daemon=True).start()
+            used.append("notify-send")
+        QApplication.alert(self.window, 0)
+        used.append("alert")
+        log.info("notified: %s (%s)", notice.title, ", ".join(used))
+        return used
+
+
+def _run_quietly(argv: list[str]) -> None:
+    try:
+        subprocess.run(argv, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=30, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("notify-send failed: %s", exc)

@@ -1,0 +1,271 @@
+"""Drive a real Pushbutton window from inside its process, for the tests.
+
+    python -m tests.desktop.driver SCENARIO [pushbutton arguments...]
+
+The app starts exactly as `pushbutton` does (server.cli.main with the desktop window); the
+scenario runs on its own thread once the first page has loaded, talks to the page through
+pywebview's JS bridge (`evaluate_js`), to Qt through the app's GUI-thread invoker, and prints
+what it saw as `DRIVER {json}` lines for the test to check. It never reaches into the server
+except through the page, as the analyst would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from desktop import app as desktop_app
+from server import cli
+
+SCENARIOS = {}
+
+
+def scenario(fn):
+    SCENARIOS[fn.__name__] = fn
+    return fn
+
+
+def report(**fields) -> None:
+    print("DRIVER " + json.dumps(fields), flush=True)
+
+
+def js(app, script: str, timeout: float = 20):
+    """Evaluate `script` in the page and return its value."""
+    return app.window.evaluate_js(script)
+
+
+def js_promise(app, script: str, timeout: float = 20):
+    """Evaluate `script`, a Promise, in the page and return what it resolves to."""
+    done = threading.Event()
+    box = []
+
+    def resolved(value):
+        box.append(value)
+        done.set()
+
+    app.window.evaluate_js(script, resolved)
+    if not done.wait(timeout):
+        raise TimeoutError(f"page did not answer: {script[:80]}")
+    return box[0]
+
+
+def fetch(app, method: str, path: str, body: dict | None = None) -> dict:
+    """A request from the page itself (its cookie, its origin): the same as the job page does."""
+    init = {"method": method, "credentials": "same-origin", "headers": {"Content-Type": "application/json"}}
+    if body is not None:
+        init["body"] = json.dumps(body)
+    script = (f"fetch({json.dumps(path)}, {json.dumps(init)})"
+              ".then(r => r.text().then(t => ({status: r.status, body: t})))")
+    answer = js_promise(app, script)
+    if isinstance(answer, str):
+        answer = json.loads(answer)
+    try:
+        answer["json"] = json.loads(answer["body"])
+    except (ValueError, TypeError):
+        answer["json"] = None
+    return answer
+
+
+def start_job(app, job: str, params: dict | None = None) -> int:
+    answer = fetch(app, "POST", f"/api/jobs/{job}/runs", {"params": params or {}})
+    assert answer["status"] == 202, answer
+    return answer["json"]["run"]["id"]
+
+
+def wait_state(app, run_id: int, states: set[str], timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        state = fetch(app, "GET", f"/api/runs/{run_id}")["json"]["state"]
+        if state in states or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
+def on_gui(app, fn, timeout: float = 10):
+    return app.main.wait(fn, timeout)
+
+
+def wait_until(predicate, timeout: float = 10, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return bool(predicate())
+
+
+def steal_focus(app):
+    """Focus another top-level window, as if the analyst switched to another program."""
+    from PySide6.QtWidgets import QLabel
+
+    def make():
+        decoy = QLabel("another program")
+        decoy.setWindowTitle("decoy")
+        decoy.setGeometry(10, 10, 200, 80)
+        decoy.show()
+        decoy.raise_()
+        decoy.activateWindow()
+        app._decoy = decoy  # keep it alive
+
+    on_gui(app, make)
+    return wait_until(lambda: not on_gui(app, app.native.isActiveWindow))
+
+
+def answer_dialog(app, button_text: str) -> list:
+    """Arrange for the next modal dialog to be answered by clicking `button_text`; the list gets
+    the dialog's text once it was seen."""
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    seen: list = []
+
+    def look(tries=[0]):  # noqa: B006 - a counter shared by the retries
+        box = QApplication.activeModalWidget()
+        if box is None:
+            tries[0] += 1
+            if tries[0] < 100:
+                QTimer.singleShot(100, look)
+            return
+        buttons = {b.text(): b for b in box.buttons()}
+        seen.append({"title": box.windowTitle(), "text": box.text(), "informative": box.informativeText(),
+                     "buttons": sorted(buttons)})
+        buttons[button_text].click()
+
+    on_gui(app, lambda: QTimer.singleShot(200, look))
+    return seen
+
+
+def close_window(app) -> None:
+    """What the window's close button does."""
+    app.main(app.native.close)
+
+
+def screenshot(path: str) -> None:
+    subprocess.run(["import", "-window", "root", path], check=True, timeout=30)
+
+
+# -- scenarios -------------------------------------------------------------------------------------
+
+@scenario
+def run_job(app):
+    """Title, authenticated page, a job run to `succeeded`, a screenshot."""
+    report(title=on_gui(app, app.native.windowTitle), url=app.window.get_current_url())
+    page = fetch(app, "GET", "/")
+    jobs = fetch(app, "GET", "/api/jobs")
+    report(page_status=page["status"], jobs_status=jobs["status"],
+           jobs=[j["id"] for j in (jobs["json"] or {}).get("jobs", [])])
+    run_id = start_job(app, "greet", {"name": "Xvfb"})
+    state = wait_state(app, run_id, {"succeeded", "failed", "cancelled", "timed_out", "interrupted"})
+    log = fetch(app, "GET", f"/api/runs/{run_id}/log")["body"]
+    js(app, "location.reload(); true")
+    time.sleep(1.5)  # let the job page redraw with the run in its history
+    shot = os.environ.get("DRIVER_SCREENSHOT")
+    if shot:
+        screenshot(shot)
+    report(run=run_id, state=state, log=log)
+    close_window(app)
+
+
+@scenario
+def close_prompt(app):
+    """Close with a run active: keep the window open, then stop and quit."""
+    run_id = start_job(app, "slow")
+    report(run=run_id, state=wait_state(app, run_id, {"running"}))
+    seen = answer_dialog(app, "Keep the window open")
+    close_window(app)
+    wait_until(lambda: bool(seen), 15)
+    time.sleep(0.5)
+    report(first_dialog=seen[0] if seen else None, visible=on_gui(app, app.native.isVisible),
+           state_after_keep=fetch(app, "GET", f"/api/runs/{run_id}")["json"]["state"])
+    seen = answer_dialog(app, "Stop it and quit")
+    close_window(app)
+    wait_until(lambda: bool(seen), 15)
+    report(second_dialog=seen[0] if seen else None)
+
+
+@scenario
+def notify(app):
+    """Run ends while unfocused are announced; while focused they are not."""
+    calls = []
+    original = app.notifier.show
+
+    def spy(notice):
+        calls.append({"title": notice.title, "body": notice.body, "channels": original(notice)})
+        return calls[-1]["channels"]
+
+    app.notifier.show = spy
+    on_gui(app, app.bring_forward)  # no window manager under Xvfb: nothing focuses a new window
+    focused_first = wait_until(lambda: on_gui(app, app.native.isActiveWindow))
+    run_id = start_job(app, "greet")
+    wait_state(app, run_id, {"succeeded"})
+    time.sleep(1)
+    report(focused=focused_first, calls_while_focused=list(calls))
+    report(unfocused=steal_focus(app))
+    for job in ("greet", "fails"):
+        run_id = start_job(app, job)
+        wait_state(app, run_id, {"succeeded", "failed"})
+    wait_until(lambda: len(calls) >= 2, 10)
+    report(calls_while_unfocused=calls)
+    close_window(app)
+
+
+@scenario
+def single_instance(app):
+    """A second launch on the same data brings this window forward and exits 0."""
+    on_gui(app, app.native.showMinimized)
+    wait_until(lambda: on_gui(app, app.native.isMinimized), 5)
+    report(minimized=on_gui(app, app.native.isMinimized), unfocused=steal_focus(app))
+    second = [a for a in sys.argv[2:]]
+    t0 = time.monotonic()
+    proc = subprocess.run([os.environ["DRIVER_PUSHBUTTON"], *second], capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - t0
+    forward = wait_until(lambda: on_gui(app, lambda: app.native.isActiveWindow() and not app.native.isMinimized()))
+    report(second_code=proc.returncode, second_stderr=proc.stderr, second_seconds=took, forward=forward)
+    close_window(app)
+
+
+@scenario
+def geometry(app):
+    """Report the geometry; with DRIVER_GEOMETRY=WxH+X+Y set it first (it is saved on close)."""
+    want = os.environ.get("DRIVER_GEOMETRY")
+    if want:
+        size, x, y = want.split("+")
+        w, h = map(int, size.split("x"))
+        on_gui(app, lambda: (app.native.resize(w, h), app.native.move(int(x), int(y))))
+        time.sleep(0.5)
+    report(geometry=on_gui(app, lambda: [app.native.width(), app.native.height(), app.native.x(), app.native.y()]))
+    close_window(app)
+
+
+@scenario
+def page_text(app):
+    """What the window shows (for the error pages)."""
+    report(title=on_gui(app, app.native.windowTitle), text=js(app, "document.body.innerText"))
+    close_window(app)
+
+
+def main() -> int:
+    name = sys.argv[1]
+    fn = SCENARIOS[name]
+
+    def ready(app):
+        try:
+            fn(app)
+        except BaseException as exc:
+            report(error=f"{type(exc).__name__}: {exc}")
+            app.skip_prompt = True
+            app.main(app.native.close)
+            raise
+
+    def window(args, catalog, problems=None):
+        return desktop_app.open_window(args, catalog, problems, on_ready=ready)
+
+    return cli.main(sys.argv[2:], window=window)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
