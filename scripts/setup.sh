@@ -29,7 +29,7 @@ fi
 stamp=.venv/.installed-$what
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-  if [ "$what" = test ]; then extras="[dev]"; else extras=""; fi
+  if [ "$what" = test ]; then extras="[dev,desktop,build]"; else extras=""; fi
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
   touch "$stamp"
 fi
