@@ -19,7 +19,9 @@ from gevent.event import Event
 from server.store import Store
 
 log = logging.getLogger("pushbutton")
-RECENT_EVENTS = 256  # kept in memory after commit, for live readers
+RECENT_EVENTS = 256  # kept in memory after commit, for live readers...
+RECENT_BYTES = 4 * 1024 * 1024  # ...up to this much; older events are read from SQLite
+BACKLOG_EVENTS = 64  # emitted but not yet stored; beyond this the producer waits
 Row = tuple[int, str, str]  # (seq, type, json data)
 
 
@@ -42,6 +44,7 @@ class EventLog:
         self.seq = last_seq  # last number handed out
         self.committed = last_seq  # last number durably stored: readers see up to here
         self.recent: deque[Row] = deque()
+        self.recent_bytes = 0
         self.ended = False
         self._changed = Event()
         self._loop = gevent.get_hub().loop
@@ -50,6 +53,7 @@ class EventLog:
         self.seq += 1
         row = (self.seq, kind, json.dumps(data, ensure_ascii=False, separators=(",", ":")))
         self.recent.append(row)
+        self.recent_bytes += len(row[2])
         if kind == "end":
             self.ended = True
         self.store.submit(Store.append_events, self.run_id, [row], callback=self._stored)
@@ -65,10 +69,17 @@ class EventLog:
             log.error("run %s: could not store event: %s", self.run_id, error)
             seq = self.seq
         self.committed = max(self.committed, seq or 0)
-        while len(self.recent) > RECENT_EVENTS and self.recent[0][0] <= self.committed:
-            self.recent.popleft()
+        while (len(self.recent) > RECENT_EVENTS or self.recent_bytes > RECENT_BYTES) \
+                and self.recent and self.recent[0][0] <= self.committed:
+            self.recent_bytes -= len(self.recent.popleft()[2])
         changed, self._changed = self._changed, Event()
         changed.set()
+
+    def wait_writable(self) -> None:
+        """Backpressure: hold a producer while the disk is behind, so memory stays flat (the
+        process then blocks on its full pipe, as it would writing to a slow terminal)."""
+        while self.seq - self.committed > BACKLOG_EVENTS:
+            self._changed.wait(1.0)
 
     @property
     def finished(self) -> bool:

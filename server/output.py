@@ -27,7 +27,7 @@ Emit = Callable[[str, dict], None]
 
 class OutputStream:
     def __init__(self, stream: str, emit: Emit, secrets: list[str] = (), on_progress=None,
-                 extra: dict | None = None):
+                 extra: dict | None = None, wait=None):
         self.stream = stream
         self.emit = emit
         self.secrets = [s for s in secrets if s]
@@ -38,6 +38,7 @@ class OutputStream:
         self.pending_bytes = 0
         self.last_flush = 0.0
         self.timer: gevent.Greenlet | None = None
+        self.wait = wait  # blocks the reader while events are not yet stored (backpressure)
 
     def feed(self, chunk: bytes) -> None:
         data = self.partial + chunk if self.partial else chunk
@@ -51,6 +52,8 @@ class OutputStream:
             self.partial = data[end + 1:]
             self._lines(data[:end].decode("utf-8", "replace"))
         self._schedule()
+        if self.wait is not None:
+            self.wait()
 
     def close(self) -> None:
         """End of stream: a last line without newline is kept."""

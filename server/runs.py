@@ -141,7 +141,7 @@ class Runs:
     def _execute(self, run: Run) -> None:
         job = run.job
         secrets = P.secret_values(job.params, run.values)
-        streams = [OutputStream(name, run.log.emit, secrets, self._progress_of(run))
+        streams = [OutputStream(name, run.log.emit, secrets, self._progress_of(run), wait=run.log.wait_writable)
                    for name in ("stdout", "stderr")]
         argv = job.argv if job.shell else P.build_argv(job.argv, run.values)
         env = {**os.environ, **job.env, **P.build_env(run.values),

@@ -9,6 +9,7 @@ hang it. Other threads talk to the server only through `call()`, which hands wor
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 import threading
 from pathlib import Path
@@ -30,6 +31,13 @@ from server.store import Store
 log = logging.getLogger("pushbutton")
 BACKLOG = 1024  # the default 128 makes a burst of 1000 connections take seconds
 PRUNE_EVERY = 24 * 3600
+
+
+class _WSGIServer(WSGIServer):
+    def handle(self, sock, address):
+        # Without TCP_NODELAY a small write after the headers waits for a delayed ACK: 40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().handle(sock, address)
 
 
 def assets_dir() -> Path:
@@ -113,7 +121,7 @@ class Server:
             self.runs = Runs(self.catalog, store)
             self._stop = Event()
             # Bind first: the Guard needs the real port (for --port 0) to name its cookie.
-            self.wsgi = WSGIServer((self.host, self.port), None, backlog=BACKLOG, log=None, error_log=log)
+            self.wsgi = _WSGIServer((self.host, self.port), None, backlog=BACKLOG, log=None, error_log=log)
             self.wsgi.init_socket()
             self.port = self.wsgi.server_port
             guard = Guard(self.token, self.host, self.port, self.catalog.settings.allowed_hosts)

@@ -240,3 +240,24 @@ def test_many_runs_at_once_each_get_their_own_output(pushbutton, write_jobs, cou
     ids = {n: pb.start_run("seq", n=1000 + n)["id"] for n in range(count)}
     for n, run_id in ids.items():
         assert pb.output(run_id) == [str(i) for i in range(1, 1001 + n)]
+
+
+def test_memory_stays_flat_however_much_a_run_prints(pushbutton, write_jobs):
+    import psutil
+
+    pb = pushbutton(write_jobs("""
+        [job:flood]
+        shell = yes
+        command = head -c 60000000 /dev/zero | tr '\\0' x | fold -w 100
+        """))
+    server = psutil.Process(pb.proc.pid)
+    idle = server.memory_info().rss
+    run_id = pb.start_run("flood")["id"]
+    peak = idle
+    while pb.run(run_id)["state"] == "running":
+        peak = max(peak, server.memory_info().rss)
+        time.sleep(0.02)
+    assert pb.run(run_id)["state"] == "succeeded"
+    log = pb.client.get(f"/api/runs/{run_id}/log")
+    assert len(log.content) == 60_600_000  # 600,000 lines of 100 x and a newline
+    assert (peak - idle) / 2**20 < 45, f"RSS grew by {(peak - idle) / 2**20:.0f} MiB"
