@@ -92,6 +92,9 @@ def serve(catalog: C.Catalog, data_dir: Path, host: str, port: int, token: str |
         signal.signal(sig, lambda *_: stop.set())
     while not stop.wait(0.5) and server.alive:
         pass
+    if not server.alive:
+        log.error("the server thread ended unexpectedly")
+        return 1
     log.info("stopping: active runs are stopped and recorded as interrupted")
     server.stop()
     return 0

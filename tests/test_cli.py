@@ -5,7 +5,6 @@ from __future__ import annotations
 import select
 import socket
 import subprocess
-import sys
 
 from tests.conftest import ROOT
 from tests.helpers import BIN, TOKEN
@@ -96,8 +95,3 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
                  "--data-dir", str(tmp_path / "d"))
     assert out.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in out.stderr
 
-
-def test_window_mode_says_it_is_not_built_without_importing_a_gui():
-    code = "import sys; from desktop.main import main; sys.exit(main(['--jobs', sys.argv[1]]))"
-    out = subprocess.run([sys.executable, "-c", code, str(ROOT / "jobs.ini")], capture_output=True, text=True)
-    assert out.returncode == 2 and "--headless" in out.stderr
