@@ -353,24 +353,21 @@ class _Reader:
                 self.problem(section, "confirm", f"the confirm text would show secret {{{name}}}")
 
 
-def _positive_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a whole number") from None
-    if value < 1:
-        raise ValueError("must be at least 1")
-    return value
+def _int_at_least(low: int):
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"{raw!r} is not a whole number") from None
+        if value < low:
+            raise ValueError(f"must be at least {low}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{raw!r} is not a whole number") from None
-    if value < 0:
-        raise ValueError("must be 0 or more")
-    return value
+_positive_int = _int_at_least(1)
+_non_negative_int = _int_at_least(0)
 
 
 def _positive_duration(raw: str) -> float:
