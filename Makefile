@@ -1,5 +1,5 @@
 # The two commands of the README: `make run` and `make test`. Everything else is optional.
-.PHONY: run test lint bench
+.PHONY: run test lint bench dist desktop
 
 run:
 	@scripts/setup.sh run
@@ -16,3 +16,16 @@ lint:
 bench:
 	@scripts/setup.sh test
 	.venv/bin/python bench/run.py
+
+# The desktop window on jobs.ini (needs a display; `make run` is the headless server).
+desktop:
+	@scripts/setup.sh test
+	.venv/bin/pushbutton --jobs jobs.ini
+
+# dist/pushbutton (window + headless) and dist/pushbutton-server (headless, no Qt), one file each,
+# for this machine's OS; see docs/desktop.md. ONEDIR=1 builds folders in dist/onedir/ instead.
+dist:
+	@scripts/setup.sh test
+	.venv/bin/python -m PyInstaller --noconfirm --clean --log-level WARN --distpath dist$(if $(ONEDIR),/onedir) \
+		--workpath build/work/dist build/pushbutton.spec -- $(if $(ONEDIR),--mode onedir)
+	@ls -l dist$(if $(ONEDIR),/onedir)

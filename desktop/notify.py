@@ -9,7 +9,6 @@ window asks for attention (taskbar flash / dock bounce / urgency hint).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import subprocess
 import sys
@@ -45,19 +44,6 @@ def notice_for(record: dict, job_title: str, focused: bool) -> Notice | None:
     else:
         detail += " finished"
     return Notice(f"{job_title} {WORDS[state]}", detail + ".", state == "succeeded")
-
-
-def child_env() -> dict[str, str]:
-    """The environment for a helper program: a PyInstaller build points LD_LIBRARY_PATH at its
-    bundled libraries, which other programs must not load."""
-    env = dict(os.environ)
-    for name in ("LD_LIBRARY_PATH", "DYLD_LIBRARY_PATH"):
-        orig = env.pop(f"{name}_ORIG", None)
-        if orig is not None:
-            env[name] = orig
-        elif getattr(sys, "frozen", False):
-            env.pop(name, None)
-    return env
 
 
 class Notifier:
@@ -100,7 +86,7 @@ class Notifier:
 
 def _run_quietly(argv: list[str]) -> None:
     try:
-        subprocess.run(argv, env=child_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=30, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("notify-send failed: %s", exc)

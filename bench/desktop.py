@@ -1,0 +1,154 @@
+"""Desktop and build benchmark: size of each executable and time from start to first page.
+
+    .venv/bin/python bench/desktop.py             (after `make dist`; ONEDIR builds in dist/onedir/)
+
+For each build found (and the unfrozen venv for comparison), copied alone into a temp folder with a
+jobs.ini beside it, started from another working directory, N times:
+- headless: process start -> the login URL answered with the job page (HTTP 200, after the
+  token-for-cookie redirect), as a browser would see it;
+- window: process start -> the window reports its first page loaded (under Xvfb if no DISPLAY).
+Prints one line per build and a Markdown table for docs/desktop.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+MiB = 1024 * 1024
+JOBS = "[pushbutton]\ntitle = Bench\n\n[job:hi]\ncommand = echo hi\n"
+
+
+def size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def place(exe: Path, tmp: Path) -> Path:
+    """Copy the build alone into an empty folder with a jobs.ini; return what to start."""
+    folder = tmp / "app"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    (folder / "jobs.ini").write_text(JOBS)
+    if exe.parent.name == exe.name:  # onedir
+        shutil.copytree(exe.parent, folder / exe.name)
+        return folder / exe.name / exe.name
+    shutil.copy2(exe, folder / exe.name)
+    return folder / exe.name
+
+
+def headless_first_page(argv: list[str], env: dict, cwd: Path) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([*argv, "--headless", "--port", "0"], cwd=cwd, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        ready, _, _ = select.select([proc.stdout], [], [], 60)
+        line = proc.stdout.readline() if ready else ""
+        if not line.startswith("Pushbutton serving on "):
+            raise RuntimeError(f"{argv[0]}: no URL line ({line!r})")
+        url = line.split(" on ", 1)[1].strip()
+        with httpx.Client(follow_redirects=True, timeout=30) as client:
+            page = client.get(url)
+        took = time.perf_counter() - t0
+        if page.status_code != 200:
+            raise RuntimeError(f"{argv[0]}: first page answered {page.status_code}")
+        return took
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def window_first_page(argv: list[str], env: dict, cwd: Path) -> float:
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            ready, _, _ = select.select([proc.stderr], [], [], 1)
+            if ready and "first page shown" in proc.stderr.readline():
+                return time.perf_counter() - t0
+        raise RuntimeError(f"{argv[0]}: the window never reported its first page")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+
+
+def start_xvfb() -> tuple[subprocess.Popen, str]:
+    read, write = os.pipe()
+    proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
+                            pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        return proc, ":" + pipe.readline().strip()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--dist", type=Path, default=ROOT / "dist")
+    opts = ap.parse_args()
+
+    builds = []  # (label, kind, path to the executable or None for the venv)
+    for sub, mode in (("", "onefile"), ("onedir", "onedir")):
+        for name, kind in (("pushbutton-server", "headless"), ("pushbutton", "window"), ("pushbutton", "headless")):
+            exe = opts.dist / sub / name / name if mode == "onedir" else opts.dist / name
+            if exe.is_file():
+                what = "window" if kind == "window" else ("headless" if name == "pushbutton-server"
+                                                          else "window build, --headless")
+                builds.append((f"{name} {mode} ({what})", kind, exe))
+    venv = Path(sys.executable).with_name("pushbutton")
+    builds.append(("unfrozen venv (headless)", "headless", venv))
+    builds.append(("unfrozen venv (window)", "window", venv))
+    if len(builds) == 2:
+        print(f"no builds in {opts.dist}: run `make dist` (and `make dist ONEDIR=1`) first", file=sys.stderr)
+
+    xvfb = None
+    env = dict(os.environ)
+    if not env.get("DISPLAY"):
+        xvfb, env["DISPLAY"] = start_xvfb()
+    rows = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="pb-bench-") as tmp_name:
+            tmp = Path(tmp_name)
+            env.update(XDG_DATA_HOME=str(tmp / "share"), XDG_CONFIG_HOME=str(tmp / "config"))
+            elsewhere = tmp / "elsewhere"
+            elsewhere.mkdir()
+            for label, kind, exe in builds:
+                if exe.parent == venv.parent:
+                    (elsewhere / "jobs.ini").write_text(JOBS)  # the venv finds it in the cwd
+                    argv, size = [str(exe)], None
+                else:
+                    argv = [str(place(exe, tmp))]
+                    size = size_of(exe.parent if exe.parent.name == exe.name else exe)
+                measure = window_first_page if kind == "window" else headless_first_page
+                times = [measure(argv, env, elsewhere) for _ in range(opts.runs)]
+                (elsewhere / "jobs.ini").unlink(missing_ok=True)
+                row = (label, size, statistics.median(times), min(times), max(times))
+                rows.append(row)
+                print(f"{label:45} {'-' if size is None else f'{size / MiB:7.1f} MiB'}  first page "
+                      f"median {row[2]:.2f} s (min {row[3]:.2f}, max {row[4]:.2f}, {opts.runs} runs)", flush=True)
+    finally:
+        if xvfb is not None:
+            xvfb.terminate()
+            xvfb.wait(10)
+    print("\n| build | size | start to first page (median, min-max) |\n|---|---|---|")
+    for label, size, med, low, high in rows:
+        print(f"| {label} | {'-' if size is None else f'{size / MiB:.1f} MiB'} | {med:.2f} s ({low:.2f}-{high:.2f}) |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
