@@ -24,7 +24,9 @@ APP_NAME = "pushbutton"
 # Every key the parser accepts; docs/jobs-ini.md must document each (a test checks).
 SETTINGS_KEYS = ("title", "max_concurrent_runs", "retention_days", "allowed_hosts")
 JOB_KEYS = ("title", "description", "command", "shell", "workdir", "timeout", "grace",
-            "concurrency", "confirm")
+            "concurrency", "confirm", "targets")
+HOST_KEYS = ("address", "port", "user", "identity", "known_hosts", "connect_timeout")
+GROUP_KEYS = ("hosts", "parallel")
 JOB_PREFIX_KEYS = ("env.NAME", "param.NAME.KEY")
 PARAM_KEYS = ("type", "label", "help", "default", "required", "pattern", "min", "max", "choices")
 
@@ -60,6 +62,35 @@ class Settings:
 
 
 @dataclass
+class Host:
+    """One SSH target: where to connect, as whom, and which host keys to trust."""
+
+    name: str
+    address: str = ""
+    port: int = 22
+    user: str | None = None  # None: ssh's default (the local user, or ~/.ssh/config)
+    identity: Path | None = None  # None: the SSH agent, then the user's default keys
+    known_hosts: Path | None = None  # None: ~/.ssh/known_hosts (and the system-wide file)
+    connect_timeout: float = 10.0
+
+
+@dataclass
+class Group:
+    name: str
+    members: list[str]  # host names, and group:NAME for nested groups
+    parallel: int = 10
+
+
+@dataclass(frozen=True)
+class Target:
+    """One host of a job, and the group (named in `targets`) whose `parallel` cap it counts against."""
+
+    host: Host
+    group: str | None = None
+    parallel: int = 1
+
+
+@dataclass
 class Job:
     id: str
     command: str
@@ -74,6 +105,7 @@ class Job:
     concurrency: int | None = None
     confirm: str = ""
     params: list[Param] = field(default_factory=list)
+    targets: list[Target] = field(default_factory=list)  # empty: runs on this machine
 
     def public(self) -> dict:
         return {
@@ -84,6 +116,7 @@ class Job:
             "concurrency": self.concurrency,
             "timeout": self.timeout,
             "params": [p.public() for p in self.params],
+            "targets": [t.host.name for t in self.targets],
         }
 
 
@@ -92,6 +125,8 @@ class Catalog:
     path: Path
     settings: Settings
     jobs: dict[str, Job]
+    hosts: dict[str, Host] = field(default_factory=dict)
+    groups: dict[str, Group] = field(default_factory=dict)
 
 
 def find_jobs_file(explicit: str | os.PathLike | None = None) -> Path:
@@ -171,6 +206,7 @@ class _Reader:
         self.file = str(path)
         self.lines = _Lines(text, self.file)
         self.problems: list[Problem] = list(self.lines.duplicates)
+        self.job_targets: dict[str, str] = {}  # job id -> raw `targets`, resolved once all is read
 
     def problem(self, section: str, key: str | None, message: str) -> None:
         where = f"[{section}] {key}: " if key else f"[{section}]: "
@@ -186,6 +222,8 @@ class _Reader:
     def read(self, parser: configparser.RawConfigParser) -> Catalog:
         settings = Settings()
         jobs: dict[str, Job] = {}
+        hosts: dict[str, Host] = {}
+        groups: dict[str, Group] = {}
         for section in parser.sections():
             kind, _, name = section.partition(":")
             if section == "pushbutton":
@@ -196,11 +234,22 @@ class _Reader:
                 job = self.job(name, section, parser[section])
                 if job is not None:
                     jobs[name] = job
+            elif kind in ("host", "group") and name:
+                if not JOB_ID_RE.match(name):
+                    self.problem(section, None, f"{kind} name may use letters, digits, '.', '_' and '-'")
+                if kind == "host":
+                    hosts[name] = self.host(name, section, parser[section])
+                else:
+                    groups[name] = self.group(name, section, parser[section])
             else:
-                self.problem(section, None, "unknown section; expected [pushbutton] or [job:ID]")
+                self.problem(section, None, "unknown section; expected [pushbutton], [job:ID], [host:NAME] "
+                             "or [group:NAME]")
         if not jobs and not self.problems:
             self.problems.append(Problem(self.file, 1, "no [job:ID] section"))
-        return Catalog(self.path, settings, jobs)
+        expanded = {name: self.expand(name, hosts, groups) for name in groups}
+        for job_id, raw in self.job_targets.items():
+            jobs[job_id].targets = self.targets(f"job:{job_id}", raw, hosts, groups, expanded)
+        return Catalog(self.path, settings, jobs, hosts, groups)
 
     def settings(self, section: str, items) -> Settings:
         s = Settings()
@@ -249,6 +298,11 @@ class _Reader:
                 job.grace = self.convert(section, key, raw, parse_duration, 10.0)
             elif key == "concurrency":
                 job.concurrency = self.convert(section, key, raw, _positive_int)
+            elif key == "targets":
+                self.job_targets[job_id] = raw
+                if (section, "workdir") in self.lines.keys:
+                    self.problem(section, "workdir", "workdir applies to jobs run on this machine; a remote "
+                                 "command starts in the login directory (use shell = yes and cd)")
             else:
                 self.problem(section, key, "unknown key")
         job.params = list(params.values())
@@ -256,6 +310,97 @@ class _Reader:
             self.check_param(section, param_lines[p.name], p)
         self.check_command(section, job)
         return job
+
+    # -- remote hosts ------------------------------------------------------------------------
+
+    def host(self, name: str, section: str, items) -> Host:
+        host = Host(name=name)
+        for key, raw in items.items():
+            if key == "address":
+                host.address = self.convert(section, key, raw, _ssh_word, "")
+            elif key == "user":
+                host.user = self.convert(section, key, raw, _ssh_word)
+            elif key == "port":
+                host.port = self.convert(section, key, raw, _port, 22)
+            elif key == "connect_timeout":
+                host.connect_timeout = self.convert(section, key, raw, _positive_duration, 10.0)
+            elif key in ("identity", "known_hosts"):
+                setattr(host, key, self.key_file(section, key, raw))
+            else:
+                self.problem(section, key, "unknown key")
+        if not host.address and (section, "address") not in self.lines.keys:
+            self.problem(section, None, "missing address")
+        return host
+
+    def key_file(self, section: str, key: str, raw: str) -> Path | None:
+        """A file ssh must read: checked now, so a typo fails `check` rather than a run."""
+        path = (self.path.parent / os.path.expanduser(raw)).resolve()
+        what = "key file" if key == "identity" else "known_hosts file"
+        if '"' in str(path) or "\n" in str(path):
+            self.problem(section, key, f"{what} path may not contain quotes or newlines")
+            return None
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            self.problem(section, key, f"cannot read {what} {str(path)!r}: {exc.strerror}")
+            return None
+        if key == "identity" and os.name == "posix" and path.stat().st_mode & 0o077:
+            self.problem(section, key, f"key file {str(path)!r} is readable by other users and ssh refuses "
+                         "it; run chmod 600 on it")
+        return path
+
+    def group(self, name: str, section: str, items) -> Group:
+        group = Group(name=name, members=[])
+        for key, raw in items.items():
+            if key == "hosts":
+                group.members = split_list(raw)
+            elif key == "parallel":
+                group.parallel = self.convert(section, key, raw, _positive_int, 10)
+            else:
+                self.problem(section, key, "unknown key")
+        if not group.members:
+            self.problem(section, "hosts", "a group needs hosts = NAME, NAME, ...")
+        return group
+
+    def expand(self, name: str, hosts: dict[str, Host], groups: dict[str, Group],
+               path: tuple[str, ...] = ()) -> list[str]:
+        """A group's host names, nested groups flattened in order. Unknown names are reported at
+        the group that names them, each cycle once."""
+        path = (*path, name)
+        out: list[str] = []
+        for member in groups[name].members:
+            kind, _, ref = member.rpartition(":")
+            if kind == "group" and ref in path:
+                cycle = (*path[path.index(ref):], ref)
+                if ref == path[0] == min(cycle):
+                    self.problem(f"group:{name}", "hosts", "group cycle: " + " -> ".join(cycle))
+            elif kind == "group" and ref in groups:
+                out += self.expand(ref, hosts, groups, path)
+            elif kind in ("", "host") and ref in hosts:
+                out.append(ref)
+            elif len(path) == 1:
+                hint = f" (for the group, write group:{ref})" if ref in groups else ""
+                self.problem(f"group:{name}", "hosts", f"unknown {kind or 'host'} {ref!r}{hint}")
+        return list(dict.fromkeys(out))
+
+    def targets(self, section: str, raw: str, hosts: dict[str, Host], groups: dict[str, Group],
+                expanded: dict[str, list[str]]) -> list[Target]:
+        found: dict[str, Target] = {}
+        if not split_list(raw):
+            self.problem(section, "targets", "targets is empty; leave it out to run on this machine")
+        for item in split_list(raw):
+            kind, _, name = item.partition(":")
+            if kind == "host" and name in hosts:
+                found.setdefault(name, Target(hosts[name]))
+            elif kind == "group" and name in groups:
+                for host in expanded[name]:
+                    found.setdefault(host, Target(hosts[host], name, groups[name].parallel))
+            elif kind in ("host", "group"):
+                self.problem(section, "targets", f"unknown {kind} {name!r}")
+            else:
+                self.problem(section, "targets", f"{item!r}: expected host:NAME or group:NAME")
+        return list(found.values())
 
     def param_key(self, section: str, key: str, p: Param, pkey: str, raw: str) -> None:
         if pkey == "type":
@@ -368,6 +513,20 @@ def _int_at_least(low: int):
 
 _positive_int = _int_at_least(1)
 _non_negative_int = _int_at_least(0)
+
+
+def _port(raw: str) -> int:
+    value = _positive_int(raw)
+    if value > 65535:
+        raise ValueError("must be at most 65535")
+    return value
+
+
+def _ssh_word(raw: str) -> str:
+    """An address or user name that ssh cannot mistake for an option."""
+    if not raw or raw.startswith("-") or any(c.isspace() or ord(c) < 32 for c in raw):
+        raise ValueError(f"{raw!r} must be one word, not starting with '-'")
+    return raw
 
 
 def _positive_duration(raw: str) -> float:

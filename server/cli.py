@@ -36,6 +36,8 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command")
     check = sub.add_parser("check", help="check a jobs.ini and exit")
     check.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
+    hosts = sub.add_parser("hosts", help="connect to every [host:NAME] and say which are reachable")
+    hosts.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
     run = sub.add_parser("run", help="run one job in this terminal")
     run.add_argument("job")
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
         return 0
     if args.command == "run":
         return run_in_terminal(catalog, data_dir, args.job, args.param)
+    if args.command == "hosts":
+        return check_hosts(catalog)
     if args.headless or window is None:
         return serve(catalog, data_dir, args.host, 8000 if args.port is None else args.port, args.token)
     return window(args, catalog)
@@ -156,13 +160,39 @@ def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list
     return 1 if code is None else code
 
 
+def check_hosts(catalog: C.Catalog) -> int:
+    """`pushbutton hosts`: try every host at once; one line each; exit 1 unless all are reachable."""
+    import shutil
+    import tempfile
+
+    import gevent.pool
+
+    from server.executors.ssh import probe
+
+    if not catalog.hosts:
+        print(f"{catalog.path}: no [host:NAME] sections")
+        return 0
+    workdir = Path(tempfile.mkdtemp(prefix="pb-hosts-"))
+    try:
+        pool = gevent.pool.Pool(50)  # file descriptors: three per ssh process
+        probes = [pool.spawn(probe, host, workdir) for host in catalog.hosts.values()]
+        pool.join()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    width = max(len(name) for name in catalog.hosts)
+    for found in (g.value for g in probes):
+        print(f"{found.host:<{width}}  {found.status:<16}  {found.reason} ({found.seconds:.2f}s)")
+    return 0 if all(g.value.status == "reachable" for g in probes) else 1
+
+
 def _print_event(kind: str, data: str) -> None:
     import json
 
     event = json.loads(data)
     if kind == "output":
         out = sys.stdout if event["stream"] == "stdout" else sys.stderr
-        out.write("".join(line + "\n" for line in event["lines"]))
+        prefix = f"[{event['host']}] " if "host" in event else ""
+        out.write("".join(prefix + line + "\n" for line in event["lines"]))
         out.flush()
     elif kind == "progress":
         print(f"[{event['percent']:.0f}%] {event['message']}".rstrip(), file=sys.stderr, flush=True)

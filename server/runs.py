@@ -20,6 +20,10 @@ from server import params as P
 from server.catalog import Catalog, Job
 from server.events import EventLog, in_pool, store_call
 from server.executors.local import LocalProcess, StartError
+from server.fanout import Fanout, initial_hosts
+from server.fanout import exit_code as hosts_exit_code
+from server.fanout import summary as hosts_summary
+from server.fanout import worst as worst_host
 from server.output import OutputStream
 from server.store import Store
 
@@ -45,6 +49,7 @@ def iso(t: float | None) -> str | None:
 def public(record: dict) -> dict:
     """A run as the API shows it (secrets were masked before it was ever stored)."""
     out = {k: record.get(k) for k in ("id", "job", "state", "params", "exit_code", "progress", "message")}
+    out["hosts"] = record.get("hosts") or []  # remote runs: [{"name", "state", "exit_code", "error"}]
     for key in ("created", "started", "finished"):
         out[key] = iso(record.get(key))
     return out
@@ -60,7 +65,7 @@ class Run:
         self.record = record
         self.log = EventLog(store, run_id)
         self.stop_reason: str | None = None
-        self.process: LocalProcess | None = None
+        self.process: LocalProcess | Fanout | None = None
 
     @property
     def state(self) -> str:
@@ -97,7 +102,8 @@ class Runs:
             raise Conflict("the server is shutting down")
         record = {"job": job.id, "state": "queued", "params": P.masked(job.params, values),
                   "created": time.time(), "owner": self.store.owner, "started": None,
-                  "finished": None, "exit_code": None, "progress": None, "message": None}
+                  "finished": None, "exit_code": None, "progress": None, "message": None,
+                  "hosts": initial_hosts(job)}
         record["id"] = store_call(self.store, Store.insert_run, record)
         run = Run(record["id"], job, values, record, self.store)
         self.active[run.id] = run
@@ -140,6 +146,9 @@ class Runs:
 
     def _execute(self, run: Run) -> None:
         job = run.job
+        if job.targets:
+            self._execute_remote(run)
+            return
         secrets = P.secret_values(job.params, run.values)
         streams = [OutputStream(name, run.log.emit, secrets, self._progress_of(run), wait=run.log.wait_writable)
                    for name in ("stdout", "stderr")]
@@ -164,6 +173,30 @@ class Runs:
                 timer.kill(block=False)
         state = run.stop_reason or ("succeeded" if code == 0 else "failed")
         self._finish(run, state, exit_code=code)
+
+    def _execute_remote(self, run: Run) -> None:
+        """The same argv and environment as a local run, on every target over SSH."""
+        job = run.job
+        argv = job.argv if job.shell else P.build_argv(job.argv, run.values)
+        env = {**job.env, **P.build_env(run.values), "PYTHONUNBUFFERED": "1", "PUSHBUTTON_RUN_ID": str(run.id)}
+        fanout = Fanout(job, argv, env, P.secret_values(job.params, run.values), run.log.emit,
+                        self._progress_of(run), lambda hosts: self._update(run, hosts=hosts),
+                        lambda: run.stop_reason)
+        run.process = fanout
+        if run.stop_reason:  # stopped before this greenlet first ran
+            fanout.stop()
+        timer = gevent.spawn_later(job.timeout, self.stop, run, "timed_out") if job.timeout else None
+        try:
+            fanout.run()
+        except Exception:  # a bug must not leave the run "running" forever
+            log.exception("run %s crashed", run.id)
+        finally:
+            if timer is not None:
+                timer.kill(block=False)
+        hosts = fanout.public_hosts()
+        message = hosts_summary(hosts)
+        self._finish(run, run.stop_reason or worst_host(hosts), exit_code=hosts_exit_code(hosts), hosts=hosts,
+                     **({"message": message} if message else {}))
 
     def _progress_of(self, run: Run):
         def progress(percent: float, message: str) -> None:

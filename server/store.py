@@ -50,7 +50,10 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 RUN_COLUMNS = ("id", "job", "state", "params", "created", "started", "finished", "exit_code",
-               "progress", "message")
+               "progress", "message", "hosts")
+# Columns added after the first release: (name, SQL type); added to older databases on open.
+ADDED_COLUMNS = (("hosts", "TEXT"),)
+JSON_COLUMNS = ("params", "hosts")
 ACTIVE_STATES = ("queued", "running")
 
 Callback = Callable[[Any, BaseException | None], None]
@@ -65,6 +68,7 @@ class Store:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._conn = self._connect()
         self._conn.executescript(SCHEMA)
+        _migrate(self._conn)
         self.owner = uuid.uuid4().hex[:12]
         self._owner_lock = self._lock(self.owner)
         self._writer = threading.Thread(target=self._write_loop, name="pushbutton-store", daemon=True)
@@ -165,15 +169,17 @@ class Store:
     @staticmethod
     def insert_run(conn: sqlite3.Connection, run: dict) -> int:
         cur = conn.execute(
-            "INSERT INTO runs (job, state, params, created, owner) VALUES (?, ?, ?, ?, ?)",
-            (run["job"], run["state"], json.dumps(run["params"]), run["created"], run["owner"]),
+            "INSERT INTO runs (job, state, params, created, owner, hosts) VALUES (?, ?, ?, ?, ?, ?)",
+            (run["job"], run["state"], json.dumps(run["params"]), run["created"], run["owner"],
+             json.dumps(run.get("hosts") or [])),
         )
         return int(cur.lastrowid)
 
     @staticmethod
     def update_run(conn: sqlite3.Connection, run_id: int, fields: dict) -> None:
         names = ", ".join(f"{k} = ?" for k in fields)
-        conn.execute(f"UPDATE runs SET {names} WHERE id = ?", (*fields.values(), run_id))
+        values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
+        conn.execute(f"UPDATE runs SET {names} WHERE id = ?", (*values, run_id))
 
     @staticmethod
     def append_events(conn: sqlite3.Connection, run_id: int, events: list[tuple[int, str, str]]) -> int:
@@ -196,6 +202,7 @@ class Store:
             for run_id in dead:
                 conn.execute("UPDATE runs SET state = 'interrupted', finished = ?, message = ? "
                              "WHERE id = ?", (now, "the server stopped while this run was active", run_id))
+                _interrupt_hosts(conn, run_id)
                 record = json.dumps(self._record(conn, run_id))
                 last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?",
                                     (run_id,)).fetchone()[0]
@@ -276,4 +283,24 @@ class Store:
 def _row_to_run(row: tuple) -> dict:
     run = dict(zip(RUN_COLUMNS, row, strict=True))
     run["params"] = json.loads(run["params"])
+    run["hosts"] = json.loads(run["hosts"]) if run["hosts"] else []
     return run
+
+
+def _interrupt_hosts(conn: sqlite3.Connection, run_id: int) -> None:
+    """A remote run's hosts that were queued or running end `interrupted` with it."""
+    (raw,) = conn.execute("SELECT hosts FROM runs WHERE id = ?", (run_id,)).fetchone()
+    hosts = json.loads(raw) if raw else []
+    for host in hosts:
+        if host.get("state") in ACTIVE_STATES:
+            host["state"] = "interrupted"
+    if hosts:
+        conn.execute("UPDATE runs SET hosts = ? WHERE id = ?", (json.dumps(hosts), run_id))
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Add columns a database made by an older version lacks (SQLite: ALTER TABLE ADD COLUMN)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+    for name, kind in ADDED_COLUMNS:
+        if name not in have:
+            conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")

@@ -193,7 +193,7 @@ def test_jobs_file_is_found_in_the_current_folder_else_user_config(tmp_path, mon
 def test_every_accepted_key_is_documented():
     docs = (ROOT / "docs" / "jobs-ini.md").read_text()
     documented = set(re.findall(r"`([a-z_.A-Z]+)`", docs))
-    keys = set(C.SETTINGS_KEYS) | set(C.JOB_KEYS) | set(C.JOB_PREFIX_KEYS)
+    keys = set(C.SETTINGS_KEYS) | set(C.JOB_KEYS) | set(C.JOB_PREFIX_KEYS) | set(C.HOST_KEYS) | set(C.GROUP_KEYS)
     keys |= {f"param.NAME.{k}" for k in C.PARAM_KEYS}
     missing = sorted(keys - documented)
     assert not missing, f"docs/jobs-ini.md does not document: {missing}"

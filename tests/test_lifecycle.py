@@ -183,6 +183,7 @@ def test_job_and_global_limits_queue_runs_in_order(pushbutton, write_jobs, tmp_p
     wait_for(lambda: states() == ["succeeded", "running", "succeeded", "running", "cancelled"])
     flag[2].touch()
     flag[4].touch()
+    pb.wait(h2)
     pb.wait(o4)
     assert states() == ["succeeded", "succeeded", "succeeded", "succeeded", "cancelled"]
 

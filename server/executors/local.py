@@ -79,17 +79,7 @@ class LocalProcess:
             self._killer = gevent.spawn(self._kill_tree)
 
     def _wait_exit(self) -> int:
-        try:
-            pidfd = os.pidfd_open(self.proc.pid)
-        except (AttributeError, OSError):  # not Linux: poll
-            while self.proc.poll() is None:
-                gevent.sleep(0.02)
-            return self.proc.returncode
-        try:
-            wait_read(pidfd)
-        finally:
-            os.close(pidfd)
-        return self.proc.wait()
+        return wait_exit(self.proc)
 
     def _kill_tree(self) -> None:
         """SIGTERM once, wait up to the grace period, then SIGKILL until nothing is left."""
@@ -103,6 +93,21 @@ class LocalProcess:
                 return
         while in_pool(_signal_tree, pgid, self.marker, signal.SIGKILL):
             gevent.sleep(0.05)
+
+
+def wait_exit(proc: subprocess.Popen) -> int:
+    """Wait in this greenlet, not the hub, for `proc` to exit; its return code."""
+    try:
+        pidfd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):  # not Linux: poll
+        while proc.poll() is None:
+            gevent.sleep(0.02)
+        return proc.returncode
+    try:
+        wait_read(pidfd)
+    finally:
+        os.close(pidfd)
+    return proc.wait()
 
 
 def _pump(pipe, stream: OutputStream) -> None:

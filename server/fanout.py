@@ -1,0 +1,152 @@
+"""One run on its remote targets: every host's SSH session under its group's `parallel` cap, each
+host's outcome, and the run's outcome as the worst of its hosts'.
+
+A host that cannot be reached fails alone; the others run to their end. Host changes reach the
+run record at most every FLUSH_DELAY, so a fan-out to 100 hosts does not make 300 state events.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import gevent
+from gevent.lock import Semaphore
+
+from server.catalog import Job, Target
+from server.events import in_pool
+from server.executors.ssh import Outcome, SshProcess
+from server.output import Emit, OutputStream
+
+log = logging.getLogger("pushbutton")
+FLUSH_DELAY = 0.05
+# Worst last; a stop reason outranks any result, as it does for a local run.
+RANK = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
+
+
+def initial_hosts(job: Job) -> list[dict]:
+    return [{"name": t.host.name, "state": "queued", "exit_code": None, "error": None} for t in job.targets]
+
+
+def worst(hosts: list[dict]) -> str:
+    """The run's state: a host that never reached a final state counts as failed."""
+    ranks = [RANK.index(h["state"]) if h["state"] in RANK else 1 for h in hosts]
+    return RANK[max(ranks, default=1)]
+
+
+def exit_code(hosts: list[dict]) -> int | None:
+    """0 when every host exited 0; else the first host's non-zero code; None if a failure had none."""
+    codes = [h["exit_code"] for h in hosts]
+    if codes and all(c == 0 for c in codes):
+        return 0
+    return next((c for c in codes if c not in (0, None)), None)
+
+
+def summary(hosts: list[dict]) -> str | None:
+    bad = [h for h in hosts if h["state"] == "failed"]
+    if not bad:
+        return None
+    if len(hosts) == 1:
+        return bad[0]["error"]
+    reasons = [f"{h['name']} ({_why(h)})" for h in bad]
+    return f"{len(bad)} of {len(hosts)} hosts failed: " + ", ".join(reasons)
+
+
+def _why(host: dict) -> str:
+    return host["error"].split(":", 1)[0] if host["error"] else f"exit {host['exit_code']}"
+
+
+class Fanout:
+    def __init__(self, job: Job, argv: list[str], env: dict[str, str], secrets: list[str], emit: Emit,
+                 progress: Callable[[float, str], None], changed: Callable[[list[dict]], None],
+                 reason: Callable[[], str | None]):
+        self.job = job
+        self.argv = argv
+        self.env = env
+        self.secrets = secrets
+        self.emit = emit
+        self.progress = progress
+        self.changed = changed
+        self.reason = reason  # the run's stop reason, once it is being stopped
+        self.hosts = initial_hosts(job)
+        self.procs: dict[int, SshProcess] = {}
+        self.stopping = False
+        self.done = 0
+        self._timer: gevent.Greenlet | None = None
+
+    def run(self) -> None:
+        workdir = Path(in_pool(tempfile.mkdtemp, "", "pb-ssh-"))  # control sockets and ssh logs
+        slots: dict[str, Semaphore] = {}
+        try:
+            workers = []
+            for index, target in enumerate(self.job.targets):
+                slot = slots.setdefault(target.group, Semaphore(target.parallel)) if target.group else None
+                workers.append(gevent.spawn(self._host, index, target, slot, workdir))
+            gevent.joinall(workers)
+        finally:
+            in_pool(shutil.rmtree, workdir, True)
+            self._flush()
+
+    def stop(self) -> None:
+        """Hosts not started yet never start; running ones have their remote group killed."""
+        self.stopping = True
+        for proc in list(self.procs.values()):
+            proc.stop()
+
+    def public_hosts(self) -> list[dict]:
+        return [dict(h) for h in self.hosts]
+
+    # -- one host ---------------------------------------------------------------------------
+
+    def _host(self, index: int, target: Target, slot: Semaphore | None, workdir: Path) -> None:
+        if slot is not None:
+            slot.acquire()
+        try:
+            self._run_host(index, target, workdir)
+        finally:
+            if slot is not None:
+                slot.release()
+
+    def _run_host(self, index: int, target: Target, workdir: Path) -> None:
+        record = self.hosts[index]
+        if self.stopping:
+            self._set(record, state=self.reason() or "cancelled")
+            return
+        proc = self.procs[index] = SshProcess(target.host, self.argv, self.env, self.job.grace, workdir, index)
+        self._set(record, state="running")
+        extra = {"host": target.host.name}
+        single = len(self.hosts) == 1  # a lone host's ::progress lines drive the run's bar
+        streams = [OutputStream(name, self.emit, self.secrets, self.progress if single else None, extra=extra)
+                   for name in ("stdout", "stderr")]
+        try:
+            outcome = proc.run(*streams)
+        except Exception as exc:  # a bug must fail this host, not leave it running
+            log.exception("host %s crashed", target.host.name)
+            outcome = Outcome(None, f"error: internal error: {exc}", False)
+        finally:
+            self.procs.pop(index, None)
+        if outcome.error:
+            self.emit("output", {"stream": "stderr", **extra, "lines": [f"pushbutton: {outcome.error}"]})
+        if proc.stopping:
+            state = self.reason() or "cancelled"
+        else:
+            state = "succeeded" if outcome.error is None and outcome.exit_code == 0 else "failed"
+        self._set(record, state=state, exit_code=outcome.exit_code, error=outcome.error)
+        self.done += 1
+        if not single:
+            self.progress(100.0 * self.done / len(self.hosts), f"{self.done}/{len(self.hosts)} hosts done")
+
+    def _set(self, record: dict, **fields) -> None:
+        record.update(fields)
+        if self._timer is None:
+            self._timer = gevent.spawn_later(FLUSH_DELAY, self._flush)
+
+    def _flush(self) -> None:
+        if self._timer is not None:
+            if self._timer is not gevent.getcurrent():
+                self._timer.kill(block=False)
+            self._timer = None
+        self.changed(self.public_hosts())
