@@ -8,6 +8,7 @@
 import { AnsiUp } from './vendor/ansi_up.js';
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'interrupted']);
+const escapeHtml = text => text.replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`);
 let run = null;
 
 onmessage = ({data}) => {
@@ -50,7 +51,7 @@ function connect(me, after) {
     post('state', {run: r});
   });
   on('progress', p => post('progress', p));
-  on('output', ev => add(ev.stream, ev.lines));
+  on('output', ev => add(ev.stream, ev.lines, ev.host));
   on('end', r => {
     es.close();  // else the browser reconnects to a finished stream
     me.es = null;
@@ -76,8 +77,8 @@ function connect(me, after) {
   };
 }
 
-function add(stream, lines) {
-  run.queue.push({stream, lines, i: 0});
+function add(stream, lines, host) {
+  run.queue.push({stream, lines, host, i: 0});
   run.queued += lines.length;
   run.total += lines.length;
   if (run.queued > 2 * run.keep) trim();
@@ -110,7 +111,8 @@ function give() {
   while (rows.length < run.frame && run.queue.length) {
     const batch = run.queue[0];
     const ansi = run.ansi[batch.stream];
-    const open = batch.stream === 'stderr' ? '<div class="l e">' : '<div class="l">';
+    const open = (batch.stream === 'stderr' ? '<div class="l e">' : '<div class="l">') +
+      (batch.host ? `<span class="host">${escapeHtml(batch.host)}</span>` : '');
     const end = Math.min(batch.lines.length, batch.i + run.frame - rows.length);
     for (let k = batch.i; k < end; k++) rows.push(open + ansi.ansi_to_html(batch.lines[k]) + '</div>');
     batch.i = end;

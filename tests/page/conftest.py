@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "jobs.ini"
 LAB = Path(__file__).with_name("lab-jobs.ini")
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("PUSHBUTTON_CHROMIUM", "/usr/bin/chromium")  # Debian's; override elsewhere
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run", "--disable-quic"]
 TOKEN = "page-test-token"
