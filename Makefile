@@ -23,9 +23,12 @@ desktop:
 	.venv/bin/pushbutton --jobs jobs.ini
 
 # dist/pushbutton (window + headless) and dist/pushbutton-server (headless, no Qt), one file each,
-# for this machine's OS; see docs/desktop.md. ONEDIR=1 builds folders in dist/onedir/ instead.
+# for this machine's OS; see docs/desktop.md. ONEDIR=1 builds folders in dist/onedir/ instead;
+# UNCOMPRESSED=1 builds one-file executables that start faster but are twice as big (dist/uncompressed/).
+DIST_OUT = dist$(if $(ONEDIR),/onedir)$(if $(UNCOMPRESSED),/uncompressed)
 dist:
 	@scripts/setup.sh test
-	.venv/bin/python -m PyInstaller --noconfirm --clean --log-level WARN --distpath dist$(if $(ONEDIR),/onedir) \
-		--workpath build/work/dist build/pushbutton.spec -- $(if $(ONEDIR),--mode onedir)
-	@ls -l dist$(if $(ONEDIR),/onedir)
+	.venv/bin/python -m PyInstaller --noconfirm --clean --log-level WARN --distpath $(DIST_OUT) \
+		--workpath build/work/dist build/pushbutton.spec -- $(if $(ONEDIR),--mode onedir) \
+		$(if $(UNCOMPRESSED),--uncompressed)
+	@ls -l $(DIST_OUT)

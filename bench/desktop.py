@@ -1,6 +1,7 @@
 """Desktop and build benchmark: size of each executable and time from start to first page.
 
-    .venv/bin/python bench/desktop.py             (after `make dist`; ONEDIR builds in dist/onedir/)
+    .venv/bin/python bench/desktop.py     (after `make dist`, and optionally `make dist ONEDIR=1` and
+                                           `make dist UNCOMPRESSED=1`)
 
 For each build found (and the unfrozen venv for comparison), copied alone into a temp folder with a
 jobs.ini beside it, started from another working directory, N times:
@@ -34,7 +35,7 @@ JOBS = "[pushbutton]\ntitle = Bench\n\n[job:hi]\ncommand = echo hi\n"
 def size_of(path: Path) -> int:
     if path.is_file():
         return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def place(exe: Path, tmp: Path) -> Path:
@@ -43,8 +44,9 @@ def place(exe: Path, tmp: Path) -> Path:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     (folder / "jobs.ini").write_text(JOBS)
-    if exe.parent.name == exe.name:  # onedir
+    if exe.parent.name == exe.name:  # onedir: ops hand out the folder; jobs.ini goes beside the executable in it
         shutil.copytree(exe.parent, folder / exe.name)
+        (folder / "jobs.ini").rename(folder / exe.name / "jobs.ini")
         return folder / exe.name / exe.name
     shutil.copy2(exe, folder / exe.name)
     return folder / exe.name
@@ -102,9 +104,9 @@ def main() -> int:
     opts = ap.parse_args()
 
     builds = []  # (label, kind, path to the executable or None for the venv)
-    for sub, mode in (("", "onefile"), ("onedir", "onedir")):
+    for sub, mode in (("", "onefile"), ("uncompressed", "onefile uncompressed"), ("onedir", "onedir")):
         for name, kind in (("pushbutton-server", "headless"), ("pushbutton", "window"), ("pushbutton", "headless")):
-            exe = opts.dist / sub / name / name if mode == "onedir" else opts.dist / name
+            exe = opts.dist / sub / name / name if mode == "onedir" else opts.dist / sub / name
             if exe.is_file():
                 what = "window" if kind == "window" else ("headless" if name == "pushbutton-server"
                                                           else "window build, --headless")

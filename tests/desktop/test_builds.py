@@ -53,9 +53,10 @@ def folder(tmp_path):
 
 
 def copy_alone(exe: Path, app: Path) -> Path:
-    if exe.parent.name == exe.name:  # onedir: the folder is what ops hand out
+    if exe.parent.name == exe.name:  # onedir: ops hand out the folder, jobs.ini beside the executable in it
         target = app / exe.name
         shutil.copytree(exe.parent, target)
+        (app / "jobs.ini").rename(target / "jobs.ini")
         return target / exe.name
     target = app / exe.name
     shutil.copy2(exe, target)
@@ -120,8 +121,8 @@ def smoke(login_url: str) -> None:
 
 
 def assert_nothing_written_beside(app: Path, exe: Path, tmp_path: Path) -> None:
-    beside = {p.name for p in app.iterdir()}
-    assert beside == {"jobs.ini", exe.name if exe.parent == app else exe.parent.name}
+    beside = {p.name for p in exe.parent.iterdir()}
+    assert beside == ({"jobs.ini", exe.name} if exe.parent == app else {"jobs.ini", exe.name, "_internal"})
     assert (tmp_path / "share" / "pushbutton" / "history.sqlite3").is_file()  # the user data dir
 
 
@@ -132,7 +133,7 @@ def test_headless_onefile_alone_in_a_folder_passes_the_smoke_test(server_onefile
     exe = copy_alone(server_onefile, app)
     env = frozen_env(tmp_path)
     check = subprocess.run([str(exe), "check"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60)
-    assert check.returncode == 0 and check.stdout.startswith(f"{app / 'jobs.ini'}: OK, 2 job(s)"), check.stderr
+    assert check.returncode == 0 and check.stdout.startswith(f"{exe.parent / 'jobs.ini'}: OK, 2 job(s)"), check.stderr
     proc, url, took = start_headless(exe, elsewhere, env)  # --headless implied
     try:
         smoke(url)
@@ -144,7 +145,7 @@ def test_headless_onefile_alone_in_a_folder_passes_the_smoke_test(server_onefile
     assert again.wait(30) == 0
     assert took < 10
     assert_nothing_written_beside(app, exe, tmp_path)
-    bad = subprocess.run([str(exe), "--jobs", str(app / "missing.ini")], cwd=elsewhere, env=env,
+    bad = subprocess.run([str(exe), "--jobs", str(exe.parent / "missing.ini")], cwd=elsewhere, env=env,
                          capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "missing.ini:0: cannot read" in bad.stderr
 
