@@ -260,6 +260,8 @@ class SshProcess:
         if code == 255 and connection_lost(log):
             last = [line for line in log.splitlines() if line.strip()][-1:]
             return Outcome(None, "connection lost: " + (last[0].strip() if last else "ssh exited"), True)
+        if code < 0 and not self.stopping:  # only we may kill our ssh; someone else did
+            return Outcome(None, f"connection lost: the ssh client was killed by signal {-code}", True)
         return Outcome(code if code >= 0 else 128 - code, None, True)
 
     def _pump_stdout(self, stream: OutputStream) -> None:
