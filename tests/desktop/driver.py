@@ -144,6 +144,34 @@ def close_window(app) -> None:
     app.main(app.native.close)
 
 
+def processes_showing(secret: str) -> list[str]:
+    """Processes whose command line or environment contains `secret` (any user can read command
+    lines; environments are readable by the same user)."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        try:
+            text = " ".join(proc.info["cmdline"] or []) + " ".join(f"{k}={v}" for k, v in proc.environ().items())
+        except (psutil.Error, OSError):
+            continue
+        if secret in text:
+            found.append(f"{proc.info['pid']} {proc.info['name']}")
+    return found
+
+
+def status_of(url: str) -> int:
+    """What another program on this machine gets from the window's server."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+
+
 def screenshot(path: str) -> None:
     subprocess.run(["import", "-window", "root", path], check=True, timeout=30)
 
@@ -154,6 +182,9 @@ def screenshot(path: str) -> None:
 def run_job(app):
     """Title, authenticated page, a job run to `succeeded`, a screenshot."""
     report(title=on_gui(app, app.native.windowTitle), url=app.window.get_current_url())
+    report(token_seen_in=processes_showing(app.server.token),
+           without_token=status_of(app.server.url + "api/jobs"),
+           wrong_token=status_of(app.server.url + "?token=guess"))
     page = fetch(app, "GET", "/")
     jobs = fetch(app, "GET", "/api/jobs")
     report(page_status=page["status"], jobs_status=jobs["status"],

@@ -84,6 +84,9 @@ def test_window_runs_a_job_on_the_sample_and_shows_it(desktop_env, artifacts, tm
     # itself is authenticated.
     assert seen["url"].startswith("http://127.0.0.1:") and "token" not in seen["url"]
     assert seen["page_status"] == 200 and seen["jobs_status"] == 200
+    # The per-launch secret is in no command line or environment; other programs are refused.
+    assert seen["token_seen_in"] == []
+    assert seen["without_token"] == 401 and seen["wrong_token"] == 401
     assert {"deploy", "report", "greet"} <= set(seen["jobs"])
     assert seen["state"] == "succeeded"
     assert "Hello, Xvfb!" in seen["log"]
