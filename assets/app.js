@@ -287,6 +287,7 @@ const jobView = {
   },
   async submit() {
     const job = app.byId[this.id];
+    if (!job || $('#run-button').prop('disabled')) return;  // not twice while one is starting
     const $form = $('#job-form');
     const bad = job.params.filter(p => this.check(p));
     if (bad.length) {

@@ -222,3 +222,5 @@ def test_deep_link_reload_and_share(ui, page, site):
     expect(ui.status(other)).to_have_text("Succeeded")
     expect(other.get_by_role("heading", name="Deploy web app — run 1")).to_be_visible()
     assert ui.lines(other) == before
+    other.goto(site.base + "/#/runs/999")
+    expect(other.get_by_role("alert")).to_have_text("There is no run 999.")
