@@ -88,6 +88,9 @@ def test_window_runs_a_job_on_the_sample_and_shows_it(desktop_env, artifacts, tm
     assert seen["token_seen_in"] == []
     assert seen["without_token"] == 401 and seen["wrong_token"] == 401
     assert {"deploy", "report", "greet"} <= set(seen["jobs"])
+    # Driven through the job page: the job picked in the list, its form filled, Run pressed.
+    assert seen["job_in_list"] is True
+    assert seen["badge"] == "Succeeded" and seen["shown_output"] is True
     assert seen["state"] == "succeeded"
     assert "Hello, Xvfb!" in seen["log"]
     assert shot.is_file() and not_blank(shot) > 16, "the screenshot of the window is blank"
