@@ -143,12 +143,16 @@ class DesktopApp:
             print(f"pushbutton: {why_not}", file=sys.stderr)
             return 2
         if not self.instance.acquire():
-            if self.instance.ask_to_raise():
+            answer = self.instance.ask_to_raise()
+            if answer == "raised":
                 print(f"pushbutton: already open on {self.data_dir}: brought its window forward", file=sys.stderr)
                 return 0
-            print(f"pushbutton: another Pushbutton holds {self.instance.lock_path} but does not answer; "
-                  "close it (or end it in the task manager) and start again", file=sys.stderr)
-            return 1
+            if answer == "closing":
+                log.info("the open window is closing (stopping its runs): starting once it has")
+            if answer != "closing" or not self.instance.wait_for_lock():
+                print(f"pushbutton: another Pushbutton holds {self.instance.lock_path} but does not answer; "
+                      "close it (or end it in the task manager) and start again", file=sys.stderr)
+                return 1
         try:
             return self._run()
         finally:
@@ -201,7 +205,10 @@ class DesktopApp:
             self.native.restoreGeometry(QByteArray(base64.b64decode(geo.qt)))
         if self.server is not None:
             self.notifier = Notifier(self.native, self.catalog.settings.title)
-        self.instance.listen(lambda: self.main(self.bring_forward))
+        try:
+            self.instance.listen(self._raise_requested)
+        except OSError as exc:  # the window still works; a second launch will say it gets no answer
+            log.warning("cannot listen for a second launch: %s", exc)
 
     def _loaded(self) -> None:
         if not self.first_page.is_set():
@@ -217,6 +224,13 @@ class DesktopApp:
         self.on_ready(self)
 
     # -- while open ----------------------------------------------------------------------------
+
+    def _raise_requested(self) -> bool:
+        """Listener thread: a second launch wants the window. False once it is closing."""
+        if self.closing or self.main is None:
+            return False
+        self.main(self.bring_forward)
+        return True
 
     def bring_forward(self) -> None:
         """GUI thread: un-minimise, raise and focus the window."""

@@ -24,6 +24,7 @@ from pathlib import Path
 log = logging.getLogger("pushbutton")
 RAISE = b"raise"
 OK = b"ok"
+CLOSING = b"closing"  # the window is gone and its runs are stopping: start anew once it exits
 UNIX_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS
 
 
@@ -71,8 +72,9 @@ class SingleInstance:
 
     # -- the first launch: listen --------------------------------------------------------------
 
-    def listen(self, on_raise: Callable[[], None]) -> None:
-        """Serve `raise` requests on a daemon thread; call only while holding the lock."""
+    def listen(self, on_raise: Callable[[], bool]) -> None:
+        """Serve `raise` requests on a daemon thread; call only while holding the lock.
+        `on_raise()` returns False when there is no window to raise any more (closing)."""
         if self.family == "AF_UNIX":
             Path(self.address).unlink(missing_ok=True)  # left by a crashed owner: we hold the lock
         self._listener = Listener(self.address, self.family)
@@ -81,7 +83,7 @@ class SingleInstance:
         threading.Thread(target=self._serve, args=(self._listener, on_raise), name="pushbutton-instance",
                          daemon=True).start()
 
-    def _serve(self, listener: Listener, on_raise: Callable[[], None]) -> None:
+    def _serve(self, listener: Listener, on_raise: Callable[[], bool]) -> None:
         while True:
             try:
                 conn = listener.accept()
@@ -90,8 +92,7 @@ class SingleInstance:
             try:
                 if conn.poll(5) and conn.recv_bytes(64) == RAISE:
                     log.info("a second launch asked for this window: bringing it forward")
-                    on_raise()
-                    conn.send_bytes(OK)
+                    conn.send_bytes(OK if on_raise() else CLOSING)
             except (OSError, EOFError):
                 pass
             except Exception:  # a bug in on_raise must not stop the listener
@@ -101,8 +102,9 @@ class SingleInstance:
 
     # -- the second launch: ask ---------------------------------------------------------------
 
-    def ask_to_raise(self, timeout: float = 15) -> bool:
-        """Ask the window that holds the lock to come forward; False if it never answered.
+    def ask_to_raise(self, timeout: float = 15) -> str:
+        """Ask the window that holds the lock to come forward: "raised", "closing" (it is shutting
+        down), or "" if it never answered.
 
         The owner may be starting (lock taken, socket not yet listening): retry until `timeout`."""
         deadline = time.monotonic() + timeout
@@ -111,16 +113,26 @@ class SingleInstance:
                 conn = Client(self.address, self.family)
             except OSError:
                 if time.monotonic() > deadline:
-                    return False
+                    return ""
                 time.sleep(0.1)
                 continue
             try:
                 conn.send_bytes(RAISE)
-                return conn.poll(max(0.1, deadline - time.monotonic())) and conn.recv_bytes(16) == OK
+                answer = conn.recv_bytes(16) if conn.poll(max(0.1, deadline - time.monotonic())) else b""
             except (OSError, EOFError):
-                return False
+                return ""
             finally:
                 conn.close()
+            return {OK: "raised", CLOSING: "closing"}.get(answer, "")
+
+    def wait_for_lock(self, timeout: float = 120) -> bool:
+        """Acquire the lock once its owner has exited (it said it is closing)."""
+        deadline = time.monotonic() + timeout
+        while not self.acquire():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.2)
+        return True
 
 
 def _lock(handle) -> None:

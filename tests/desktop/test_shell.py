@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -95,8 +96,8 @@ def test_one_window_per_data_dir_and_the_second_asks_the_first(tmp_path):
         assert other.acquire()  # another data dir is another app
         other.release()
         raised = threading.Event()
-        first.listen(raised.set)
-        assert second.ask_to_raise(timeout=5)
+        first.listen(lambda: raised.set() or True)
+        assert second.ask_to_raise(timeout=5) == "raised"
         assert raised.wait(5)
     finally:
         first.release()
@@ -113,15 +114,31 @@ def test_the_lock_is_held_across_processes_and_dropped_when_the_holder_dies(tmp_
         assert holder.stdout.readline().strip() == "True"
         mine = SingleInstance(tmp_path)
         assert not mine.acquire()
-        assert not mine.ask_to_raise(timeout=0.5)  # holds the lock but does not listen: no answer
+        assert mine.ask_to_raise(timeout=0.5) == ""  # holds the lock but does not listen: no answer
     finally:
         holder.kill()
         holder.wait()
     assert mine.acquire()  # a crashed holder leaves nothing stale
     (tmp_path / "desktop.sock").touch()  # a socket file left by a crash is replaced
-    mine.listen(lambda: None)
-    assert SingleInstance(tmp_path).ask_to_raise(timeout=5)
+    mine.listen(lambda: True)
+    assert SingleInstance(tmp_path).ask_to_raise(timeout=5) == "raised"
     mine.release()
+
+
+def test_a_second_launch_during_shutdown_waits_and_takes_over(tmp_path):
+    """The window was closed and its runs are still stopping: the new launch must not be told
+    "brought forward" (there is nothing to see), it waits for the lock and starts."""
+    first, second = SingleInstance(tmp_path), SingleInstance(tmp_path)
+    assert first.acquire()
+    first.listen(lambda: False)  # closing
+    assert second.ask_to_raise(timeout=5) == "closing"
+    threading.Timer(0.5, first.release).start()
+    t0 = time.monotonic()
+    assert second.wait_for_lock(timeout=10)
+    assert 0.4 < time.monotonic() - t0 < 5
+    assert not SingleInstance(tmp_path).acquire()  # the new launch holds it now
+    assert not SingleInstance(tmp_path).wait_for_lock(timeout=0.3)  # gives up while it is held
+    second.release()
 
 
 def test_a_long_data_dir_puts_the_socket_in_the_temp_dir(tmp_path):
@@ -131,8 +148,8 @@ def test_a_long_data_dir_puts_the_socket_in_the_temp_dir(tmp_path):
         assert family == "AF_UNIX" and len(address.encode()) <= 104 and address != str(deep / "desktop.sock")
     instance = SingleInstance(deep)
     assert instance.acquire()
-    instance.listen(lambda: None)
-    assert SingleInstance(deep).ask_to_raise(timeout=5)
+    instance.listen(lambda: True)
+    assert SingleInstance(deep).ask_to_raise(timeout=5) == "raised"
     instance.release()
 
 
@@ -153,7 +170,7 @@ def test_only_raw_bytes_are_read_from_the_socket(tmp_path):
     instance = SingleInstance(tmp_path / "data")
     assert instance.acquire()
     calls = []
-    instance.listen(lambda: calls.append(1))
+    instance.listen(lambda: calls.append(1) or True)
     marker = tmp_path / "unpickled"
     conn = Client(instance.address, instance.family)
     conn.send(_Touch(marker))
@@ -161,7 +178,7 @@ def test_only_raw_bytes_are_read_from_the_socket(tmp_path):
         conn.recv_bytes()
     conn.close()
     assert calls == [] and not marker.exists()
-    assert SingleInstance(tmp_path / "data").ask_to_raise(timeout=5)  # still serving
+    assert SingleInstance(tmp_path / "data").ask_to_raise(timeout=5) == "raised"  # still serving
     assert calls == [1]
     instance.release()
 
