@@ -33,6 +33,7 @@ from pathlib import Path
 import gevent
 import gevent.os
 from gevent.event import Event
+from gevent.lock import Semaphore
 
 from server.catalog import Host
 from server.events import in_pool
@@ -41,6 +42,7 @@ from server.output import OutputStream
 
 SSH = "ssh"
 READ_SIZE = 64 * 1024
+_SPAWNING = Semaphore(2)
 # curve25519 first: the default post-quantum sntrup761 exchange costs ~60 ms of CPU per connection.
 KEX = "^curve25519-sha256,curve25519-sha256@libssh.org"
 ALIVE_INTERVAL = 10  # seconds; a silent dead connection is noticed after 3 missed answers
@@ -141,8 +143,11 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
 
 
 def _spawn(argv: list[str], stdin=subprocess.PIPE, output=subprocess.PIPE) -> subprocess.Popen:
-    return subprocess.Popen(argv, stdin=stdin, stdout=output, stderr=output, start_new_session=True,
-                            close_fds=True)
+    """Popen in the hub's threadpool, two at a time: more threads competing for the GIL slow the
+    hub's every system call down (a 100-host fan-out would stall it for hundreds of ms)."""
+    with _SPAWNING:
+        return in_pool(lambda: subprocess.Popen(argv, stdin=stdin, stdout=output, stderr=output,
+                                                start_new_session=True, close_fds=True))
 
 
 def _wait(proc: subprocess.Popen, timeout: float | None) -> int | None:
@@ -224,7 +229,7 @@ class SshProcess:
         if self.stopping:
             return Outcome(None, None, False)
         try:
-            self.proc = in_pool(_spawn, ssh_argv(self.host, self.remote, self.log, self.control, master=True))
+            self.proc = _spawn(ssh_argv(self.host, self.remote, self.log, self.control, master=True))
         except OSError as exc:
             stdout.close()
             stderr.close()
@@ -245,9 +250,10 @@ class SshProcess:
             self._killer.join()
         with suppress(OSError):
             self.proc.stdin.close()
-        return self._outcome(code, in_pool(_read_log, self.log))
+        return self._outcome(code)
 
-    def _outcome(self, code: int, log: str) -> Outcome:
+    def _outcome(self, code: int) -> Outcome:
+        log = _read_log(self.log) if code == 255 or code < 0 or not self.env_sent else ""  # small, local
         if not self.env_sent:
             if self.no_answer:
                 return Outcome(None, f"timed out: {self.host.address}:{self.host.port} did not answer "
@@ -346,7 +352,7 @@ class SshProcess:
         script = KILL_SCRIPT.format(pgid=self.pgid, tenths=tenths)
         argv = ssh_argv(self.host, shlex.join(["exec", "/bin/sh", "-c", script]), self.log, self.control)
         try:
-            proc = in_pool(_spawn, argv, subprocess.DEVNULL, subprocess.DEVNULL)
+            proc = _spawn(argv, subprocess.DEVNULL, subprocess.DEVNULL)
         except OSError:
             return False
         code = _wait(proc, self.grace + self.host.connect_timeout + 5)
@@ -376,7 +382,7 @@ def probe(host: Host, workdir: Path) -> Probe:
     log = workdir / f"probe-{host.name}.log"
     started = time.monotonic()
     try:
-        proc = in_pool(_spawn, ssh_argv(host, "true", log), subprocess.DEVNULL, subprocess.DEVNULL)
+        proc = _spawn(ssh_argv(host, "true", log), subprocess.DEVNULL, subprocess.DEVNULL)
     except OSError as exc:
         return Probe(host.name, "error", f"cannot start {SSH!r}: {exc.strerror or exc}", 0.0)
     code = _wait(proc, 2 * host.connect_timeout + 20)
@@ -388,6 +394,6 @@ def probe(host: Host, workdir: Path) -> Probe:
     if code == 0:
         who = f"{host.user}@" if host.user else ""
         return Probe(host.name, "reachable", f"{who}{host.address}:{host.port} ran a command", seconds)
-    text = explain(in_pool(_read_log, log), host) if code == 255 else f"error: `true` exited {code}"
+    text = explain(_read_log(log), host) if code == 255 else f"error: `true` exited {code}"
     status, _, reason = text.partition(": ")
     return Probe(host.name, status, reason, seconds)
