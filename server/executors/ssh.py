@@ -46,19 +46,21 @@ _SPAWNING = Semaphore(2)
 # curve25519 first: the default post-quantum sntrup761 exchange costs ~60 ms of CPU per connection.
 KEX = "^curve25519-sha256,curve25519-sha256@libssh.org"
 ALIVE_INTERVAL = 10  # seconds; a silent dead connection is noticed after 3 missed answers
-ENV_SAFE = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.,:/@+=")
 
 # POSIX sh. $1 = nonce, $2 = grace in tenths of a second, the rest = the job's argv.
-# Environment lines on stdin are NAME=VALUE with bytes outside ENV_SAFE as \0ooo (printf %b),
-# ended by an empty line; without that line (connection lost) nothing runs.
+# The environment arrives on stdin as `export NAME='quoted value'` lines (encode_env), ended by a
+# line holding only the nonce; without that line (connection lost) nothing runs. No subshell per
+# variable: on a busy host every fork counts.
 WRAPPER = r"""pb_n=$1 pb_g=$2; shift 2
 echo "$pb_n $$"
-pb_ok=
+pb_e= pb_ok=
 while IFS= read -r pb_l; do
-  if [ -z "$pb_l" ]; then pb_ok=1; break; fi
-  pb_v=$(printf '%bx' "${pb_l#*=}"); export "${pb_l%%=*}=${pb_v%x}"
+  if [ "$pb_l" = "$pb_n" ]; then pb_ok=1; break; fi
+  pb_e="$pb_e$pb_l
+"
 done
 [ -n "$pb_ok" ] || exit 255
+eval "$pb_e" || exit 255
 exec 3<&0
 "$@" </dev/null 3<&- &
 pb_c=$!
@@ -89,13 +91,12 @@ def remote_command(argv: list[str], nonce: str, grace: float) -> str:
     return shlex.join(["exec", "/bin/sh", "-c", WRAPPER, "pushbutton", nonce, tenths, *argv])
 
 
-def encode_env(env: dict[str, str]) -> bytes:
-    """NAME=VALUE lines for the wrapper, then the empty line that lets the command start."""
-    lines = []
-    for name, value in env.items():
-        data = value.encode("utf-8", "surrogateescape")
-        lines.append(name + "=" + "".join(chr(b) if b in ENV_SAFE else f"\\0{b:03o}" for b in data) + "\n")
-    return ("".join(lines) + "\n").encode("ascii")
+def encode_env(env: dict[str, str], nonce: str) -> bytes:
+    """`export NAME='value'` lines for the wrapper to eval, then the nonce line that lets the
+    command start. Names are checked by the catalog and params; values are quoted, so they stay
+    data. The nonce does not exist until the values are fixed, so no value can end the block."""
+    script = "".join(f"export {name}={shlex.quote(value)}\n" for name, value in env.items())
+    return (script + nonce + "\n").encode("utf-8", "surrogateescape")
 
 
 def _quoted(path: Path) -> str:
@@ -210,7 +211,7 @@ class SshProcess:
         self.grace = grace
         self.nonce = secrets.token_hex(8)
         self.remote = remote_command(argv, self.nonce, grace)
-        self.env_block = encode_env(env)
+        self.env_block = encode_env(env, self.nonce)
         self.log = workdir / f"{index}.log"
         # Unix sockets only; on Windows the stop opens a second connection instead.
         self.control = workdir / f"{index}.sock" if os.name == "posix" else None
