@@ -202,7 +202,10 @@ class DesktopApp:
         if ICON.exists():
             QApplication.setWindowIcon(QIcon(str(ICON)))
         if geo.qt:
-            self.native.restoreGeometry(QByteArray(base64.b64decode(geo.qt)))
+            try:
+                self.native.restoreGeometry(QByteArray(base64.b64decode(geo.qt)))
+            except ValueError:  # a damaged settings file: keep the default placement
+                log.warning("ignoring an unreadable saved window position")
         if self.server is not None:
             self.notifier = Notifier(self.native, self.catalog.settings.title)
         try:
