@@ -72,7 +72,7 @@ def artifacts() -> Path:
 def _pyinstaller(target: str, mode: str, out: Path) -> Path:
     need(importlib.util.find_spec("PyInstaller") is not None,
          "PyInstaller is not installed (pip install -e '.[build]')")
-    work = ROOT / "build" / "work" / f"test-{target}-{mode}"
+    work = out / "work"  # removed with `out` after the session
     log = out / f"pyinstaller-{target}-{mode}.log"
     with open(log, "w") as sink:
         proc = subprocess.run(
