@@ -18,11 +18,13 @@ One SshProcess is one host of one run:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
 import secrets
 import shlex
+import shutil
 import signal
 import subprocess
 import time
@@ -135,12 +137,18 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
     else:
         opts["ControlMaster"] = "no"
         opts["ControlPath"] = "none"
-    argv = [SSH, "-T", "-E", str(log), "-p", str(host.port)]
+    argv = [_ssh_path(), "-T", "-E", str(log), "-p", str(host.port)]
     if host.user:
         argv += ["-l", host.user]
     for key, value in opts.items():
         argv += ["-o", f"{key}={value}"]
     return [*argv, "--", host.address, remote]
+
+
+@functools.cache
+def _ssh_path() -> str:
+    """Looked up once: Popen would otherwise try every PATH entry in each child, for each host."""
+    return shutil.which(SSH) or SSH
 
 
 def _spawn(argv: list[str], stdin=subprocess.PIPE, output=subprocess.PIPE) -> subprocess.Popen:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -133,7 +134,8 @@ def test_the_command_line_carries_quoted_argv_and_no_environment(tmp_path):
                   known_hosts=tmp_path / "kh")
     remote = remote_command(["printf", "%s", "$(id)", "a'b"], "abc123", 2.5)
     argv = ssh_argv(host, remote, tmp_path / "log", tmp_path / "c.sock", master=True)
-    assert argv[:7] == ["ssh", "-T", "-E", str(tmp_path / "log"), "-p", "2200", "-l"]
+    assert Path(argv[0]).name == "ssh"
+    assert argv[1:7] == ["-T", "-E", str(tmp_path / "log"), "-p", "2200", "-l"]
     assert argv[-3:] == ["--", "10.0.0.5", remote]
     options = dict(a.split("=", 1) for a in argv[argv.index("-l") + 2:-3] if a != "-o")
     assert options["StrictHostKeyChecking"] == "yes" and options["BatchMode"] == "yes"

@@ -1,0 +1,200 @@
+"""SSH benchmark: Pushbutton's fan-out and streaming over SSH beside plain OpenSSH `ssh` processes.
+
+Starts one real sshd on 127.0.0.1 (tests/ssh/sshd.py: ed25519 keys, a /bin/sh login user) and
+`pushbutton --headless` on a catalog of 100 [host:tN] entries, all pointing at that sshd (100
+connections to one local sshd). Then, alternating Pushbutton and OpenSSH in each round so both see
+the same machine load:
+
+- `echo hi` on 1, 20 and 100 targets: Pushbutton from the start request to the run's `end` event
+  at an SSE client (every host's `hi` checked); OpenSSH as that many `ssh host echo hi` processes
+  started at once from this script, until the last one exits (its output read).
+- `seq 1000000` from one host: Pushbutton start request to `end`, all 1M lines checked at the
+  client; beside `ssh host seq 1000000` with its output read to the end.
+- the server's responsiveness during the 100-host fan-out: the slowest `/healthz` answer.
+
+Needs root (it starts sshd and creates the login user).
+
+    .venv/bin/python bench/ssh.py
+"""
+
+from __future__ import annotations
+
+import datetime
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from run import Server, follow, start  # noqa: E402  (bench/run.py)
+
+from server.executors.ssh import KEX  # noqa: E402
+from tests.ssh import sshd  # noqa: E402
+
+ROUNDS = 5
+SEQ_ROUNDS = 3
+LINES = 1_000_000
+
+
+def catalog(lab: sshd.Lab, server: sshd.Sshd) -> str:
+    hosts = "".join(sshd.host_section(lab, server, f"t{i}") for i in range(1, 101))
+    groups = "".join(f"[group:g{n}]\nhosts = {', '.join(f't{i}' for i in range(1, n + 1))}\nparallel = 100\n\n"
+                     for n in (1, 20, 100))
+    groups += f"[group:default100]\nhosts = {', '.join(f't{i}' for i in range(1, 101))}\n\n"
+    jobs = "".join(f"[job:hi{n}]\ncommand = echo hi\ntargets = group:g{n}\n\n" for n in (1, 20, 100))
+    jobs += "[job:hi100default]\ncommand = echo hi\ntargets = group:default100\n\n"
+    jobs += f"[job:seq]\ncommand = seq {LINES}\ntargets = host:t1\n\n[job:seqlocal]\ncommand = seq {LINES}\n"
+    return "[pushbutton]\nmax_concurrent_runs = 4\nretention_days = 0\n\n" + hosts + groups + jobs
+
+
+class Bench(Server):
+    """bench/run.py's server, on this benchmark's catalog (written where that server reads it)."""
+
+    def __init__(self, folder: Path, text: str):
+        import run
+
+        run.JOBS = text  # Server writes run.JOBS to the jobs.ini it starts on
+        super().__init__(folder)
+
+
+def pushbutton_run(bench: Bench, job: str, check, executor: list[float] | None = None) -> float:
+    """Start request to `end` at the client; `executor` gets the server's own started -> finished."""
+    with bench.client() as client:
+        began = time.perf_counter()
+        run_id = start(client, job)
+        lines = follow(client, run_id)
+        took = time.perf_counter() - began
+        record = client.get(f"/api/runs/{run_id}").json()
+    assert record["state"] == "succeeded", f"{job}: {record['state']}"
+    check(lines)
+    if executor is not None:
+        executor.append((_when(record["finished"]) - _when(record["started"])).total_seconds())
+    return took
+
+
+def _when(iso: str) -> datetime.datetime:
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+def watched(bench: Bench, lag: list[float], fn, *args):
+    """fn(*args) while a thread asks the server for /healthz every 10 ms, recording each answer time."""
+    stop = threading.Event()
+    watcher = threading.Thread(target=healthz_worst, args=(bench, stop, lag))
+    watcher.start()
+    try:
+        return fn(*args)
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def openssh(lab: sshd.Lab, server: sshd.Sshd, command: str, count: int, kex: str | None = KEX) -> float:
+    """`count` plain ssh processes started at once; until the last exits, output read."""
+    argv = ["ssh", "-T", "-p", str(server.port), "-i", str(lab.user_key), "-o", "BatchMode=yes",
+            "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f"UserKnownHostsFile={lab.root / 'known_hosts'}", *(["-o", f"KexAlgorithms={kex}"] if kex else []),
+            f"{sshd.USER}@127.0.0.1", command]
+    began = time.perf_counter()
+    procs = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(count)]
+    outputs = [p.communicate()[0] for p in procs]
+    took = time.perf_counter() - began
+    assert all(p.returncode == 0 for p in procs), [p.returncode for p in procs]
+    if command == "echo hi":
+        assert outputs == [b"hi\n"] * count
+    else:
+        assert outputs[0].count(b"\n") == LINES
+    return took
+
+
+def healthz_worst(bench: Bench, stop: threading.Event, out: list[float]) -> None:
+    with httpx.Client(base_url=bench.url, timeout=30) as client:
+        while not stop.is_set():
+            began = time.perf_counter()
+            client.get("/healthz").raise_for_status()
+            out.append(time.perf_counter() - began)
+            time.sleep(0.01)
+
+
+def fmt(samples: list[float]) -> str:
+    return f"{statistics.median(samples):.2f} s"
+
+
+def main() -> None:
+    reason = sshd.missing()
+    if reason:
+        sys.exit(f"bench/ssh.py: {reason}")
+    sshd.ensure_user()
+    lab = sshd.Lab()
+    try:
+        server = lab.start("bench")
+        sshd.write_known_hosts(lab)
+        with tempfile.TemporaryDirectory() as folder:
+            bench = Bench(Path(folder), catalog(lab, server))
+            try:
+                rows = measure(bench, lab, server)
+            finally:
+                bench.stop()
+    finally:
+        lab.close()
+    print(f"SSH benchmark ({psutil.cpu_count()} cores; one local OpenSSH sshd, 100 targets = 100 connections to "
+          f"it; median of {ROUNDS} rounds, {SEQ_ROUNDS} for seq; output checked)\n")
+    print("| workload | Pushbutton | OpenSSH `ssh` processes |\n|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+
+
+def measure(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> list[tuple[str, str, str]]:
+    def his(n):
+        def check(lines):
+            assert lines == ["hi"] * n, lines[:5]
+        return check
+
+    def seq_check(lines):
+        assert len(lines) == LINES and lines[0] == "1" and lines[-1] == str(LINES)
+
+    pushbutton_run(bench, "hi1", his(1))  # warm up: first connection, page cache
+    rows = []
+    for n in (1, 20, 100):
+        pb, plain = [], []
+        lag: list[float] = []
+        idle_lag: list[float] = []  # the same server, idle, while OpenSSH does the same fan-out
+        for _ in range(ROUNDS):
+            pb.append(watched(bench, lag, pushbutton_run, bench, f"hi{n}", his(n)))
+            plain.append(watched(bench, idle_lag, openssh, lab, server, "echo hi", n))
+        rows.append((f"`echo hi` on {n} target{'s' if n > 1 else ''}", fmt(pb), f"{fmt(plain)} ({n} at once)"))
+        if n == 100:
+            rows.append(("slowest `/healthz` answer during the 100-target fan-out (Pushbutton: doing it; "
+                         "OpenSSH column: Pushbutton idle while the `ssh` processes load the machine)",
+                         f"{max(lag) * 1000:.0f} ms", f"{max(idle_lag) * 1000:.0f} ms"))
+    default, default_kex = [], []
+    for _ in range(ROUNDS):
+        default.append(pushbutton_run(bench, "hi100default", his(100)))
+        default_kex.append(openssh(lab, server, "echo hi", 100, kex=None))
+    rows.append(("`echo hi` on 100 targets, Pushbutton at the default `parallel = 10` (OpenSSH: the 100 at once "
+                 "above)", fmt(default), rows[2][2]))
+    rows.append(("`echo hi` on 100 targets, OpenSSH with its default (post-quantum) key exchange", "",
+                 f"{fmt(default_kex)} (100 at once)"))
+    pb, plain, local, executor, local_executor = [], [], [], [], []
+    for _ in range(SEQ_ROUNDS):
+        pb.append(pushbutton_run(bench, "seq", seq_check, executor))
+        plain.append(openssh(lab, server, f"seq {LINES}", 1))
+        local.append(pushbutton_run(bench, "seqlocal", seq_check, local_executor))
+    ssh_seq = f"{fmt(plain)} (`ssh host seq {LINES}`, output read)"
+    rows.append((f"`seq {LINES}` from one host: start request to the last line at an SSE client", fmt(pb), ssh_seq))
+    rows.append((f"`seq {LINES}` from one host: the run's own start to end (connect, stream, every line "
+                 "split, batched and handed to the event log)", fmt(executor), ssh_seq))
+    rows.append((f"`seq {LINES}` run locally by Pushbutton, for reference: to the client / run start to end",
+                 f"{fmt(local)} / {fmt(local_executor)}", ""))
+    return rows
+
+
+if __name__ == "__main__":
+    main()
