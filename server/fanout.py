@@ -1,8 +1,9 @@
 """One run on its remote targets: every host's SSH session under its group's `parallel` cap, each
 host's outcome, and the run's outcome as the worst of its hosts'.
 
-A host that cannot be reached fails alone; the others run to their end. Host changes reach the
-run record at most every FLUSH_DELAY, so a fan-out to 100 hosts does not make 300 state events.
+A host that cannot be reached fails alone; the others run to their end. Host changes (and the
+progress they make) reach the run record at most every FLUSH_DELAY, so a fan-out to 100 hosts does
+not make hundreds of state and progress events.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class Fanout:
         self.procs: dict[int, SshProcess] = {}
         self.stopping = False
         self.done = 0
+        self._reported = 0
         self._timer: gevent.Greenlet | None = None
 
     def run(self) -> None:
@@ -134,10 +136,8 @@ class Fanout:
             state = self.reason() or "cancelled"
         else:
             state = "succeeded" if outcome.error is None and outcome.exit_code == 0 else "failed"
-        self._set(record, state=state, exit_code=outcome.exit_code, error=outcome.error)
         self.done += 1
-        if not single:
-            self.progress(100.0 * self.done / len(self.hosts), f"{self.done}/{len(self.hosts)} hosts done")
+        self._set(record, state=state, exit_code=outcome.exit_code, error=outcome.error)
 
     def _set(self, record: dict, **fields) -> None:
         record.update(fields)
@@ -150,3 +150,6 @@ class Fanout:
                 self._timer.kill(block=False)
             self._timer = None
         self.changed(self.public_hosts())
+        if len(self.hosts) > 1 and self.done != self._reported:  # one progress event per batch of hosts
+            self._reported = self.done
+            self.progress(100.0 * self.done / len(self.hosts), f"{self.done}/{len(self.hosts)} hosts done")
