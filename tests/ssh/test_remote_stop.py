@@ -104,3 +104,21 @@ def test_secrets_are_on_no_command_line_local_or_remote(pushbutton, write_jobs, 
     pb.wait(run_id, timeout=20)
     assert lines_of(pb.events(run_id))[0] == hashlib.sha256(secret.encode()).hexdigest() + "  -"
     assert secret not in h6.log.read_text()
+
+
+def test_server_shutdown_and_crash_leave_no_remote_process(pushbutton, write_jobs, hosts_ini, lab, servers):
+    """SIGTERM stops remote runs like a cancel (recorded `interrupted`); after kill -9 the ssh
+    clients' stdin closes and the wrapper's watchdog kills the group on the host."""
+    h2 = servers["h2"]
+    path = tree_jobs(write_jobs, hosts_ini, "host:h2")
+    for how in (signal.SIGTERM, signal.SIGKILL):
+        pb = pushbutton(path)
+        n = random.randrange(7000, 7900) * 10 + (1 if how == signal.SIGTERM else 9)
+        run_id = pb.start_run("tree", n=n)["id"]
+        wait_for(lambda n=n: len(sleeps(lab, h2, n)) == 3, timeout=15)
+        pb.stop(how)
+        wait_for(lambda n=n: sleeps(lab, h2, n) == [], timeout=10)
+        if how == signal.SIGTERM:  # restarted on the same data: recorded as interrupted, host included
+            record = pb.start().run(run_id)
+            assert (record["state"], record["hosts"][0]["state"]) == ("interrupted", "interrupted")
+            pb.stop()
