@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Pushbutton
+from tests.helpers import Pushbutton, in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,3 +37,13 @@ def pushbutton(tmp_path):
         if pb.proc is not None and pb.proc.poll() is None:
             pb.proc.kill()
             pb.proc.wait()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under CI=true a skipped test is a failure: a skip there hides a missing part."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and in_ci() and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under CI=true, which is a failure: {report.longrepr}"
