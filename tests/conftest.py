@@ -47,3 +47,10 @@ def pytest_runtest_makereport(item, call):
     if report.skipped and in_ci() and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under CI=true, which is a failure: {report.longrepr}"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Also for skips at collection time (a module that cannot import its browser, say)."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if in_ci() and reporter is not None and reporter.stats.get("skipped") and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
