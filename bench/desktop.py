@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import select
 import shutil
 import signal
@@ -88,6 +89,18 @@ def window_first_page(argv: list[str], env: dict, cwd: Path) -> float:
         proc.wait(60)
 
 
+def bare_start(argv: list[str], env: dict, cwd: Path) -> tuple[float, float]:
+    """`--help`: what a start costs before any Pushbutton code runs (for a one-file build: the
+    unpacking). Returns (wall seconds, CPU seconds of the process and its children): CPU time
+    hardly depends on what else the machine is doing, wall time does."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run([*argv, "--help"], cwd=cwd, env=env, stdout=subprocess.DEVNULL, check=True, timeout=120)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def start_xvfb() -> tuple[subprocess.Popen, str]:
     read, write = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp"],
@@ -137,18 +150,23 @@ def main() -> int:
                     size = size_of(exe.parent if exe.parent.name == exe.name else exe)
                 measure = window_first_page if kind == "window" else headless_first_page
                 times = [measure(argv, env, elsewhere) for _ in range(opts.runs)]
+                bare = [bare_start(argv, env, elsewhere) for _ in range(opts.runs)]
                 (elsewhere / "jobs.ini").unlink(missing_ok=True)
-                row = (label, size, statistics.median(times), min(times), max(times))
+                row = (label, size, statistics.median(times), min(times), max(times),
+                       statistics.median(b[0] for b in bare), statistics.median(b[1] for b in bare))
                 rows.append(row)
                 print(f"{label:45} {'-' if size is None else f'{size / MiB:7.1f} MiB'}  first page "
-                      f"median {row[2]:.2f} s (min {row[3]:.2f}, max {row[4]:.2f}, {opts.runs} runs)", flush=True)
+                      f"median {row[2]:.2f} s (min {row[3]:.2f}, max {row[4]:.2f}, {opts.runs} runs); "
+                      f"bare start {row[5]:.2f} s, {row[6]:.2f} s CPU", flush=True)
     finally:
         if xvfb is not None:
             xvfb.terminate()
             xvfb.wait(10)
-    print("\n| build | size | start to first page (median, min-max) |\n|---|---|---|")
-    for label, size, med, low, high in rows:
-        print(f"| {label} | {'-' if size is None else f'{size / MiB:.1f} MiB'} | {med:.2f} s ({low:.2f}-{high:.2f}) |")
+    print("\n| build | size | start to first page: median (min-max) | bare start (`--help`): wall / CPU |\n"
+          "|---|---|---|---|")
+    for label, size, med, low, high, bare_wall, bare_cpu in rows:
+        print(f"| {label} | {'-' if size is None else f'{size / MiB:.1f} MiB'} | {med:.2f} s ({low:.2f}-{high:.2f}) "
+              f"| {bare_wall:.2f} s / {bare_cpu:.2f} s |")
     return 0
 
 
