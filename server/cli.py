@@ -90,10 +90,10 @@ def serve(catalog: C.Catalog, data_dir: Path, host: str, port: int, token: str |
     except OSError as exc:
         print(f"pushbutton: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"Pushbutton serving on {url}", flush=True)
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL line: a caller may stop us at once
         signal.signal(sig, lambda *_: stop.set())
+    print(f"Pushbutton serving on {url}", flush=True)
     while not stop.wait(0.5) and server.alive:
         pass
     if not server.alive:
