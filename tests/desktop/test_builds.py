@@ -13,6 +13,7 @@ import select
 import shutil
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -151,7 +152,7 @@ def test_headless_onefile_alone_in_a_folder_passes_the_smoke_test(server_onefile
 
 
 def test_headless_onefile_carries_no_gui_toolkit(server_onefile):
-    listing = subprocess.run([str(Path(os.sys.executable).with_name("pyi-archive_viewer")), "--list",
+    listing = subprocess.run([str(Path(sys.executable).with_name("pyi-archive_viewer")), "--list",
                               "--recursive", "--brief", str(server_onefile)],
                              capture_output=True, text=True, timeout=120)
     assert listing.returncode == 0, listing.stderr
