@@ -144,7 +144,10 @@ def find_jobs_file(explicit: str | os.PathLike | None = None) -> Path:
 def candidate_paths() -> list[Path]:
     places = []
     if getattr(sys, "frozen", False):
-        places.append(Path(sys.executable).resolve().parent / "jobs.ini")
+        folder = Path(sys.executable).resolve().parent
+        if folder.match("*.app/Contents/MacOS"):  # a macOS app bundle: beside the .app
+            folder = folder.parent.parent.parent
+        places.append(folder / "jobs.ini")
     places.append(Path.cwd() / "jobs.ini")
     places.append(Path(platformdirs.user_config_dir(APP_NAME)) / "jobs.ini")
     return places

@@ -197,3 +197,13 @@ def test_every_accepted_key_is_documented():
     keys |= {f"param.NAME.{k}" for k in C.PARAM_KEYS}
     missing = sorted(keys - documented)
     assert not missing, f"docs/jobs-ini.md does not document: {missing}"
+
+
+def test_a_built_app_looks_beside_itself_and_beside_a_macos_bundle(tmp_path, monkeypatch):
+    monkeypatch.setattr(C.sys, "frozen", True, raising=False)
+    monkeypatch.setattr(C.sys, "executable", str(tmp_path / "pushbutton"))
+    assert C.candidate_paths()[0] == tmp_path / "jobs.ini"
+    bundle = tmp_path / "Pushbutton.app" / "Contents" / "MacOS"
+    bundle.mkdir(parents=True)
+    monkeypatch.setattr(C.sys, "executable", str(bundle / "pushbutton"))
+    assert C.candidate_paths()[0] == tmp_path / "jobs.ini"
