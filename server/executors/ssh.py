@@ -114,7 +114,8 @@ def _quoted(path: Path) -> str:
     return '"' + str(path).replace("%", "%%") + '"'
 
 
-def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, master: bool = False) -> list[str]:
+def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, master: bool = False,
+             kex: bool = True) -> list[str]:
     """The `ssh` command line for one session. Nothing secret is ever on it."""
     opts = {
         "BatchMode": "yes",  # never prompt: a missing key fails, it does not hang
@@ -124,7 +125,6 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
         "ConnectTimeout": str(max(1, math.ceil(host.connect_timeout))),
         "ServerAliveInterval": str(ALIVE_INTERVAL),
         "ServerAliveCountMax": "3",
-        "KexAlgorithms": KEX,
         "RequestTTY": "no",
         "RemoteCommand": "none",
         "PermitLocalCommand": "no",
@@ -132,7 +132,10 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
         "ForwardX11": "no",
         "ClearAllForwardings": "yes",
         "LogLevel": "INFO",  # the reasons explain() reads; user config must not silence them
+        "EscapeChar": "none",  # stdin is data, never `~.`
     }
+    if kex:
+        opts["KexAlgorithms"] = KEX
     if host.known_hosts is not None:
         opts["UserKnownHostsFile"] = _quoted(host.known_hosts)
         opts["GlobalKnownHostsFile"] = "none"
@@ -142,6 +145,7 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
     if control is not None:
         opts["ControlMaster"] = "yes" if master else "no"
         opts["ControlPath"] = _quoted(control)
+        opts["ControlPersist"] = "no"  # the master ends with the run's session (user config may say otherwise)
     else:
         opts["ControlMaster"] = "no"
         opts["ControlPath"] = "none"
@@ -151,6 +155,26 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
     for key, value in opts.items():
         argv += ["-o", f"{key}={value}"]
     return [*argv, "--", host.address, remote]
+
+
+_kex_ok: bool | None = None
+
+
+def _kex() -> bool:
+    """Whether this ssh understands KEX's `^` (put first) prefix; an older one keeps its own order.
+    Asked once, through the threadpool."""
+    global _kex_ok
+    if _kex_ok is None:
+        _kex_ok = in_pool(_ask_kex)
+    return _kex_ok
+
+
+def _ask_kex() -> bool:
+    try:
+        return subprocess.run([_ssh_path(), "-G", "-o", f"KexAlgorithms={KEX}", "pushbutton.invalid"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 @functools.cache
@@ -253,7 +277,7 @@ class SshProcess:
         if self.stopping:
             return Outcome(None, None, False)
         try:
-            self.proc = _spawn(ssh_argv(self.host, self.remote, self.log, self.control, master=True))
+            self.proc = _spawn(ssh_argv(self.host, self.remote, self.log, self.control, True, _kex()))
         except OSError as exc:
             stdout.close()
             stderr.close()
@@ -376,7 +400,8 @@ class SshProcess:
     def _kill_remote(self) -> bool:
         tenths = max(1, math.ceil(self.grace * 10))
         script = KILL_SCRIPT.format(pgid=self.pgid, tenths=tenths)
-        argv = ssh_argv(self.host, shlex.join(["exec", "/bin/sh", "-c", script]), self.log, self.control)
+        argv = ssh_argv(self.host, shlex.join(["exec", "/bin/sh", "-c", script]), self.log, self.control,
+                        kex=_kex())
         try:
             proc = _spawn(argv, subprocess.DEVNULL, subprocess.DEVNULL)
         except OSError:
@@ -408,7 +433,7 @@ def probe(host: Host, workdir: Path) -> Probe:
     log = workdir / f"probe-{host.name}.log"
     started = time.monotonic()
     try:
-        proc = _spawn(ssh_argv(host, "true", log), subprocess.DEVNULL, subprocess.DEVNULL)
+        proc = _spawn(ssh_argv(host, "true", log, kex=_kex()), subprocess.DEVNULL, subprocess.DEVNULL)
     except OSError as exc:
         return Probe(host.name, "error", f"cannot start {SSH!r}: {exc.strerror or exc}", 0.0)
     code = _wait(proc, 2 * host.connect_timeout + 20)
