@@ -63,7 +63,7 @@ def _why(host: dict) -> str:
 class Fanout:
     def __init__(self, job: Job, argv: list[str], env: dict[str, str], secrets: list[str], emit: Emit,
                  progress: Callable[[float, str], None], changed: Callable[[list[dict]], None],
-                 reason: Callable[[], str | None]):
+                 reason: Callable[[], str | None], wait: Callable[[], None] | None = None):
         self.job = job
         self.argv = argv
         self.env = env
@@ -72,6 +72,7 @@ class Fanout:
         self.progress = progress
         self.changed = changed
         self.reason = reason  # the run's stop reason, once it is being stopped
+        self.wait = wait  # backpressure: holds a host's reader while the event log's disk is behind
         self.hosts = initial_hosts(job)
         self.procs: dict[int, SshProcess] = {}
         self.stopping = False
@@ -121,8 +122,8 @@ class Fanout:
         self._set(record, state="running")
         extra = {"host": target.host.name}
         single = len(self.hosts) == 1  # a lone host's ::progress lines drive the run's bar
-        streams = [OutputStream(name, self.emit, self.secrets, self.progress if single else None, extra=extra)
-                   for name in ("stdout", "stderr")]
+        streams = [OutputStream(name, self.emit, self.secrets, self.progress if single else None, extra=extra,
+                                wait=self.wait) for name in ("stdout", "stderr")]
         try:
             outcome = proc.run(*streams)
         except Exception as exc:  # a bug must fail this host, not leave it running

@@ -181,7 +181,7 @@ class Runs:
         env = {**job.env, **P.build_env(run.values), "PYTHONUNBUFFERED": "1", "PUSHBUTTON_RUN_ID": str(run.id)}
         fanout = Fanout(job, argv, env, P.secret_values(job.params, run.values), run.log.emit,
                         self._progress_of(run), lambda hosts: self._update(run, hosts=hosts),
-                        lambda: run.stop_reason)
+                        lambda: run.stop_reason, run.log.wait_writable)
         run.process = fanout
         if run.stop_reason:  # stopped before this greenlet first ran
             fanout.stop()
