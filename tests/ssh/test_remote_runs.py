@@ -174,12 +174,13 @@ def test_down_and_silent_hosts_fail_alone_without_stalling_the_others(pushbutton
     silent = socket.socket()  # accepts TCP, never says a word: only connect_timeout ends it
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)
+    silent_port = silent.getsockname()[1]
     down_port = sshd.free_port()
     good = ["h1", "h2", "h3"]
     hosts_ini = "".join(sshd.host_section(lab, servers[h]) for h in good)
     hosts_ini += sshd.host_section(lab, servers["h1"], "down", port=down_port)
     hosts_ini += sshd.host_section(lab, servers["h1"], "silent", port=silent.getsockname()[1],
-                                   connect_timeout="2s")
+                                   connect_timeout="4s")
     pb = pushbutton(jobs(write_jobs, hosts_ini, """
         [group:mixed]
         hosts = h1, down, silent, h2, h3
@@ -196,8 +197,7 @@ def test_down_and_silent_hosts_fail_alone_without_stalling_the_others(pushbutton
             return hosts if all(hosts[h]["state"] == "succeeded" for h in good) else None
 
         hosts = wait_for(settled, timeout=10)
-        assert time.monotonic() - started < 1.8
-        assert hosts["silent"]["state"] == "running"  # still waiting for its banner
+        assert hosts["silent"]["state"] == "running"  # still waiting for its banner: it holds up no one
         assert hosts["down"]["state"] == "failed"
         lag = time.monotonic()
         assert httpx.get(pb.url + "/healthz").status_code == 200
@@ -205,10 +205,10 @@ def test_down_and_silent_hosts_fail_alone_without_stalling_the_others(pushbutton
         run = pb.wait(run_id, timeout=15)
     finally:
         silent.close()
-    assert 2 <= time.monotonic() - started < 8
+    assert 4 <= time.monotonic() - started < 12
     hosts = {h["name"]: h for h in run["hosts"]}
     assert hosts["down"]["error"] == f"refused: nothing accepts SSH connections on 127.0.0.1:{down_port}"
-    assert hosts["silent"]["error"].startswith("timed out: no answer from 127.0.0.1:")
+    assert hosts["silent"]["error"] == f"timed out: no answer from 127.0.0.1:{silent_port} within 4s"
     assert (run["state"], run["exit_code"]) == ("failed", None)
     assert run["message"] == "2 of 5 hosts failed: down (refused), silent (timed out)"
     assert by_host(pb.events(run_id))["h2"] == ["hi"]
@@ -220,7 +220,7 @@ def test_group_parallel_caps_hosts_at_once(pushbutton, write_jobs, hosts_ini):
         hosts = h1, h2, h3, h4, h5
         parallel = 2
         [job:span]
-        command = sh -c 'date +%s.%N; sleep 0.4; date +%s.%N'
+        command = sh -c 'date +%s.%N; sleep 0.8; date +%s.%N'
         targets = group:two
         """))
     run_id = pb.start_run("span")["id"]
