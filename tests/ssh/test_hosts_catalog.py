@@ -14,6 +14,7 @@ from server import catalog as C
 from server.executors.ssh import encode_env, remote_command, ssh_argv
 from server.runs import public
 from server.store import Store
+from tests.helpers import BIN
 
 
 def problems(write_jobs, text: str) -> list[str]:
@@ -122,8 +123,7 @@ def test_every_host_and_group_problem_is_reported_with_its_line(write_jobs, tmp_
 
 def test_check_accepts_hosts_and_an_empty_targets_is_an_error(write_jobs, tmp_path):
     ok = write_jobs("[host:h]\naddress = h.example\n[job:j]\ncommand = true\ntargets = host:h\n")
-    out = subprocess.run([".venv/bin/pushbutton", "check", "--jobs", str(ok)], capture_output=True, text=True,
-                         cwd=C.Path(__file__).resolve().parents[2])
+    out = subprocess.run([BIN, "check", "--jobs", str(ok)], capture_output=True, text=True)
     assert out.returncode == 0 and "OK, 1 job(s): j" in out.stdout
     assert problems(write_jobs, "[job:j]\ncommand = true\ntargets =\n") == [
         "FILE:3: [job:j] targets: targets is empty; leave it out to run on this machine"]
