@@ -32,7 +32,8 @@ TREE_JOB = """
 def started_tree(pb, tmp_path, job="tree") -> tuple[dict, list[int]]:
     run = pb.start_run(job, dir=str(tmp_path))
     wait_for(lambda: "started" in pb.client.get(f"/api/runs/{run['id']}/log").text)
-    pids = [int(p) for p in (tmp_path / "pids").read_text().split()]
+    # The subshell writes its child's pid on its own schedule: wait for all five.
+    pids = wait_for(lambda: len(found := (tmp_path / "pids").read_text().split()) == 5 and [int(p) for p in found])
     assert len(pids) == 5 and all(alive(p) for p in pids)
     return run, pids
 
