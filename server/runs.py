@@ -145,20 +145,30 @@ class Runs:
     # -- executing --------------------------------------------------------------------------
 
     def _execute(self, run: Run) -> None:
+        """Build argv and env once, run locally or on the targets, under the job's timeout."""
         job = run.job
-        if job.targets:
-            self._execute_remote(run)
-            return
-        secrets = P.secret_values(job.params, run.values)
-        streams = [OutputStream(name, run.log.emit, secrets, self._progress_of(run), wait=run.log.wait_writable)
-                   for name in ("stdout", "stderr")]
         argv = job.argv if job.shell else P.build_argv(job.argv, run.values)
-        env = {**os.environ, **job.env, **P.build_env(run.values),
-               "PYTHONUNBUFFERED": "1", "PUSHBUTTON_RUN_ID": str(run.id)}
-        run.process = LocalProcess(argv, env, str(job.workdir), f"{self.store.owner}-{run.id}", job.grace)
+        env = {**job.env, **P.build_env(run.values), "PYTHONUNBUFFERED": "1", "PUSHBUTTON_RUN_ID": str(run.id)}
+        secrets = P.secret_values(job.params, run.values)
         timer = gevent.spawn_later(job.timeout, self.stop, run, "timed_out") if job.timeout else None
         try:
-            code = run.process.run(*streams)
+            execute = self._execute_remote if job.targets else self._execute_local
+            state, fields = execute(run, argv, env, secrets)
+        finally:
+            if timer is not None:
+                timer.kill(block=False)
+        self._finish(run, state, **fields)
+
+    def _execute_local(self, run: Run, argv: list[str], env: dict, secrets: list[str]) -> tuple[str, dict]:
+        job = run.job
+        streams = [OutputStream(name, run.log.emit, secrets, self._progress_of(run), wait=run.log.wait_writable)
+                   for name in ("stdout", "stderr")]
+        run.process = LocalProcess(argv, {**os.environ, **env}, str(job.workdir), f"{self.store.owner}-{run.id}",
+                                   job.grace)
+        code: int | None = None
+        try:
+            if run.stop_reason is None:  # not stopped before this greenlet first ran
+                code = run.process.run(*streams)
         except StartError as exc:
             streams[1].feed(f"{exc}\n".encode())
             streams[1].close()
@@ -167,36 +177,24 @@ class Runs:
             log.exception("run %s crashed", run.id)
             streams[1].feed(f"pushbutton: internal error: {exc}\n".encode())
             streams[1].close()
-            code = None
-        finally:
-            if timer is not None:
-                timer.kill(block=False)
-        state = run.stop_reason or ("succeeded" if code == 0 else "failed")
-        self._finish(run, state, exit_code=code)
+        return run.stop_reason or ("succeeded" if code == 0 else "failed"), {"exit_code": code}
 
-    def _execute_remote(self, run: Run) -> None:
+    def _execute_remote(self, run: Run, argv: list[str], env: dict, secrets: list[str]) -> tuple[str, dict]:
         """The same argv and environment as a local run, on every target over SSH."""
-        job = run.job
-        argv = job.argv if job.shell else P.build_argv(job.argv, run.values)
-        env = {**job.env, **P.build_env(run.values), "PYTHONUNBUFFERED": "1", "PUSHBUTTON_RUN_ID": str(run.id)}
-        fanout = Fanout(job, argv, env, P.secret_values(job.params, run.values), run.log.emit,
+        fanout = Fanout(run.job, argv, env, secrets, run.log.emit,
                         self._progress_of(run), lambda hosts: self._update(run, hosts=hosts),
                         lambda: run.stop_reason, run.log.wait_writable)
         run.process = fanout
         if run.stop_reason:  # stopped before this greenlet first ran
             fanout.stop()
-        timer = gevent.spawn_later(job.timeout, self.stop, run, "timed_out") if job.timeout else None
         try:
             fanout.run()
         except Exception:  # a bug must not leave the run "running" forever
             log.exception("run %s crashed", run.id)
-        finally:
-            if timer is not None:
-                timer.kill(block=False)
         hosts = fanout.public_hosts()
         message = hosts_summary(hosts)
-        self._finish(run, run.stop_reason or worst_host(hosts), exit_code=hosts_exit_code(hosts), hosts=hosts,
-                     **({"message": message} if message else {}))
+        return run.stop_reason or worst_host(hosts), {"exit_code": hosts_exit_code(hosts), "hosts": hosts,
+                                                      **({"message": message} if message else {})}
 
     def _progress_of(self, run: Run):
         def progress(percent: float, message: str) -> None:
