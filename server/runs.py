@@ -19,7 +19,7 @@ from gevent.queue import Full, Queue
 from server import params as P
 from server.catalog import Catalog, Job
 from server.events import EventLog, in_pool, store_call
-from server.executors.local import LocalProcess, StartError
+from server.executors.local import LocalProcess, StartError, run_marker
 from server.fanout import Fanout, initial_hosts
 from server.fanout import exit_code as hosts_exit_code
 from server.fanout import summary as hosts_summary
@@ -163,7 +163,7 @@ class Runs:
         job = run.job
         streams = [OutputStream(name, run.log.emit, secrets, self._progress_of(run), wait=run.log.wait_writable)
                    for name in ("stdout", "stderr")]
-        run.process = LocalProcess(argv, {**os.environ, **env}, str(job.workdir), f"{self.store.owner}-{run.id}",
+        run.process = LocalProcess(argv, {**os.environ, **env}, str(job.workdir), run_marker(self.store.owner, run.id),
                                    job.grace)
         code: int | None = None
         try:

@@ -25,6 +25,7 @@ from server.api import make_app
 from server.auth import Guard, new_token
 from server.catalog import Catalog
 from server.events import in_pool
+from server.executors.local import kill_orphans, run_marker
 from server.runs import Runs
 from server.store import Store
 
@@ -117,6 +118,9 @@ class Server:
             recovered = store.recover()
             if recovered:
                 log.info("marked %d run(s) left active by a stopped server as interrupted", len(recovered))
+                orphans = kill_orphans({run_marker(owner, run_id) for run_id, owner in recovered.items()})
+                if orphans:
+                    log.info("stopped %d process(es) those runs left behind", len(orphans))
             store.prune(self.catalog.settings.retention_days)
             self.runs = Runs(self.catalog, store)
             self._stop = Event()

@@ -189,15 +189,15 @@ class Store:
         )
         return events[-1][0]
 
-    def recover(self) -> list[int]:
+    def recover(self) -> dict[int, str]:
         """Runs left queued or running by a process that is gone become `interrupted`, with an
-        `end` event so a resuming client sees them finish. Returns their ids."""
+        `end` event so a resuming client sees them finish. Returns {run id: its owner}."""
 
-        def work(conn: sqlite3.Connection) -> list[int]:
+        def work(conn: sqlite3.Connection) -> dict[int, str]:
             rows = conn.execute(
                 "SELECT id, owner FROM runs WHERE state IN (?, ?)", ACTIVE_STATES
             ).fetchall()
-            dead = [run_id for run_id, owner in rows if not self._owner_alive(owner)]
+            dead = {run_id: owner for run_id, owner in rows if not self._owner_alive(owner)}
             now = time.time()
             for run_id in dead:
                 conn.execute("UPDATE runs SET state = 'interrupted', finished = ?, message = ? "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import subprocess
 import textwrap
 from pathlib import Path
 
@@ -33,10 +34,14 @@ def pushbutton(tmp_path):
         return pb.start(*extra)
 
     yield start
-    for pb in started:
+    for pb in started:  # as a user would stop it, so a failed test leaves no run behind
         if pb.proc is not None and pb.proc.poll() is None:
-            pb.proc.kill()
-            pb.proc.wait()
+            pb.proc.terminate()
+            try:
+                pb.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pb.proc.kill()
+                pb.proc.wait()
 
 
 @pytest.hookimpl(hookwrapper=True)

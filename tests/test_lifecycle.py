@@ -263,3 +263,16 @@ def test_memory_stays_flat_however_much_a_run_prints(pushbutton, write_jobs):
     log = pb.client.get(f"/api/runs/{run_id}/log")
     assert len(log.content) == 60_600_000  # 600,000 lines of 100 x and a newline
     assert (peak - idle) / 2**20 < 45, f"RSS grew by {(peak - idle) / 2**20:.0f} MiB"
+
+
+def test_processes_of_a_killed_server_are_stopped_at_the_next_start(pushbutton, write_jobs, tmp_path):
+    jobs = write_jobs(TREE_JOB.format(extra=""))
+    pb = pushbutton(jobs)
+    run, pids = started_tree(pb, tmp_path)
+    pb.proc.kill()  # SIGKILL: the quiet tree does not even notice its pipes closing
+    pb.proc.wait()
+    time.sleep(0.3)
+    assert all(alive(p) for p in pids)
+    again = pushbutton(jobs, data_dir=pb.data_dir)
+    assert again.run(run["id"])["state"] == "interrupted"
+    assert [p for p in pids if alive(p)] == []

@@ -31,6 +31,11 @@ READ_SIZE = 64 * 1024
 MARKER = "PUSHBUTTON_RUN"
 
 
+def run_marker(owner: str, run_id: int) -> str:
+    """The value of MARKER in every process of one run: unique across servers and restarts."""
+    return f"{owner}-{run_id}"
+
+
 class StartError(Exception):
     """The command could not be started at all (missing, not executable, bad workdir)."""
 
@@ -149,3 +154,28 @@ def _signal_tree(pgid: int, marker: str, sig: int) -> list[int]:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)
     return pids
+
+
+def kill_orphans(markers: set[str], grace: float = 5.0) -> list[int]:
+    """Processes of runs whose server died (`kill -9`, a crash) still carry their run's marker:
+    stop them (SIGTERM, SIGKILL after `grace`) at the next start. Blocking: call before serving."""
+    def find() -> list[int]:
+        found = []
+        for proc in psutil.process_iter():
+            try:
+                if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(MARKER) in markers:
+                    found.append(proc.pid)
+            except (psutil.Error, OSError):
+                continue
+        return found
+
+    orphans = find() if markers else []
+    sig, deadline = signal.SIGTERM, time.monotonic() + grace
+    while pids := find() if orphans else []:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
+        time.sleep(0.05)
+        if time.monotonic() > deadline:
+            sig = signal.SIGKILL
+    return orphans

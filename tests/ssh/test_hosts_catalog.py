@@ -194,7 +194,7 @@ def test_an_older_database_gains_the_hosts_column(tmp_path):
                  {"name": "b", "state": "failed", "exit_code": 1, "error": None}]
         store.call(Store.update_run, 2, {"hosts": hosts})
         assert store.run(2)["hosts"] == hosts
-        assert store.recover() == [2]
+        assert list(store.recover()) == [2]
         assert [h["state"] for h in store.run(2)["hosts"]] == ["interrupted", "failed"]
     finally:
         store.close()
