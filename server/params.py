@@ -93,6 +93,10 @@ def _text(p: Param, raw: Any) -> str:
         raise ValueError("must be text")
     if "\0" in raw:
         raise ValueError("must not contain a NUL character")
+    try:
+        raw.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON \ud800 escape
+        raise ValueError("must be valid text") from None
     if p.type != "multiline" and ("\n" in raw or "\r" in raw):
         raise ValueError("must be a single line")
     return raw

@@ -276,3 +276,20 @@ def test_processes_of_a_killed_server_are_stopped_at_the_next_start(pushbutton, 
     again = pushbutton(jobs, data_dir=pb.data_dir)
     assert again.run(run["id"])["state"] == "interrupted"
     assert [p for p in pids if alive(p)] == []
+
+
+def test_both_ways_of_finding_a_runs_processes_agree(tmp_path):
+    import subprocess
+
+    from server.executors import local
+
+    marker = "probe-1"
+    env = {"PATH": "/usr/bin:/bin", local.MARKER: marker}
+    group = subprocess.Popen(["sh", "-c", "sleep 60 & setsid sleep 61 & wait"], env=env, start_new_session=True)
+    try:
+        expected = wait_for(lambda: len(found := local._members_psutil(group.pid, marker)) == 3 and found)
+        assert sorted(local._members_proc(group.pid, marker)) == sorted(expected)
+    finally:
+        local._signal_tree(group.pid, marker, signal.SIGKILL)
+        group.wait()
+    assert wait_for(lambda: local._members_proc(group.pid, marker) == [])

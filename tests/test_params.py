@@ -51,6 +51,7 @@ def test_today_is_a_date():
     (param(type="secret"), "a\rb", "single line"),
     (param(), "nul\0byte", "NUL"),
     (param(type="multiline"), "nul\0byte", "NUL"),
+    (param(), "lone \ud800 surrogate", "valid text"),
     (param(), 5, "must be text"),
     (param(pattern=r"v\d+"), "v1x", "must match"),
     (param(pattern=r"v\d+"), "xv1", "must match"),
