@@ -34,7 +34,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from run import Server, follow, start  # noqa: E402  (bench/run.py)
+from run import Server, lines_in, receive, start  # noqa: E402  (bench/run.py)
 
 from server.executors.ssh import KEX  # noqa: E402
 from tests.ssh import sshd  # noqa: E402
@@ -70,11 +70,11 @@ def pushbutton_run(bench: Bench, job: str, check, executor: list[float] | None =
     with bench.client() as client:
         began = time.perf_counter()
         run_id = start(client, job)
-        lines = follow(client, run_id)
+        raw = receive(client, run_id)
         took = time.perf_counter() - began
         record = client.get(f"/api/runs/{run_id}").json()
     assert record["state"] == "succeeded", f"{job}: {record['state']}"
-    check(lines)
+    check(lines_in(raw))
     if executor is not None:
         executor.append((_when(record["finished"]) - _when(record["started"])).total_seconds())
     return took

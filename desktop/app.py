@@ -34,7 +34,7 @@ from desktop.instance import SingleInstance
 from desktop.notify import Notifier, notice_for
 from server import catalog as C
 from server.runs import FINAL
-from server.runtime import Server
+from server.runtime import Server, call_via
 
 log = logging.getLogger("pushbutton")
 ICON = Path(__file__).resolve().with_name("icon.png")
@@ -61,24 +61,7 @@ class MainThread(QObject):
 
     def wait(self, fn: Callable[[], object], timeout: float = 10) -> object:
         """Run `fn` on the GUI thread and return its result (call from another thread only)."""
-        done = threading.Event()
-        box: list = []
-
-        def go():
-            try:
-                box.append((fn(), None))
-            except BaseException as exc:
-                box.append((None, exc))
-            finally:
-                done.set()
-
-        self(go)
-        if not done.wait(timeout):
-            raise TimeoutError(f"{fn!r} did not run on the GUI thread")
-        result, error = box[0]
-        if error is not None:
-            raise error
-        return result
+        return call_via(self, fn, timeout=timeout)
 
 
 def ask_stop_runs(parent, titles: list[str]) -> bool:

@@ -34,6 +34,29 @@ BACKLOG = 1024  # the default 128 makes a burst of 1000 connections take seconds
 PRUNE_EVERY = 24 * 3600
 
 
+def call_via(dispatch, fn, *args: Any, timeout: float | None = None) -> Any:
+    """Hand `fn(*args)` to `dispatch` (which runs a callable on another thread or hub) and block
+    this thread until its result or exception comes back."""
+    done = threading.Event()
+    box: list = []
+
+    def go():
+        try:
+            box.append((fn(*args), None))
+        except BaseException as exc:
+            box.append((None, exc))
+        finally:
+            done.set()
+
+    dispatch(go)
+    if not done.wait(timeout):
+        raise TimeoutError(f"{fn!r} did not finish")
+    result, error = box[0]
+    if error is not None:
+        raise error
+    return result
+
+
 class _WSGIServer(WSGIServer):
     def handle(self, sock, address):
         # Without TCP_NODELAY a small write after the headers waits for a delayed ACK: 40 ms.
@@ -151,24 +174,8 @@ class Server:
 
     def call(self, fn, *args: Any, timeout: float | None = None) -> Any:
         """Run `fn(*args)` in a greenlet of the server's hub from any other thread; wait for it."""
-        done = threading.Event()
-        box: list = []
-
-        def go():
-            try:
-                box.append((fn(*args), None))
-            except BaseException as exc:
-                box.append((None, exc))
-            finally:
-                done.set()
-
-        self.hub.loop.run_callback_threadsafe(gevent.spawn, go)
-        if not done.wait(timeout):
-            raise TimeoutError(f"{fn!r} did not finish")
-        result, error = box[0]
-        if error is not None:
-            raise error
-        return result
+        return call_via(lambda go: self.hub.loop.run_callback_threadsafe(gevent.spawn, go), fn, *args,
+                        timeout=timeout)
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, stop active runs as a cancel would (recorded `interrupted`), flush
