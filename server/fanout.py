@@ -20,7 +20,7 @@ from gevent.lock import Semaphore
 from server.catalog import Job, Target
 from server.events import in_pool
 from server.executors.ssh import Outcome, SshProcess
-from server.output import Emit, OutputStream
+from server.output import Emit, OutputStream, cancel_timer
 
 log = logging.getLogger("pushbutton")
 FLUSH_DELAY = 0.05
@@ -146,10 +146,7 @@ class Fanout:
             self._timer = gevent.spawn_later(FLUSH_DELAY, self._flush)
 
     def _flush(self) -> None:
-        if self._timer is not None:
-            if self._timer is not gevent.getcurrent():
-                self._timer.kill(block=False)
-            self._timer = None
+        self._timer = cancel_timer(self._timer)
         self.changed(self.public_hosts())
         if len(self.hosts) > 1 and self.done != self._reported:  # one progress event per batch of hosts
             self._reported = self.done

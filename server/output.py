@@ -96,12 +96,15 @@ class OutputStream:
             self.timer = gevent.spawn_later(wait, self.flush)
 
     def flush(self) -> None:
-        if self.timer is not None:
-            if self.timer is not gevent.getcurrent():
-                self.timer.kill(block=False)
-            self.timer = None
+        self.timer = cancel_timer(self.timer)
         if not self.pending:
             return
         lines, self.pending, self.pending_bytes = self.pending, [], 0
         self.last_flush = time.monotonic()
         self.emit("output", {"stream": self.stream, **self.extra, "lines": lines})
+
+
+def cancel_timer(timer: gevent.Greenlet | None) -> None:
+    """Kill a pending `spawn_later` greenlet, unless it is the one running now; returns None."""
+    if timer is not None and timer is not gevent.getcurrent():
+        timer.kill(block=False)
