@@ -36,7 +36,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from run import Server, lines_in, receive, start  # noqa: E402  (bench/run.py)
 
-from server.executors.ssh import KEX  # noqa: E402
+from server.executors.ssh_client import KEX  # noqa: E402
 from tests.ssh import sshd  # noqa: E402
 
 ROUNDS = 5

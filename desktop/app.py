@@ -28,7 +28,7 @@ from PySide6.QtCore import QByteArray, QObject, Qt, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QMessageBox
 
-from desktop import settings
+from desktop import links, settings
 from desktop.errorpage import error_page
 from desktop.instance import SingleInstance
 from desktop.notify import Notifier, notice_for
@@ -182,6 +182,8 @@ class DesktopApp:
         """GUI thread, window built but not shown yet."""
         self.native = self.window.native
         self.main = MainThread()
+        if self.server is not None:
+            links.guard(self.native.webview.page(), self.server.url)
         if ICON.exists():
             QApplication.setWindowIcon(QIcon(str(ICON)))
         if geo.qt:

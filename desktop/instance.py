@@ -51,7 +51,7 @@ class SingleInstance:
 
     def acquire(self) -> bool:
         """True if this process is now the only window on this data dir."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # private: history (server/store.py)
         handle = open(self.lock_path, "a+b")  # noqa: SIM115 - held for the life of the process
         try:
             _lock(handle)

@@ -8,19 +8,44 @@ this app serves anything.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import bottle
+import gevent
 from bottle import HTTPResponse, request, response
 
 from server import sse
 from server.auth import Guard
+from server.connections import HEADER_TIMEOUT
 from server.events import in_pool
 from server.params import ParamsError
-from server.runs import Conflict, NotFound, Runs, public
+from server.runs import ConfirmationRequired, Conflict, NotFound, Runs, public
 
 MAX_BODY = 1024 * 1024
+MAX_INT = 2**63 - 1  # SQLite's INTEGER: ids and numbers in requests stay within it
 PAGE = 200
+# On every answer: no other page (another port of this machine is the same site to cookies) may
+# frame this one and click for the user; only our own files run or style; nothing sniffed or leaked.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "worker-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
+                    "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+
+
+class _App(bottle.Bottle):
+    """A Bottle app whose every answer carries SECURITY_HEADERS.
+
+    Added where the status line and headers leave for the server: Bottle's `after_request` hook
+    misses answers (the 500 for a crashed handler replaces the headers it set), this cannot.
+    """
+
+    def wsgi(self, environ, start_response):
+        def start(status, headers, exc_info=None):
+            kept = [(k, v) for k, v in headers if k.title() not in SECURITY_HEADERS]
+            return start_response(status, kept + list(SECURITY_HEADERS.items()), exc_info)
+
+        return super().wsgi(environ, start)
 
 
 def _json(status: int, body: dict) -> HTTPResponse:
@@ -39,14 +64,50 @@ def _errors(callback):
             return _json(400, {"error": "invalid parameters", "fields": exc.fields})
         except Conflict as exc:
             return _json(409, {"error": str(exc)})
+        except ConfirmationRequired as exc:
+            return _json(428, {"error": "confirmation required", "confirm": exc.question})
 
     return wrapper
 
 
+def _closing(status: int, message: str) -> HTTPResponse:
+    """An answer sent before the request body was read to its end: the connection cannot carry
+    another request, so it closes (without reading the rest, however long)."""
+    res = _json(status, {"error": message})
+    res.set_header("Connection", "close")
+    return res
+
+
+def _read_body() -> bytes:
+    """At most MAX_BODY bytes, within HEADER_TIMEOUT, from `wsgi.input` itself: Bottle's
+    `request.body` fails on a chunked body, which gevent has already de-chunked."""
+    length = request.content_length  # -1 when absent, as for a chunked body
+    if length > MAX_BODY:
+        raise _closing(413, "body too large")
+    if length < 0 and not request.environ.get("wsgi.input_terminated"):
+        return b""  # no length and no end of input to read to
+    left = MAX_BODY + 1 if length < 0 else length
+    stream, chunks = request.environ["wsgi.input"], []
+    deadline = gevent.Timeout(HEADER_TIMEOUT)
+    try:
+        with deadline:
+            while left > 0 and (chunk := stream.read(min(left, 65536))):
+                chunks.append(chunk)
+                left -= len(chunk)
+    except gevent.Timeout as exc:
+        if exc is not deadline:
+            raise
+        raise _closing(408, "the body did not arrive in time") from None
+    except (OSError, ValueError):
+        raise _closing(400, "the body could not be read") from None
+    raw = b"".join(chunks)
+    if len(raw) > MAX_BODY:
+        raise _closing(413, "body too large")
+    return raw
+
+
 def _body() -> dict:
-    if (request.content_length or 0) > MAX_BODY:
-        raise HTTPResponse(json.dumps({"error": "body too large"}), 413)
-    raw = request.body.read() or b"{}"
+    raw = _read_body() or b"{}"
     try:
         body = json.loads(raw)
     except ValueError:
@@ -56,14 +117,31 @@ def _body() -> dict:
     return body
 
 
-def _int_query(name: str, default: int | None, low: int = 1, high: int = 10**12) -> int | None:
+def _whole(raw: str, name: str, low: int, high: int) -> int:
+    """A whole number from a query or header, limited to [low, high]. Every number meets SQLite,
+    so one beyond its INTEGER (or not plain digits) is a 400, never an overflow there."""
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw) or abs(int(raw)) > MAX_INT:
+        raise _json(400, {"error": f"{name} must be a whole number up to {MAX_INT}"})
+    return max(low, min(high, int(raw)))
+
+
+def _int_query(name: str, default: int | None, low: int = 1, high: int = MAX_INT) -> int | None:
     raw = request.query.get(name)
     if raw in (None, ""):
         return default
-    try:
-        return max(low, min(high, int(raw)))
-    except ValueError:
-        raise _json(400, {"error": f"{name} must be a whole number"}) from None
+    return _whole(raw, name, low, high)
+
+
+def _row_id(_config: str) -> tuple:
+    """The `int` route filter: an id in a path is plain digits within SQLite's INTEGER; more is a
+    400 (and a sign or anything else matches no route: 404)."""
+
+    def to_python(raw: str) -> int:
+        if int(raw) > MAX_INT:
+            raise ValueError(raw)
+        return int(raw)
+
+    return r"[0-9]+", to_python, lambda value: str(int(value))
 
 
 def _stream(body) -> object:
@@ -74,7 +152,8 @@ def _stream(body) -> object:
 
 
 def make_app(runs: Runs, guard: Guard, assets: Path) -> bottle.Bottle:
-    app = bottle.Bottle(catchall=True)
+    app = _App(catchall=True)
+    app.router.add_filter("int", _row_id)  # before any route: every `<x:int>` is bounded
     app.install(_errors)
 
     def error_page(res: HTTPResponse) -> str:
@@ -128,7 +207,8 @@ def make_app(runs: Runs, guard: Guard, assets: Path) -> bottle.Bottle:
 
     @app.post("/api/jobs/<job_id>/runs")
     def start(job_id: str):
-        run = runs.start(job_id, _body().get("params", {}))
+        body = _body()
+        run = runs.start(job_id, body.get("params", {}), confirmed=body.get("confirm") is True)
         response.status = 202
         return {"run": run.public()}
 
@@ -149,7 +229,8 @@ def make_app(runs: Runs, guard: Guard, assets: Path) -> bottle.Bottle:
 
     @app.post("/api/runs/<run_id:int>/rerun")
     def rerun(run_id: int):
-        run = runs.rerun(run_id, _body().get("params", {}))
+        body = _body()
+        run = runs.rerun(run_id, body.get("params", {}), confirmed=body.get("confirm") is True)
         response.status = 202
         return {"run": run.public()}
 
@@ -163,12 +244,9 @@ def make_app(runs: Runs, guard: Guard, assets: Path) -> bottle.Bottle:
     @app.get("/api/runs/<run_id:int>/events")
     def run_events(run_id: int):
         runs.get(run_id)
-        after = request.get_header("Last-Event-ID") or request.query.get("after") or "0"
-        try:
-            after_seq = max(0, int(after))
-        except ValueError:
-            return _json(400, {"error": "Last-Event-ID must be a whole number"})
-        return _stream(sse.run_events(runs, run_id, after_seq))
+        header = request.get_header("Last-Event-ID")
+        after = _whole(header or request.query.get("after") or "0", "Last-Event-ID" if header else "after", 0, MAX_INT)
+        return _stream(sse.run_events(runs, run_id, after))
 
     @app.get("/api/events")
     def all_events():

@@ -1,4 +1,5 @@
-"""`pushbutton`: serve (window or --headless), `check` a jobs.ini, `run` a job in the terminal.
+"""`pushbutton`: serve (window or --headless), `check` a jobs.ini, `run` a job in the terminal
+(server/terminal.py).
 
 The window itself lives in `desktop/`; it hands its opener in as `window`, so this module never
 imports a GUI toolkit and `--headless` never loads one.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -17,7 +19,7 @@ from pathlib import Path
 import platformdirs
 
 from server import catalog as C
-from server.params import ParamsError
+from server.terminal import RUN_HELP, run_in_terminal
 
 log = logging.getLogger("pushbutton")
 # window(args, catalog) opens the window; window(args, None, problems=[...]) shows why it cannot.
@@ -31,17 +33,23 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=None,
                    help="port (default 8000 headless, any free one for the window; 0 = any)")
-    p.add_argument("--token", help="access token (default: a new random one per launch)")
+    token = p.add_mutually_exclusive_group()
+    token.add_argument("--token", help="access token for --headless (default: $PUSHBUTTON_TOKEN, else a new "
+                                      "random one per launch); visible in ps: prefer --token-file")
+    token.add_argument("--token-file", metavar="PATH", help="read the access token from PATH")
     p.add_argument("--data-dir", metavar="DIR", help="where history is kept (default: the user data dir)")
     sub = p.add_subparsers(dest="command")
     check = sub.add_parser("check", help="check a jobs.ini and exit")
     check.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
     hosts = sub.add_parser("hosts", help="connect to every [host:NAME] and say which are reachable")
     hosts.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
-    run = sub.add_parser("run", help="run one job in this terminal")
+    run = sub.add_parser("run", help="run one job in this terminal (values can come from files, stdin, PB_<NAME> "
+                                     "or a prompt: see run --help)", epilog=RUN_HELP,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
     run.add_argument("job")
     run.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                     help="a parameter value (repeat; a multichoice takes a,b,c)")
+                     help="a parameter value (repeat; a multichoice takes a,b,c; @FILE, @- read it, see below)")
+    run.add_argument("-y", "--yes", action="store_true", help="answer the job's confirmation question with yes")
     run.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
     run.add_argument("--data-dir", metavar="DIR", dest="sub_data_dir")
     return p
@@ -59,15 +67,25 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
     except C.CatalogError as exc:
         return _cannot_load(args, window, [str(problem) for problem in exc.problems])
     data_dir = Path(getattr(args, "sub_data_dir", None) or args.data_dir or platformdirs.user_data_dir(C.APP_NAME))
+    for warning in catalog.warnings:  # `check` prints them as it prints problems; the others log them
+        if args.command == "check":
+            print(warning, file=sys.stderr)
+        else:
+            log.warning("%s", warning)
     if args.command == "check":
         print(f"{catalog.path}: OK, {len(catalog.jobs)} job(s): {', '.join(catalog.jobs)}")
         return 0
     if args.command == "run":
-        return run_in_terminal(catalog, data_dir, args.job, args.param)
+        return run_in_terminal(catalog, data_dir, args.job, args.param, args.yes)
     if args.command == "hosts":
         return check_hosts(catalog)
     if args.headless or window is None:
-        return serve(catalog, data_dir, args.host, 8000 if args.port is None else args.port, args.token)
+        try:
+            token = access_token(args)
+        except ValueError as exc:
+            print(f"pushbutton: {exc}", file=sys.stderr)
+            return 2
+        return serve(catalog, data_dir, args.host, 8000 if args.port is None else args.port, token)
     return window(args, catalog)
 
 
@@ -78,6 +96,25 @@ def _cannot_load(args: argparse.Namespace, window: Window | None, problems: list
     for problem in problems:
         print(problem, file=sys.stderr)
     return 2
+
+
+def access_token(args: argparse.Namespace) -> str | None:
+    """--token, else --token-file, else $PUSHBUTTON_TOKEN, else None (a new one per launch)."""
+    if args.token:
+        log.warning("--token is visible to every user of this machine (ps); use --token-file PATH "
+                    "or the PUSHBUTTON_TOKEN environment variable")
+        return args.token
+    if args.token_file:
+        try:
+            text = Path(args.token_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"--token-file {args.token_file}: cannot read it: "
+                             f"{getattr(exc, 'strerror', None) or exc}") from None
+        token = text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
+        if not token:
+            raise ValueError(f"--token-file {args.token_file} is empty")
+        return token
+    return os.environ.get("PUSHBUTTON_TOKEN") or None
 
 
 def serve(catalog: C.Catalog, data_dir: Path, host: str, port: int, token: str | None) -> int:
@@ -104,62 +141,6 @@ def serve(catalog: C.Catalog, data_dir: Path, host: str, port: int, token: str |
     return 0
 
 
-def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list[str]) -> int:
-    """Run one job on this thread's hub, printing its output as it comes; exit with its code."""
-    import gevent
-
-    from server.runs import NotFound, Runs
-    from server.store import Store
-
-    raw = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            print(f"pushbutton: -p {pair!r}: expected NAME=VALUE", file=sys.stderr)
-            return 2
-        raw[name] = value
-    store = Store(data_dir)
-    runs = Runs(catalog, store)
-    outcome: dict = {}
-
-    def follow() -> None:
-        try:
-            run = runs.start(job_id, raw)
-        except NotFound as exc:
-            print(f"pushbutton: {exc}; jobs: {', '.join(catalog.jobs)}", file=sys.stderr)
-            outcome["code"] = 2
-            return
-        except ParamsError as exc:
-            for name, message in exc.fields.items():
-                print(f"pushbutton: parameter {name}: {message}", file=sys.stderr)
-            outcome["code"] = 2
-            return
-        outcome["run"] = run
-        after = 0
-        while True:
-            for seq, kind, data in run.log.read(after):
-                after = seq
-                _print_event(kind, data)
-                if kind == "end":
-                    state, code = run.record["state"], run.record["exit_code"]
-                    outcome["code"] = {"timed_out": 124, "cancelled": 130, "interrupted": 130}.get(state, code)
-                    return
-            run.log.wait(after, 1.0)
-
-    def interrupt() -> None:
-        run = outcome.get("run")
-        if run is not None:
-            print("pushbutton: stopping the run...", file=sys.stderr)
-            runs.stop(run, "cancelled")
-
-    gevent.signal_handler(signal.SIGINT, interrupt)
-    gevent.signal_handler(signal.SIGTERM, interrupt)
-    gevent.spawn(follow).join()
-    store.close()
-    code = outcome.get("code")
-    return 1 if code is None else code
-
-
 def check_hosts(catalog: C.Catalog) -> int:
     """`pushbutton hosts`: try every host at once; one line each; exit 1 unless all are reachable."""
     import shutil
@@ -167,7 +148,7 @@ def check_hosts(catalog: C.Catalog) -> int:
 
     import gevent.pool
 
-    from server.executors.ssh import probe
+    from server.executors.ssh_client import probe
 
     if not catalog.hosts:
         print(f"{catalog.path}: no [host:NAME] sections")
@@ -183,18 +164,3 @@ def check_hosts(catalog: C.Catalog) -> int:
     for found in (g.value for g in probes):
         print(f"{found.host:<{width}}  {found.status:<16}  {found.reason} ({found.seconds:.2f}s)")
     return 0 if all(g.value.status == "reachable" for g in probes) else 1
-
-
-def _print_event(kind: str, data: str) -> None:
-    import json
-
-    event = json.loads(data)
-    if kind == "output":
-        out = sys.stdout if event["stream"] == "stdout" else sys.stderr
-        prefix = f"[{event['host']}] " if "host" in event else ""
-        out.write("".join(prefix + line + "\n" for line in event["lines"]))
-        out.flush()
-    elif kind == "progress":
-        print(f"[{event['percent']:.0f}%] {event['message']}".rstrip(), file=sys.stderr, flush=True)
-    elif kind == "state":
-        print(f"pushbutton: run {event['id']} {event['state']}", file=sys.stderr, flush=True)

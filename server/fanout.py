@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +19,8 @@ from gevent.lock import Semaphore
 from server.catalog import Job, Target
 from server.events import in_pool
 from server.executors.ssh import Outcome, SshProcess
-from server.output import Emit, OutputStream, cancel_timer
+from server.executors.ssh_client import new_workdir
+from server.output import Emit, Masker, OutputStream, cancel_timer
 
 log = logging.getLogger("pushbutton")
 FLUSH_DELAY = 0.05
@@ -81,7 +81,7 @@ class Fanout:
         self._timer: gevent.Greenlet | None = None
 
     def run(self) -> None:
-        workdir = Path(in_pool(tempfile.mkdtemp, "", "pb-ssh-"))  # control sockets and ssh logs
+        workdir = in_pool(new_workdir)  # control sockets and ssh logs
         slots: dict[str, Semaphore] = {}
         try:
             workers = []
@@ -131,6 +131,8 @@ class Fanout:
             outcome = Outcome(None, f"error: internal error: {exc}", False)
         finally:
             self.procs.pop(index, None)
+        if outcome.error:  # ssh's or the host's own words: masked like output before anyone sees them
+            outcome.error = Masker(self.secrets).mask(outcome.error)
         if outcome.error:
             self.emit("output", {"stream": "stderr", **extra, "lines": [f"pushbutton: {outcome.error}"]})
         if proc.stopping:

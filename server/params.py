@@ -2,7 +2,9 @@
 
 The command template is split into argv by the catalog *before* any value is known, so a value
 is only ever substituted inside one argv element: it can never become a second argument or shell
-syntax, whatever it contains.
+syntax, whatever it contains. One element is still read by the program: its start. A value that
+can begin an element the program parses for options, and starts with `-`, would change what the
+command does, so it is refused unless jobs.ini allows it (`leading_names`, `Param.leads`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from typing import Any
 
 TYPES = ("text", "multiline", "int", "float", "bool", "choice", "multichoice", "date", "secret")
 MASK = "********"
+# Shorter secrets cannot be masked safely: the masks would show where every chance occurrence is.
+SECRET_MIN_LENGTH = 8
+# The largest whole number every JSON reader (a browser's included) and the event log hold exactly.
+MAX_INT = 2**53 - 1
 TRUE_WORDS = {"1", "yes", "true", "on"}
 FALSE_WORDS = {"0", "no", "false", "off"}
 NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -23,6 +29,10 @@ PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
 Value = str | int | float | bool | list[str] | None
+
+
+class LeadingDash(ValueError):
+    """A value that would begin an argument with `-`, where the program reads it as an option."""
 
 
 class ParamsError(ValueError):
@@ -45,6 +55,10 @@ class Param:
     min: int | float | str | None = None
     max: int | float | str | None = None
     choices: list[str] = field(default_factory=list)
+    allow_dash: bool = False  # jobs.ini: a value may start with '-' where it begins an argument
+    # Set by the catalog from the command: may the value begin an argument that the program still
+    # parses for options (or reach one we cannot see, through $PB_NAME)? True until known.
+    leads: bool = True
 
     @property
     def secret(self) -> bool:
@@ -77,7 +91,22 @@ class Param:
         self._check_range(value)
         if self.pattern is not None and isinstance(value, str) and not re.fullmatch(self.pattern, value):
             raise ValueError(f"must match {self.pattern}")
+        self._check_dash(value)
         return value
+
+    def _check_dash(self, value: Value) -> None:
+        """Refuse a value that would begin an argument with '-'. Secrets are exempt: they never
+        reach argv, and a script that put one alone on a command line would publish it anyway."""
+        if self.allow_dash or not self.leads or self.secret:
+            return
+        for item in value if isinstance(value, list) else [value]:
+            text = as_text(item)
+            if not text.startswith("-"):
+                continue
+            if self.type in ("int", "float"):
+                raise LeadingDash(f"must not be negative here ({text} would be read as an option)")
+            what = f"{text!r} " if isinstance(value, list) else ""
+            raise LeadingDash(f"{what}must not start with '-' (it would be read as an option)")
 
     def _check_range(self, value: Value) -> None:
         if self.type not in ("int", "float", "date"):
@@ -99,6 +128,9 @@ def _text(p: Param, raw: Any) -> str:
         raise ValueError("must be valid text") from None
     if p.type != "multiline" and ("\n" in raw or "\r" in raw):
         raise ValueError("must be a single line")
+    if p.type == "secret" and len(raw) < SECRET_MIN_LENGTH:
+        raise ValueError(f"must be at least {SECRET_MIN_LENGTH} characters: "
+                         "a shorter secret cannot be masked safely in output")
     return raw
 
 
@@ -106,12 +138,16 @@ def _int(p: Param, raw: Any) -> int:
     if isinstance(raw, bool):
         raise ValueError("must be a whole number")
     if isinstance(raw, float) and raw.is_integer():
-        return int(raw)
-    if isinstance(raw, int):
-        return raw
-    if isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d{1,30}\s*", raw):
-        return int(raw)
-    raise ValueError("must be a whole number")
+        value = int(raw)
+    elif isinstance(raw, int):
+        value = raw
+    elif isinstance(raw, str) and re.fullmatch(r"\s*[+-]?\d{1,30}\s*", raw):
+        value = int(raw)
+    else:
+        raise ValueError("must be a whole number")
+    if abs(value) > MAX_INT:
+        raise ValueError(f"must be a whole number from -{MAX_INT} to {MAX_INT}")
+    return value
 
 
 def _float(p: Param, raw: Any) -> float:
@@ -123,7 +159,7 @@ def _float(p: Param, raw: Any) -> float:
         value = math.nan
     if not math.isfinite(value):
         raise ValueError("must be a number")
-    return value
+    return value + 0.0  # -0.0 becomes 0.0, which min = 0 allows and which is written "0.0"
 
 
 def _bool(p: Param, raw: Any) -> bool:
@@ -226,6 +262,33 @@ def substitute(template: str, values: dict[str, Value]) -> str:
 
 def placeholders(template: str) -> list[str]:
     return [m.group(1) for m in PLACEHOLDER_RE.finditer(template) if m.group(1)]
+
+
+def _leading(element: str) -> list[str]:
+    """The placeholders an element begins with (only other placeholders before them)."""
+    names, pos = [], 0
+    for m in PLACEHOLDER_RE.finditer(element):
+        if m.start() != pos or m.group(1) is None:
+            break
+        names.append(m.group(1))
+        pos = m.end()
+    return names
+
+
+def leading_names(template: list[str]) -> set[str]:
+    """Names whose value can begin an argv element that the program still parses for options:
+    `{name}` leading an element, unless the nearest earlier element that does not itself begin
+    with a placeholder is `--`. Strict on purpose: in `sudo -- rm {file}` the `--` ends sudo's
+    options, not rm's, so `{file}` still leads."""
+    names: set[str] = set()
+    anchor = ""
+    for element in template:
+        leading = _leading(element)
+        if not leading:
+            anchor = element
+        elif anchor != "--":
+            names.update(leading)
+    return names
 
 
 def build_argv(template: list[str], values: dict[str, Value]) -> list[str]:

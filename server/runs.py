@@ -40,6 +40,18 @@ class Conflict(RuntimeError):
     pass
 
 
+class ConfirmationRequired(Exception):
+    """The job asks a question before it starts and the caller has not answered it.
+
+    The server, not the page, enforces `confirm`: every way to start a run (API, Run again, the
+    CLI) must carry an explicit yes. `question` is the job's text with the given values filled in.
+    """
+
+    def __init__(self, question: str):
+        super().__init__(question)
+        self.question = question
+
+
 def iso(t: float | None) -> str | None:
     if t is None:
         return None
@@ -94,10 +106,13 @@ class Runs:
         except KeyError:
             raise NotFound(f"no job {job_id!r}") from None
 
-    def start(self, job_id: str, raw: dict[str, Any]) -> Run:
-        """Validate (raises params.ParamsError, nothing starts), record as queued, schedule."""
+    def start(self, job_id: str, raw: dict[str, Any], confirmed: bool = False) -> Run:
+        """Validate (raises params.ParamsError), ask (raises ConfirmationRequired unless
+        `confirmed`), record as queued, schedule; nothing is recorded or started when it raises."""
         job = self.job(job_id)
         values = P.validate(job.params, raw)
+        if job.confirm and not confirmed:
+            raise ConfirmationRequired(P.substitute(job.confirm, P.masked(job.params, values)))
         if self.closing:
             raise Conflict("the server is shutting down")
         record = {"job": job.id, "state": "queued", "params": P.masked(job.params, values),
@@ -113,8 +128,9 @@ class Runs:
         self._schedule()
         return run
 
-    def rerun(self, run_id: int, raw: dict[str, Any]) -> Run:
-        """Same parameters again; secrets are never stored, so they must be given again."""
+    def rerun(self, run_id: int, raw: dict[str, Any], confirmed: bool = False) -> Run:
+        """Same parameters again; secrets are never stored, so they must be given again. A job
+        with `confirm` asks again: the values may differ and the world may have moved on."""
         old = self.get(run_id)
         job = self.job(old["job"])
         known = {p.name: p for p in job.params}
@@ -124,7 +140,7 @@ class Runs:
                    if p.secret and old["params"].get(p.name) and not raw.get(p.name)}
         if missing:
             raise P.ParamsError(missing)
-        return self.start(job.id, merged)
+        return self.start(job.id, merged, confirmed)
 
     def _schedule(self) -> None:
         limit = self.catalog.settings.max_concurrent_runs

@@ -9,7 +9,6 @@ hang it. Other threads talk to the server only through `call()`, which hands wor
 from __future__ import annotations
 
 import logging
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -19,13 +18,14 @@ import bottle
 import gevent
 import gevent.local
 from gevent.event import Event
-from gevent.pywsgi import WSGIServer
 
 from server.api import make_app
 from server.auth import Guard, new_token
 from server.catalog import Catalog
+from server.connections import Server as HTTPServer
 from server.events import in_pool
 from server.executors.local import kill_orphans, run_marker
+from server.executors.ssh_client import remove_stale_workdirs
 from server.runs import Runs
 from server.store import Store
 
@@ -55,13 +55,6 @@ def call_via(dispatch, fn, *args: Any, timeout: float | None = None) -> Any:
     if error is not None:
         raise error
     return result
-
-
-class _WSGIServer(WSGIServer):
-    def handle(self, sock, address):
-        # Without TCP_NODELAY a small write after the headers waits for a delayed ACK: 40 ms.
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        super().handle(sock, address)
 
 
 def assets_dir() -> Path:
@@ -144,11 +137,12 @@ class Server:
                 orphans = kill_orphans({run_marker(owner, run_id) for run_id, owner in recovered.items()})
                 if orphans:
                     log.info("stopped %d process(es) those runs left behind", len(orphans))
+            remove_stale_workdirs()  # left in TMPDIR by a killed Pushbutton
             store.prune(self.catalog.settings.retention_days)
             self.runs = Runs(self.catalog, store)
             self._stop = Event()
             # Bind first: the Guard needs the real port (for --port 0) to name its cookie.
-            self.wsgi = _WSGIServer((self.host, self.port), None, backlog=BACKLOG, log=None, error_log=log)
+            self.wsgi = HTTPServer((self.host, self.port), None, backlog=BACKLOG, log=None, error_log=log)
             self.wsgi.init_socket()
             self.port = self.wsgi.server_port
             guard = Guard(self.token, self.host, self.port, self.catalog.settings.allowed_hosts)

@@ -1,8 +1,9 @@
 """Server-Sent Events streams: one run's events with exact resume, and every run's state.
 
 The first bytes go out at once (headers are only sent with the first chunk), a comment every
-KEEPALIVE seconds finds vanished clients, and every run event carries `id: <seq>` so a browser's
-automatic reconnect (`Last-Event-ID`) continues with exactly the next event.
+KEEPALIVE seconds finds vanished clients and keeps a quiet stream inside every idle timeout, and
+every run event carries `id: <seq>` so a browser's automatic reconnect (`Last-Event-ID`) continues
+with exactly the next event.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from collections.abc import Iterator
 import gevent
 from gevent.queue import Empty
 
+from server.connections import IDLE_TIMEOUT
 from server.events import in_pool
 from server.runs import FINAL, Runs
 
-KEEPALIVE = 15.0
+KEEPALIVE = IDLE_TIMEOUT / 2  # 15 s by default
 RETRY_MS = 1000
 POLL = 0.25  # a run executed by another process (`pushbutton run`) is followed through the store
 

@@ -4,14 +4,21 @@ All writes go through one writer thread, in order, batched into transactions: th
 waits on the disk, and a line is committed (WAL, so it survives `kill -9` of the server) before any
 client is shown it. Reads use one connection per thread and are called through the hub's
 threadpool.
+
+History holds run output, so the data dir is private whatever the umask: the folder 0700, every
+file Pushbutton makes in it 0600 (created with that mode, not through a process-wide umask, which
+the desktop window's process shares). SQLite gives `-wal` and `-shm` the database's own mode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import queue
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -55,15 +62,21 @@ RUN_COLUMNS = ("id", "job", "state", "params", "created", "started", "finished",
 ADDED_COLUMNS = (("hosts", "TEXT"),)
 JSON_COLUMNS = ("params", "hosts")
 ACTIVE_STATES = ("queued", "running")
+DB_NAME = "history.sqlite3"
+# Everything Pushbutton keeps in a data dir (the desktop window adds its lock and socket).
+OWN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", "desktop.lock", "desktop.sock")
+OWN_DIRS = ("owners",)
 
+log = logging.getLogger("pushbutton")
 Callback = Callable[[Any, BaseException | None], None]
 
 
 class Store:
     def __init__(self, data_dir: str | os.PathLike):
         self.dir = Path(data_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.path = self.dir / "history.sqlite3"
+        private_data_dir(self.dir)
+        self.path = self.dir / DB_NAME
+        _private_file(self.path)  # before SQLite opens it: -wal and -shm inherit its mode
         self._local = threading.local()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._conn = self._connect()
@@ -87,8 +100,8 @@ class Store:
         """Hold an exclusive lock for as long as this process lives: recovery can then tell a
         run whose executor is gone (lock free) from one another process is still running."""
         locks = self.dir / "owners"
-        locks.mkdir(exist_ok=True)
-        handle = open(locks / f"{owner}.lock", "w")  # noqa: SIM115 - held for the process lifetime
+        _private_dir(locks)
+        handle = os.fdopen(_private_file(locks / f"{owner}.lock", keep_open=True), "w")
         if fcntl is not None:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return handle
@@ -99,7 +112,11 @@ class Store:
         path = self.dir / "owners" / f"{owner}.lock"
         if fcntl is None or not path.exists():
             return False
-        with open(path, "w") as handle:
+        try:
+            handle = os.fdopen(os.open(path, os.O_WRONLY))  # never creates: no mode to choose
+        except FileNotFoundError:
+            return False
+        with handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -278,6 +295,56 @@ class Store:
             f"SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ?{sql} ORDER BY seq LIMIT ?",
             (run_id, after, *args, limit),
         ).fetchall()
+
+
+def private_data_dir(path: Path) -> None:
+    """Make the data dir 0700 and Pushbutton's files in it 0600, whatever the umask.
+
+    A folder that holds only what Pushbutton keeps there (or nothing) is Pushbutton's and is
+    tightened if an older version or a loose umask left it open. A folder the user pointed
+    --data-dir at that holds other things too (their home, say) keeps its mode: only
+    Pushbutton's own files in it are made private."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    names = set(os.listdir(path))
+    if names <= {*OWN_FILES, *OWN_DIRS}:
+        _private_dir(path)
+    elif path.stat().st_mode & 0o077:
+        log.warning("%s holds other files and is open to other users: only Pushbutton's own files in it "
+                    "are made private", path)
+    for name in names & set(OWN_FILES):
+        _private_mode(path / name, 0o600)
+    for name in names & set(OWN_DIRS):
+        _private_dir(path / name)
+        for entry in os.scandir(path / name):
+            if entry.is_file(follow_symlinks=False):
+                _private_mode(Path(entry.path), 0o600)
+
+
+def _private_dir(path: Path) -> None:
+    path.mkdir(exist_ok=True, mode=0o700)  # the umask can only narrow 0700
+    _private_mode(path, 0o700)
+
+
+def _private_file(path: Path, keep_open: bool = False) -> int | None:
+    """Create `path` 0600 if missing (an existing one is narrowed); an fd if `keep_open`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    _private_mode(path, 0o600)
+    if keep_open:
+        return fd
+    os.close(fd)
+    return None
+
+
+def _private_mode(path: Path, mode: int) -> None:
+    """Narrow to `mode`; never widen (a user may have made it tighter still)."""
+    try:
+        current = path.lstat().st_mode
+    except OSError:
+        return
+    if current & 0o777 & ~mode and not stat.S_ISLNK(current):
+        with contextlib.suppress(OSError):  # not ours to change (another user's file)
+            os.chmod(path, current & mode & 0o777)
 
 
 def _row_to_run(row: tuple) -> dict:

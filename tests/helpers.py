@@ -48,6 +48,17 @@ def parse_sse(lines) -> iter:
                 fields[name] = value
 
 
+def sse_lines(res: httpx.Response):
+    """The text lines of a streamed response, split on LF only, as EventSource does (httpx's
+    iter_lines also splits on U+0085, U+2028 and friends, which output and values may hold)."""
+    buf = ""
+    for chunk in res.iter_text():
+        *lines, buf = (buf + chunk).split("\n")
+        yield from (line[:-1] if line.endswith("\r") else line for line in lines)
+    if buf:
+        yield buf
+
+
 class Pushbutton:
     """One server process on a jobs.ini and a data dir; restartable on the same data."""
 
@@ -106,7 +117,7 @@ class Pushbutton:
         out: list[Event] = []
         with self.client.stream("GET", url, headers=headers, timeout=60) as res:
             assert res.status_code == 200, res.read()
-            for event in parse_sse(res.iter_lines()):
+            for event in parse_sse(sse_lines(res)):
                 out.append(event)
                 if event.type == "end" or (limit is not None and len(out) >= limit):
                     break

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import re
+import wsgiref.util
+
 import httpx
 import pytest
 
+from server.api import make_app
+from server.auth import Guard
 from tests.conftest import ROOT
 from tests.helpers import TOKEN, lines_of
 
@@ -27,7 +32,10 @@ def test_job_list_describes_forms(sample):
 
 
 def test_a_run_goes_from_start_to_history(sample):
-    run = sample.start_run("deploy", tag="v1.2.3", env="production", dry_run=True)
+    res = sample.client.post("/api/jobs/deploy/runs",
+                             json={"params": {"tag": "v1.2.3", "env": "production", "dry_run": True}, "confirm": True})
+    assert res.status_code == 202, res.text
+    run = res.json()["run"]
     assert run["job"] == "deploy" and run["state"] in ("queued", "running")
     assert run["params"] == {"env": "production", "tag": "v1.2.3", "dry_run": True}
     events = sample.events(run["id"])
@@ -76,7 +84,7 @@ def test_secrets_are_masked_everywhere_and_rerun_needs_them_again(pushbutton, wr
         param.token.type = secret
         param.token.required = yes
         """))
-    run = pb.start_run("leaky", user="ann", token="hunter2")
+    run = pb.start_run("leaky", user="ann", token="hunter2-key")
     assert run["params"] == {"user": "ann", "token": "********"}
     assert pb.wait(run["id"])["state"] == "succeeded"
     log = pb.client.get(f"/api/runs/{run['id']}/log").text
@@ -84,7 +92,7 @@ def test_secrets_are_masked_everywhere_and_rerun_needs_them_again(pushbutton, wr
     assert "hunter2" not in pb.client.get(f"/api/runs/{run['id']}/events").text
     res = pb.client.post(f"/api/runs/{run['id']}/rerun", json={})
     assert res.status_code == 400 and res.json()["fields"] == {"token": "enter the secret again"}
-    again = pb.client.post(f"/api/runs/{run['id']}/rerun", json={"params": {"token": "other"}})
+    again = pb.client.post(f"/api/runs/{run['id']}/rerun", json={"params": {"token": "other-key"}})
     assert again.status_code == 202
     rerun = again.json()["run"]
     assert rerun["id"] != run["id"] and rerun["params"] == run["params"]
@@ -174,9 +182,9 @@ def test_allowed_hosts_decide_on_a_public_address(pushbutton, write_jobs):
 
 def test_global_events_report_every_run_state(sample):
     with sample.client.stream("GET", "/api/events") as res:
-        from tests.helpers import parse_sse
+        from tests.helpers import parse_sse, sse_lines
 
-        events = parse_sse(res.iter_lines())
+        events = parse_sse(sse_lines(res))
         ready = next(events)
         assert ready.type == "ready" and ready.data == {"active": []}
         run_id = sample.start_run("greet", name="ann")["id"]
@@ -187,3 +195,97 @@ def test_global_events_report_every_run_state(sample):
             if event.data["state"] == "succeeded":
                 break
     assert states == ["queued", "running", "succeeded"]
+
+
+# -- security headers on every answer -----------------------------------------------------------
+
+ROUTE_VALUES = {"job_id": "greet", "path": "index.html"}  # run_id: a run made by the test
+
+
+def security_header_problems(res: httpx.Response) -> list[str]:
+    """What is missing or too weak in one answer's security headers."""
+    problems = []
+    csp = {d.split()[0]: d.split()[1:] for d in res.headers.get("content-security-policy", "").split(";") if d.strip()}
+    if csp.get("frame-ancestors") != ["'none'"]:
+        problems.append(f"CSP frame-ancestors is {csp.get('frame-ancestors')}")
+    if csp.get("script-src") != ["'self'"]:
+        problems.append(f"CSP script-src is {csp.get('script-src')}")
+    if any("unsafe" in source for sources in csp.values() for source in sources):
+        problems.append("CSP allows something unsafe")
+    for name, value in (("x-frame-options", "DENY"), ("x-content-type-options", "nosniff"),
+                        ("referrer-policy", "no-referrer")):
+        if res.headers.get_list(name) != [value]:
+            problems.append(f"{name} is {res.headers.get_list(name)}")
+    return problems
+
+
+def app_routes() -> list[tuple[str, str]]:
+    """(method, rule) of every route the server declares (the handlers are not called)."""
+    app = make_app(None, Guard(TOKEN, "127.0.0.1", 0), ROOT / "assets")  # type: ignore[arg-type]
+    return [(route.method, route.rule) for route in app.routes]
+
+
+def fill(rule: str, values: dict) -> str:
+    def one(m: re.Match) -> str:
+        assert m.group(1) in values, f"add a value for <{m.group(1)}> (route {rule}) to this test"
+        return str(values[m.group(1)])
+
+    return re.sub(r"<([a-zA-Z_]\w*)(?::[^>]*)?>", one, rule)
+
+
+def answer(client: httpx.Client, method: str, url: str, **kwargs) -> httpx.Response:
+    """Status and headers only: a stream (SSE) is closed once its headers arrived."""
+    if method == "POST":
+        kwargs.setdefault("json", {"params": {}})
+    with client.stream(method, url, **kwargs) as res:
+        return res
+
+
+def test_every_answer_of_every_route_forbids_framing_and_inline_script(sample):
+    """Enumerates the app's routes, so a route added later is covered without touching this test."""
+    run_id = sample.start_run("greet")["id"]
+    sample.wait(run_id)
+    bare = httpx.Client(base_url=sample.url, timeout=30)
+    routes = app_routes()
+    assert len(routes) >= 12
+    seen: dict[str, list[str]] = {}
+    for method, rule in routes:
+        url = fill(rule, {**ROUTE_VALUES, "run_id": run_id})
+        wrong_method = "PUT" if method != "PUT" else "DELETE"
+        with_token = answer(sample.client, method, url)
+        assert with_token.status_code not in (404, 405) and with_token.status_code < 500, (method, url)
+        cases = {
+            "token": with_token,
+            "no token": answer(bare, method, url),
+            "wrong token": answer(bare, method, url, headers={"Authorization": "Bearer wrong"}),
+            "wrong Host": answer(sample.client, method, url, headers={"Host": "evil.example"}),
+            "wrong method": answer(sample.client, wrong_method, url),
+            "HEAD": answer(sample.client, "HEAD", url),
+        }
+        assert cases["wrong Host"].status_code == 403 or rule == "/healthz", (method, url)
+        assert cases["wrong method"].status_code == 405, (wrong_method, url)
+        for case, res in cases.items():
+            seen[f"{method} {url} ({case}) -> {res.status_code}"] = security_header_problems(res)
+    for url in ("/no/such/page", "/api/nope", "/assets/missing.js", "/assets/../server/api.py"):
+        for client in (sample.client, bare):
+            res = answer(client, "GET", url)
+            seen[f"GET {url} -> {res.status_code}"] = security_header_problems(res)
+    login = answer(bare, "GET", f"/?token={TOKEN}")
+    assert login.status_code == 303
+    seen[f"GET /?token=... -> {login.status_code}"] = security_header_problems(login)
+    statuses = {key.rsplit(" ", 1)[1] for key in seen}
+    assert {"200", "202", "303", "401", "403", "404", "405", "409"} <= statuses
+    assert {key: problems for key, problems in seen.items() if problems} == {}
+
+
+def test_a_handler_that_crashes_still_answers_with_the_security_headers():
+    """Bottle's own 500 page bypasses its after_request hook; the headers must not."""
+    app = make_app(None, Guard(TOKEN, "127.0.0.1", 0), ROOT / "assets")  # type: ignore[arg-type]
+    app.route("/api/boom", callback=lambda: 1 / 0)
+    environ = {"PATH_INFO": "/api/boom", "HTTP_HOST": "127.0.0.1", "HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
+    wsgiref.util.setup_testing_defaults(environ)
+    started = []
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: started.append((status, headers))))
+    status, headers = started[0]
+    assert status.startswith("500") and b"boom" not in body
+    assert security_header_problems(httpx.Response(500, headers=headers)) == []

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from server import catalog as C
+from tests.helpers import BIN
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -137,6 +139,17 @@ BAD = [
     ("[pushbutton]\ntitle = x\n", "FILE:1: no [job:ID] section"),
     ("command = x\n", "FILE:1: text before the first [section]"),
     ("[job:a]\ncommand = x\nthis line has no equals sign\n", "FILE:3: cannot parse this line has no equals sign"),
+    # a choice or default that would begin an argument with '-' (docs/jobs-ini.md)
+    ("[job:a]\ncommand = x {v}\nparam.v.type = choice\nparam.v.choices = -v, -q\n",
+     "FILE:4: [job:a] param.v.choices: choice '-v' starts with '-' and {v} can begin an argument"),
+    ("[job:a]\ncommand = x\nparam.v.type = multichoice\nparam.v.choices = a, --all\n",
+     "FILE:4: [job:a] param.v.choices: choice '--all' starts with '-'"),
+    ("[job:a]\ncommand = x {f}\nparam.f.default = -rf\n",
+     "FILE:3: [job:a] param.f.default: default must not start with '-' (it would be read as an option); "
+     "if that is meant, set param.f.allow_dash = yes"),
+    ("[job:a]\nshell = yes\ncommand = sleep $PB_N\nparam.n.type = int\nparam.n.default = -1\n",
+     "FILE:5: [job:a] param.n.default: default must not be negative here"),
+    ("[job:a]\ncommand = x {f}\nparam.f.allow_dash = maybe\n", "FILE:3: [job:a] param.f.allow_dash: 'maybe' is not"),
 ]
 
 
@@ -207,3 +220,79 @@ def test_a_built_app_looks_beside_itself_and_beside_a_macos_bundle(tmp_path, mon
     bundle.mkdir(parents=True)
     monkeypatch.setattr(C.sys, "executable", str(bundle / "pushbutton"))
     assert C.candidate_paths()[0] == tmp_path / "jobs.ini"
+
+
+# -- a value never becomes an option ------------------------------------------------------
+
+def test_the_catalog_marks_which_values_could_begin_an_argument(write_jobs):
+    catalog = C.load(write_jobs("""
+        [job:a]
+        command = cp --mode={mode} {src} {dst}.bak -- {after}
+        param.mode.type = text
+        param.src.type = text
+        param.dst.type = text
+        param.after.type = text
+        param.unnamed.type = text
+        [job:b]
+        shell = yes
+        command = sort -- "$PB_FILE"
+        param.file.type = text
+        """))
+    leads = {p.name: p.leads for job in catalog.jobs.values() for p in job.params}
+    # unnamed reaches the program only as $PB_UNNAMED, and a shell script may put $PB_FILE anywhere
+    assert leads == {"mode": False, "src": True, "dst": True, "after": False, "unnamed": True, "file": True}
+    assert catalog.warnings == []
+
+
+def test_dashed_choices_and_defaults_are_fine_where_allowed_or_where_they_cannot_lead(write_jobs):
+    catalog = C.load(write_jobs("""
+        [job:a]
+        command = x {v} --level={level} -- {after}
+        param.v.type = choice
+        param.v.choices = -v, -q
+        param.v.default = -q
+        param.v.allow_dash = yes
+        param.level.type = int
+        param.level.default = -3
+        param.after.type = text
+        param.after.default = -rf
+        """))
+    assert [p.default for p in catalog.jobs["a"].params] == ["-q", -3, "-rf"]
+    assert catalog.warnings == []  # ops listed the choices: nothing to warn about
+
+
+def test_check_warns_with_file_and_line_where_an_allowed_dash_would_be_read_as_an_option(write_jobs, pushbutton,
+                                                                                         tmp_path):
+    path = write_jobs("""
+        [job:sum]
+        command = calc {n} {m} -- {k}
+        param.n.type = int
+        param.n.allow_dash = yes
+        param.m.type = int
+        param.m.min = 0
+        param.m.allow_dash = yes
+        param.k.type = text
+        param.k.allow_dash = yes
+        [job:script]
+        shell = yes
+        command = echo "$PB_NOTE"
+        param.note.type = multiline
+        param.note.allow_dash = yes
+        param.token.type = secret
+        param.token.allow_dash = yes
+        """)
+    catalog = C.load(path)
+    assert [str(w).replace(str(path), "FILE") for w in catalog.warnings] == [
+        "FILE:2: warning: [job:sum] command: {n} begins an argument with no -- before it and "
+        "param.n.allow_dash = yes: the program will read a value such as '-x' as an option",
+        "FILE:9: warning: [job:sum] param.k.allow_dash: allow_dash has no effect: {k} never begins an argument",
+        "FILE:16: warning: [job:script] param.token.allow_dash: allow_dash has no effect: a secret may always "
+        "start with '-'",
+    ]
+    # {m} has min = 0 (never negative), $PB_NOTE is where no one can see: no warning for either
+    out = subprocess.run([BIN, "check", "--jobs", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.splitlines() == [str(w) for w in catalog.warnings]
+    assert "OK, 2 job(s)" in out.stdout
+    pushbutton(path).stop()  # a server starts, and logs them
+    assert [f"pushbutton: {w}" in (tmp_path / "server.log").read_text() for w in catalog.warnings] == [True] * 3

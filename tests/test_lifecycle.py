@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import sqlite3
+import subprocess
 import time
 
 import pytest
@@ -116,9 +118,9 @@ def test_kill_9_then_restart_marks_interrupted_and_keeps_every_line(pushbutton, 
     run_id = pb.start_run("count")["id"]
     seen = []
     with pb.client.stream("GET", f"/api/runs/{run_id}/events") as res:
-        from tests.helpers import parse_sse
+        from tests.helpers import parse_sse, sse_lines
 
-        for event in parse_sse(res.iter_lines()):
+        for event in parse_sse(sse_lines(res)):
             seen.append(event)
             if len(lines_of(seen)) >= 300:
                 pb.proc.kill()  # SIGKILL: no chance to clean up
@@ -293,3 +295,60 @@ def test_both_ways_of_finding_a_runs_processes_agree(tmp_path):
         local._signal_tree(group.pid, marker, signal.SIGKILL)
         group.wait()
     assert wait_for(lambda: local._members_proc(group.pid, marker) == [])
+
+
+def _quiet_streams():
+    from server.output import OutputStream
+
+    return [OutputStream(name, lambda kind, data: None) for name in ("stdout", "stderr")]
+
+
+def test_the_leader_stays_unreaped_while_its_group_is_swept(tmp_path):
+    """Its PID, and so its group id, cannot be given to another process until the sweep ends."""
+    import gevent
+
+    from server.executors.local import LocalProcess
+
+    proc = LocalProcess(["sh", "-c", "(trap '' TERM; sleep 30) & sleep 0.2"], dict(os.environ), str(tmp_path),
+                        "pinned-1", grace=1.5)
+    runner = gevent.spawn(proc.run, *_quiet_streams())
+    while proc.proc is None or proc_state(proc.proc.pid) != "Z":  # the leader exited; its child lives on
+        assert not runner.dead, "the sweep ended without the leader ever being seen as a zombie"
+        gevent.sleep(0.01)
+    assert runner.get(timeout=15) == 0
+    assert proc_state(proc.proc.pid) is None  # reaped once the sweep was done
+
+
+def test_stop_after_the_process_was_reaped_signals_only_the_runs_marked_processes(tmp_path):
+    """A stop that comes after the run ended must not signal its old group id, which the OS may
+    have given to an unrelated process: simulated by pointing the run at a stranger's PID."""
+    import gevent
+
+    from server.executors.local import MARKER, LocalProcess
+
+    marker = f"reuse-{random.getrandbits(32)}"
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)  # a group of its own: pgid = pid
+    ours = None
+    try:
+        proc = LocalProcess(["true"], dict(os.environ), str(tmp_path), marker, grace=1)
+        assert gevent.spawn(proc.run, *_quiet_streams()).get(timeout=15) == 0
+        ours = subprocess.Popen(["sleep", "61"], env={**os.environ, MARKER: marker}, start_new_session=True)
+        proc.proc.pid = stranger.pid  # as if the OS had reused the leader's PID for the stranger
+        proc.stop()
+        proc._killer.join(timeout=15)
+        assert ours.wait(5) == -signal.SIGTERM  # the run's own process is still found by its marker
+        time.sleep(0.2)
+        assert stranger.poll() is None, "an unrelated process group was signalled"
+    finally:
+        for child in (stranger, ours):
+            if child is not None and child.poll() is None:
+                child.kill()
+                child.wait()
+
+
+def proc_state(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import subprocess
+import sys
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from server import params as P
+from tests import values as V
+from tests.helpers import BIN
 
 
 def param(**kw) -> P.Param:
@@ -32,7 +36,7 @@ def param(**kw) -> P.Param:
     (param(type="multichoice", choices=["a", "b", "c"]), ["c", "a", "c"], ["c", "a"]),
     (param(type="multichoice", choices=["a", "b"]), "a, b", ["a", "b"]),
     (param(type="date"), "2024-02-29", "2024-02-29"),
-    (param(type="secret"), "s3cret", "s3cret"),
+    (param(type="secret"), "s3cret-enough", "s3cret-enough"),
     (param(), None, None),
     (param(type="int", min=1, max=10), 10, 10),
 ])
@@ -58,6 +62,9 @@ def test_today_is_a_date():
     (param(type="int"), "4.5", "whole number"),
     (param(type="int"), True, "whole number"),
     (param(type="int"), "1e3", "whole number"),
+    (param(type="int"), 2**53, "from -9007199254740991 to 9007199254740991"),
+    (param(type="int"), "-10000000000000000000", "from -9007199254740991"),
+    (param(type="int"), 1e20, "from -9007199254740991"),
     (param(type="int", min=1), 0, "at least 1"),
     (param(type="int", max=9), 10, "at most 9"),
     (param(type="float"), "nan", "must be a number"),
@@ -120,7 +127,7 @@ def values_for(type_: str):
         "text": TEXT,
         "secret": TEXT,
         "multiline": st.lists(TEXT, max_size=3).map("\n".join),
-        "int": st.integers(-(10**20), 10**20),
+        "int": st.integers(-P.MAX_INT, P.MAX_INT),
         "float": st.floats(allow_nan=False, allow_infinity=False),
         "bool": st.booleans(),
         "choice": st.sampled_from(CHOICES),
@@ -132,7 +139,8 @@ def values_for(type_: str):
 @st.composite
 def typed_value(draw):
     type_ = draw(st.sampled_from([t for t in P.TYPES if t != "secret"]))
-    p = param(type=type_, choices=CHOICES if "choice" in type_ else [])
+    # leads=False: these are about splitting; where '-' may begin an argument is tested below
+    p = param(type=type_, choices=CHOICES if "choice" in type_ else [], leads=False)
     return p, p.coerce(draw(values_for(type_)))
 
 
@@ -165,3 +173,125 @@ def test_values_reach_a_real_process_byte_for_byte(pv):
 def test_shell_jobs_get_values_only_through_the_environment(value):
     env = {"PATH": "/usr/bin:/bin", **P.build_env({"x": value})}
     assert _echo_args(["/bin/sh", "-c", 'printf "%s\\0" "$PB_X"'], env) == [value]
+
+
+# -- a value never becomes an option ------------------------------------------------------
+
+@pytest.mark.parametrize(("template", "leading"), [
+    (["sort", "{file}"], {"file"}),
+    (["cp", "{a}.txt", "x{b}", "--c={c}", "{{d}}", "{e}{f}"], {"a", "e", "f"}),
+    (["git", "checkout", "--", "{file}"], set()),
+    (["cp", "--", "{src}", "{dst}.bak"], set()),
+    (["sudo", "--", "rm", "{file}"], {"file"}),  # that -- ends sudo's options, not rm's
+    (["tar", "-cf", "out", "--", "dir", "{x}"], {"x"}),  # strict: a fixed word after -- resets it
+    (["cmd", "{a}", "--", "{b}"], {"a"}),
+])
+def test_leading_names_are_placeholders_that_begin_an_element_with_no_dashdash_before(template, leading):
+    assert P.leading_names(template) == leading
+
+
+@pytest.mark.parametrize(("p", "raw", "message"), [
+    (param(), "--output=victim.txt", "must not start with '-' (it would be read as an option)"),
+    (param(), "-", "must not start with '-'"),
+    (param(type="multiline"), "-rf\nmore", "must not start with '-'"),
+    (param(type="int"), -5, "must not be negative here (-5 would be read as an option)"),
+    (param(type="int"), " -7", "must not be negative here"),
+    (param(type="float"), "-0.5", "must not be negative here (-0.5 would be read as an option)"),
+    (param(type="float", min=-10), -1e-3, "must not be negative here"),
+    (param(type="choice", choices=["-v", "q"]), "-v", "must not start with '-'"),
+    (param(type="multichoice", choices=["a", "-v"]), ["a", "-v"], "'-v' must not start with '-'"),
+])
+def test_a_value_that_would_begin_an_argument_with_a_dash_is_refused(p, raw, message):
+    with pytest.raises(P.LeadingDash, match=re.escape(message)):
+        p.coerce(raw)
+    with pytest.raises(P.ParamsError) as info:
+        P.validate([p], {"x": raw})
+    assert info.value.fields["x"].endswith("would be read as an option)")
+
+
+@pytest.mark.parametrize(("p", "raw", "value"), [
+    (param(allow_dash=True), "--output=x", "--output=x"),
+    (param(leads=False), "--output=x", "--output=x"),  # --x={x}, or after --
+    (param(type="int", allow_dash=True), -5, -5),
+    (param(type="int"), "-0", 0),
+    (param(type="float"), "-0.0", 0.0),  # written 0.0, and min = 0 allows it
+    (param(type="float", min=0), -0.0, 0.0),
+    (param(type="secret"), "-starts-with-a-dash", "-starts-with-a-dash"),  # never in argv
+    (param(), "a-b --c", "a-b --c"),
+])
+def test_a_dash_is_fine_where_allowed_where_it_cannot_lead_and_in_secrets(p, raw, value):
+    assert p.coerce(raw) == value
+    assert P.as_text(p.coerce(raw))[:1] != "-" or p.allow_dash or not p.leads or p.secret
+
+
+def _run_cli(jobs, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([BIN, "run", *args, "--jobs", str(jobs), "--data-dir", str(jobs.parent / "cli-data")],
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+def test_sort_cannot_be_made_to_overwrite_a_file_through_its_argument(pushbutton, write_jobs, tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (tmp_path / "in.txt").write_text("b\na\n")
+    jobs = write_jobs("""
+        [job:sort]
+        command = sort {file}
+        param.file.type = text
+        [job:sort-safe]
+        command = sort -- {file}
+        param.file.type = text
+        """)
+    pb = pushbutton(jobs)
+    res = pb.client.post("/api/jobs/sort/runs", json={"params": {"file": "--output=victim.txt"}})
+    assert res.status_code == 400, res.text
+    assert res.json()["fields"] == {"file": "must not start with '-' (it would be read as an option)"}
+    assert pb.client.get("/api/runs").json()["runs"] == []  # nothing recorded, nothing ran
+    assert victim.read_text() == "precious\n"
+
+    cli = _run_cli(jobs, "sort", "-p", "file=--output=victim.txt")
+    assert cli.returncode == 2 and "parameter file: must not start with '-'" in cli.stderr, cli.stderr
+    assert victim.read_text() == "precious\n"
+
+    # after --, sort reads no options: the same value is a file name, which does not exist
+    run_id = pb.start_run("sort-safe", file="--output=victim.txt")["id"]
+    run = pb.wait(run_id)
+    assert run["state"] == "failed" and "--output=victim.txt" in " ".join(pb.output(run_id))
+    assert victim.read_text() == "precious\n"
+    assert pb.output(pb.start_run("sort", file="in.txt")["id"]) == ["a", "b"]  # ordinary values still work
+
+
+def test_negative_numbers_are_refused_unless_min_or_allow_dash_says_otherwise(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs(f"""
+        [job:add]
+        command = {sys.executable} -c "import sys; print(sum(float(a) for a in sys.argv[1:]))" {{n}} {{r}}
+        param.n.type = int
+        param.r.type = float
+        [job:add-negative]
+        command = {sys.executable} -c "import sys; print(sum(float(a) for a in sys.argv[1:]))" {{n}} {{r}}
+        param.n.type = int
+        param.n.allow_dash = yes
+        param.r.type = float
+        param.r.min = 0
+        """))
+    res = pb.client.post("/api/jobs/add/runs", json={"params": {"n": -5, "r": -0.5}})
+    assert res.status_code == 400
+    assert res.json()["fields"] == {"n": "must not be negative here (-5 would be read as an option)",
+                                    "r": "must not be negative here (-0.5 would be read as an option)"}
+    res = pb.client.post("/api/jobs/add-negative/runs", json={"params": {"n": -5, "r": -0.5}})
+    assert res.status_code == 400 and res.json()["fields"] == {"r": "must be at least 0.0"}
+    assert pb.output(pb.start_run("add-negative", n=-5, r=0.5)["id"]) == ["-4.5"]
+    assert pb.output(pb.start_run("add", n=5, r=0.5)["id"]) == ["5.5"]
+
+
+@pytest.fixture(scope="module")
+def values_server(tmp_path_factory):
+    pb = V.server(tmp_path_factory.mktemp("values"))
+    yield pb
+    pb.stop()
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=V.cases())
+def test_every_type_in_argv_and_env_is_refused_or_arrives_and_never_leads_with_a_dash(values_server, case):
+    """Through a real server and real processes (tests/values.py); the remote twin is in tests/ssh."""
+    V.check_case(values_server, *case)

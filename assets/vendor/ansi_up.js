@@ -192,36 +192,10 @@ export class AnsiUp {
                     this._buffer = this._buffer.slice(1);
                     return pkt;
                 }
-                if (!this._osc_st) {
-                    this._osc_st = rgxG(templateObject_2 || (templateObject_2 = __makeTemplateObject(["\n                        (?:                         # legal sequence\n                          (\u001B\\)                    # ESC                           |                           # alternate\n                          (\u0007)                      # BEL (what xterm did)\n                        )\n                        |                           # alternate (second attempt)\n                        (                           # illegal sequence\n                          [\0-\u0006]                 # anything illegal\n                          |                           # alternate\n                          [\b-\u001A]                 # anything illegal\n                          |                           # alternate\n                          [\u001C-\u001F]                 # anything illegal\n                        )\n                    "], ["\n                        (?:                         # legal sequence\n                          (\\x1b\\\\)                    # ESC \\\n                          |                           # alternate\n                          (\\x07)                      # BEL (what xterm did)\n                        )\n                        |                           # alternate (second attempt)\n                        (                           # illegal sequence\n                          [\\x00-\\x06]                 # anything illegal\n                          |                           # alternate\n                          [\\x08-\\x1a]                 # anything illegal\n                          |                           # alternate\n                          [\\x1c-\\x1f]                 # anything illegal\n                        )\n                    "])));
-                }
-                this._osc_st.lastIndex = 0;
-                {
-                    let match = this._osc_st.exec(this._buffer);
-                    if (match === null) {
-                        pkt.kind = PacketKind.Incomplete;
-                        return pkt;
-                    }
-                    if (match[3]) {
-                        pkt.kind = PacketKind.ESC;
-                        pkt.text = this._buffer.slice(0, 1);
-                        this._buffer = this._buffer.slice(1);
-                        return pkt;
-                    }
-                }
-                {
-                    let match = this._osc_st.exec(this._buffer);
-                    if (match === null) {
-                        pkt.kind = PacketKind.Incomplete;
-                        return pkt;
-                    }
-                    if (match[3]) {
-                        pkt.kind = PacketKind.ESC;
-                        pkt.text = this._buffer.slice(0, 1);
-                        this._buffer = this._buffer.slice(1);
-                        return pkt;
-                    }
-                }
+                // PUSHBUTTON PATCH 2/4: upstream first searched the rest of the buffer for two
+                // terminators (an unanchored scan per ESC: quadratic on a line of many unterminated
+                // OSCs). The anchored, bounded hyperlink regex below decides alone: no match, the ESC
+                // is dropped and the rest shown as text.
                 if (!this._osc_regex) {
                     this._osc_regex = rgx(templateObject_3 || (templateObject_3 = __makeTemplateObject(["\n                        ^                           # beginning of line\n                                                    #\n                        \u001B]8;                    # OSC Hyperlink\n                        [ -:<-~]*       # params (excluding ;)\n                        ;                           # end of params\n                        ([!-~]{0,512})        # URL capture\n                        (?:                         # ST\n                          (?:\u001B\\)                  # ESC                           |                           # alternate\n                          (?:\u0007)                    # BEL (what xterm did)\n                        )\n                        ([ -~]+)              # TEXT capture\n                        \u001B]8;;                   # OSC Hyperlink End\n                        (?:                         # ST\n                          (?:\u001B\\)                  # ESC                           |                           # alternate\n                          (?:\u0007)                    # BEL (what xterm did)\n                        )\n                    "], ["\n                        ^                           # beginning of line\n                                                    #\n                        \\x1b\\]8;                    # OSC Hyperlink\n                        [\\x20-\\x3a\\x3c-\\x7e]*       # params (excluding ;)\n                        ;                           # end of params\n                        ([\\x21-\\x7e]{0,512})        # URL capture\n                        (?:                         # ST\n                          (?:\\x1b\\\\)                  # ESC \\\n                          |                           # alternate\n                          (?:\\x07)                    # BEL (what xterm did)\n                        )\n                        ([\\x20-\\x7e]+)              # TEXT capture\n                        \\x1b\\]8;;                   # OSC Hyperlink End\n                        (?:                         # ST\n                          (?:\\x1b\\\\)                  # ESC \\\n                          |                           # alternate\n                          (?:\\x07)                    # BEL (what xterm did)\n                        )\n                    "])));
                 }
@@ -246,14 +220,21 @@ export class AnsiUp {
             }
         }
     }
+    // PUSHBUTTON PATCH 1/4: `txt` is one whole line, converted on its own. Upstream keeps a
+    // sequence still incomplete at the end of `txt` for the next call: an unterminated OSC then
+    // swallowed all later output, and every call rescanned the growing buffer (quadratic). Here its
+    // ESC is dropped and the rest of the line shown as text; colours (SGR state) still carry over.
     ansi_to_html(txt) {
-        this.append_buffer(txt);
+        this._buffer = txt;
         var blocks = [];
         while (true) {
             var packet = this.get_next_packet();
-            if ((packet.kind == PacketKind.EOS)
-                || (packet.kind == PacketKind.Incomplete))
+            if (packet.kind == PacketKind.EOS)
                 break;
+            if (packet.kind == PacketKind.Incomplete) {
+                this._buffer = this._buffer.slice(1);
+                continue;
+            }
             if ((packet.kind == PacketKind.ESC)
                 || (packet.kind == PacketKind.Unknown))
                 continue;
@@ -365,14 +346,28 @@ export class AnsiUp {
         let classes = [];
         let fg = fragment.fg;
         let bg = fragment.bg;
-        if (fragment.bold)
-            styles.push(this._boldStyle);
-        if (fragment.faint)
-            styles.push(this._faintStyle);
-        if (fragment.italic)
-            styles.push(this._italicStyle);
-        if (fragment.underline)
-            styles.push(this._underlineStyle);
+        // PUSHBUTTON PATCH 3/4: with use_classes, no style attribute at all (a Content-Security-Policy
+        // without 'unsafe-inline' refuses them): ansi-bold/-faint/-italic/-underline classes, and
+        // 256-colour and true-colour values as data-fg/data-bg="R,G,B" for the page to apply.
+        let data_string = '';
+        if (this._use_classes) {
+            for (const name of ['bold', 'faint', 'italic', 'underline'])
+                if (fragment[name])
+                    classes.push(`ansi-${name}`);
+            for (const [name, col] of [['fg', fg], ['bg', bg]])
+                if (col && col.class_name === 'truecolor')
+                    data_string += ` data-${name}="${col.rgb.map(Number).join(',')}"`;
+        }
+        else {
+            if (fragment.bold)
+                styles.push(this._boldStyle);
+            if (fragment.faint)
+                styles.push(this._faintStyle);
+            if (fragment.italic)
+                styles.push(this._italicStyle);
+            if (fragment.underline)
+                styles.push(this._underlineStyle);
+        }
         if (!this._use_classes) {
             if (fg)
                 styles.push(`color:rgb(${fg.rgb.join(',')})`);
@@ -384,16 +379,10 @@ export class AnsiUp {
                 if (fg.class_name !== 'truecolor') {
                     classes.push(`${fg.class_name}-fg`);
                 }
-                else {
-                    styles.push(`color:rgb(${fg.rgb.join(',')})`);
-                }
             }
             if (bg) {
                 if (bg.class_name !== 'truecolor') {
                     classes.push(`${bg.class_name}-bg`);
-                }
-                else {
-                    styles.push(`background-color:rgb(${bg.rgb.join(',')})`);
                 }
             }
         }
@@ -403,17 +392,18 @@ export class AnsiUp {
             class_string = ` class="${classes.join(' ')}"`;
         if (styles.length)
             style_string = ` style="${styles.join(';')}"`;
-        return `<span${style_string}${class_string}>${txt}</span>`;
+        return `<span${style_string}${class_string}${data_string}>${txt}</span>`;
     }
     ;
+    // PUSHBUTTON PATCH 4/4: a link whose scheme is not allowed keeps its text (upstream dropped
+    // it); the allowlist is checked as own keys only ('constructor:' passed upstream); a link opens
+    // apart from the page (the desktop window hands it to the system browser).
     process_hyperlink(pkt) {
+        let text = this.transform_to_html(this.with_state(pkt));
         let parts = pkt.url.split(':');
-        if (parts.length < 1)
-            return '';
-        if (!this._url_allowlist[parts[0]])
-            return '';
-        let result = `<a href="${this.escape_txt_for_html(pkt.url)}">${this.escape_txt_for_html(pkt.text)}</a>`;
-        return result;
+        if (parts.length < 2 || !Object.prototype.hasOwnProperty.call(this._url_allowlist, parts[0]))
+            return text;
+        return `<a href="${this.escape_txt_for_html(pkt.url)}" rel="noopener noreferrer" target="_blank">${text}</a>`;
     }
 }
 function rgx(tmplObj, ...subst) {

@@ -6,6 +6,11 @@ children that moved to a new session with `setsid` or were double-forked), then 
 the grace period. The same sweep runs when the main process exits, like systemd's control-group
 kill: a run owns every process it started.
 
+A process group id is a PID, and PIDs are reused. The group is signalled only while its leader
+is not yet reaped: its exit is observed without reaping (`waitid(WNOWAIT)`), the sweep runs while
+the zombie still holds the PID, and only then is it reaped. A stop after that finds the run's
+processes by their marker alone.
+
 The server thread's hub is not the main thread's, so `gevent.subprocess` cannot be used: this is
 plain `subprocess.Popen` with non-blocking pipes read through the hub, and the exit observed
 through a pidfd where the OS has one.
@@ -70,10 +75,11 @@ class LocalProcess:
         except OSError as exc:
             raise StartError(f"cannot start {self.argv[0]!r}: {exc}", 126) from None
         pumps = [gevent.spawn(_pump, self.proc.stdout, stdout), gevent.spawn(_pump, self.proc.stderr, stderr)]
-        code = self._wait_exit()
+        code = wait_exit(self.proc, reap=False)
         # Children left behind (`cmd &`) keep the pipes open and must not survive the run.
         self.stop()
         self._killer.join()
+        self.proc.wait()  # exited already: reaping is immediate, and frees the group id
         gevent.joinall(pumps, timeout=2)
         for pump in pumps:  # a pipe still held by a process we cannot see or signal
             pump.kill()
@@ -84,36 +90,48 @@ class LocalProcess:
         if self.proc is not None and (self._killer is None or self._killer.dead):
             self._killer = gevent.spawn(self._kill_tree)
 
-    def _wait_exit(self) -> int:
-        return wait_exit(self.proc)
+    def _group(self) -> int | None:
+        """The process group id, while it is still ours: the leader is not reaped (Popen sets
+        `returncode` only when it reaps), so no other process can have been given that id."""
+        return self.proc.pid if self.proc.returncode is None else None
 
     def _kill_tree(self) -> None:
         """SIGTERM once, wait up to the grace period, then SIGKILL until nothing is left."""
-        pgid = self.proc.pid
-        if not in_pool(_signal_tree, pgid, self.marker, signal.SIGTERM):
+        if not in_pool(_signal_tree, self._group(), self.marker, signal.SIGTERM):
             return
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline:
             gevent.sleep(0.05)
-            if not in_pool(_members, pgid, self.marker):
+            if not in_pool(_members, self._group(), self.marker):
                 return
-        while in_pool(_signal_tree, pgid, self.marker, signal.SIGKILL):
+        while in_pool(_signal_tree, self._group(), self.marker, signal.SIGKILL):
             gevent.sleep(0.05)
 
 
-def wait_exit(proc: subprocess.Popen) -> int:
-    """Wait in this greenlet, not the hub, for `proc` to exit; its return code."""
+def wait_exit(proc: subprocess.Popen, reap: bool = True) -> int:
+    """Wait in this greenlet, not the hub, for `proc` to exit; its return code. With
+    `reap=False` it stays a zombie, holding its PID and group id, until `proc.wait()`."""
     try:
         pidfd = os.pidfd_open(proc.pid)
     except (AttributeError, OSError):  # not Linux: poll
-        while proc.poll() is None:
+        while (code := _exit_status(proc, reap)) is None:
             gevent.sleep(0.02)
-        return proc.returncode
+        return code
     try:
         wait_read(pidfd)
     finally:
         os.close(pidfd)
-    return proc.wait()
+    return proc.wait() if reap else _exit_status(proc, reap)
+
+
+def _exit_status(proc: subprocess.Popen, reap: bool) -> int | None:
+    """The return code if `proc` has exited (negative: killed by that signal), else None."""
+    if reap or proc.returncode is not None:
+        return proc.poll()
+    info = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    if info is None:
+        return None
+    return -info.si_status if info.si_code in (os.CLD_KILLED, os.CLD_DUMPED) else info.si_status
 
 
 def _pump(pipe, stream: OutputStream) -> None:
@@ -130,13 +148,13 @@ def _pump(pipe, stream: OutputStream) -> None:
         pipe.close()
 
 
-def _members(pgid: int, marker: str) -> list[int]:
-    """Live processes of the run: its process group, plus whoever still carries its marker."""
+def _members(pgid: int | None, marker: str) -> list[int]:
+    """Live processes of the run: its process group (None once that id may be reused), plus
+    whoever still carries its marker."""
     return _members_proc(pgid, marker) if PROC_ENVIRON else _members_psutil(pgid, marker)
 
 
-
-def _members_proc(pgid: int, marker: str) -> list[int]:
+def _members_proc(pgid: int | None, marker: str) -> list[int]:
     # Linux: raw /proc reads, about 8x cheaper than psutil; this runs at the end of every run.
     needle = f"\0{MARKER}={marker}\0".encode()
     me, found = os.getpid(), []
@@ -144,7 +162,7 @@ def _members_proc(pgid: int, marker: str) -> list[int]:
         if not name.isdigit() or int(name) == me:
             continue
         try:
-            if os.getpgid(int(name)) == pgid:
+            if pgid is not None and os.getpgid(int(name)) == pgid:
                 with open(f"/proc/{name}/stat", "rb") as f:
                     if f.read().rsplit(b")", 1)[1].split()[0] != b"Z":
                         found.append(int(name))
@@ -157,7 +175,7 @@ def _members_proc(pgid: int, marker: str) -> list[int]:
     return found
 
 
-def _members_psutil(pgid: int, marker: str) -> list[int]:
+def _members_psutil(pgid: int | None, marker: str) -> list[int]:
     me = os.getpid()
     found = []
     for proc in psutil.process_iter():
@@ -166,16 +184,17 @@ def _members_psutil(pgid: int, marker: str) -> list[int]:
         try:
             if proc.status() == psutil.STATUS_ZOMBIE:
                 continue
-            if os.getpgid(proc.pid) == pgid or proc.environ().get(MARKER) == marker:
+            if (pgid is not None and os.getpgid(proc.pid) == pgid) or proc.environ().get(MARKER) == marker:
                 found.append(proc.pid)
         except (psutil.Error, OSError):
             continue
     return found
 
 
-def _signal_tree(pgid: int, marker: str, sig: int) -> list[int]:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+def _signal_tree(pgid: int | None, marker: str, sig: int) -> list[int]:
+    if pgid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, sig)
     pids = _members(pgid, marker)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -4,7 +4,7 @@
 
 The app starts exactly as `pushbutton` does (server.cli.main with the desktop window); the
 scenario runs on its own thread once the first page has loaded, talks to the page through
-pywebview's JS bridge (`evaluate_js`), to Qt through the app's GUI-thread invoker, and prints
+pywebview's `run_js` (Qt's runJavaScript), to Qt through the app's GUI-thread invoker, and prints
 what it saw as `DRIVER {json}` lines for the test to check. It never reaches into the server
 except through the page, as the analyst would.
 """
@@ -15,8 +15,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
+import uuid
 
 from desktop import app as desktop_app
 from server import cli
@@ -34,23 +34,23 @@ def report(**fields) -> None:
 
 
 def js(app, script: str, timeout: float = 20):
-    """Evaluate `script` in the page and return its value."""
-    return app.window.evaluate_js(script)
+    """Run `script` in the page and return its completion value. Not pywebview's `evaluate_js`:
+    that wraps the script in eval(), which the page's Content-Security-Policy rightly refuses."""
+    return app.window.run_js(script)
 
 
 def js_promise(app, script: str, timeout: float = 20):
     """Evaluate `script`, a Promise, in the page and return what it resolves to."""
-    done = threading.Event()
-    box = []
-
-    def resolved(value):
-        box.append(value)
-        done.set()
-
-    app.window.evaluate_js(script, resolved)
-    if not done.wait(timeout):
+    key = uuid.uuid4().hex
+    js(app, f"window.driverResults = window.driverResults || {{}}; Promise.resolve({script}).then("
+            f"v => driverResults['{key}'] = JSON.stringify({{v}}), e => driverResults['{key}'] = JSON.stringify("
+            f"{{error: String(e)}})); true")
+    if not wait_until(lambda: js(app, f"'{key}' in driverResults"), timeout, 0.05):
         raise TimeoutError(f"page did not answer: {script[:80]}")
-    return box[0]
+    answer = json.loads(js(app, f"driverResults['{key}']"))
+    if "error" in answer:
+        raise RuntimeError(f"page failed: {answer['error']}")
+    return answer.get("v")
 
 
 def fetch(app, method: str, path: str, body: dict | None = None) -> dict:
@@ -59,7 +59,7 @@ def fetch(app, method: str, path: str, body: dict | None = None) -> dict:
     if body is not None:
         init["body"] = json.dumps(body)
     script = (f"fetch({json.dumps(path)}, {json.dumps(init)})"
-              ".then(r => r.text().then(t => ({status: r.status, body: t})))")
+              ".then(r => r.text().then(t => ({status: r.status, body: t, headers: Object.fromEntries(r.headers)})))")
     answer = js_promise(app, script)
     if isinstance(answer, str):
         answer = json.loads(answer)
@@ -182,12 +182,17 @@ def screenshot(path: str) -> None:
 def run_job(app):
     """Title, authenticated page, a job run to `succeeded`, a screenshot."""
     report(title=on_gui(app, app.native.windowTitle), url=app.window.get_current_url())
+    # Record what the page's security policy refuses from now on; a canary proves the recording works.
+    js(app, "window.cspViolations = []; document.addEventListener('securitypolicyviolation',"
+            " e => cspViolations.push(e.effectiveDirective + ' ' + e.blockedURI));"
+            " document.body.insertAdjacentHTML('beforeend', '<i id=canary hidden style=color:red></i>');"
+            " document.getElementById('canary').remove(); true")
     report(token_seen_in=processes_showing(app.server.token),
            without_token=status_of(app.server.url + "api/jobs"),
            wrong_token=status_of(app.server.url + "?token=guess"))
     page = fetch(app, "GET", "/")
     jobs = fetch(app, "GET", "/api/jobs")
-    report(page_status=page["status"], jobs_status=jobs["status"],
+    report(page_status=page["status"], jobs_status=jobs["status"], page_headers=page["headers"],
            jobs=[j["id"] for j in (jobs["json"] or {}).get("jobs", [])])
     # As the analyst does it: pick the job in the list, fill the form, press Run, watch the run.
     ui = wait_until(lambda: js(app, "document.querySelector('a[href=\"#/jobs/greet\"]') !== null"), 15)
@@ -209,7 +214,7 @@ def run_job(app):
     shot = os.environ.get("DRIVER_SCREENSHOT")
     if shot:
         screenshot(shot)
-    report(run=run_id, state=state, log=log)
+    report(run=run_id, state=state, log=log, csp_violations=json.loads(js(app, "JSON.stringify(cspViolations)")))
     close_window(app)
 
 

@@ -84,6 +84,10 @@ def test_window_runs_a_job_on_the_sample_and_shows_it(desktop_env, artifacts, tm
     # itself is authenticated.
     assert seen["url"].startswith("http://127.0.0.1:") and "token" not in seen["url"]
     assert seen["page_status"] == 200 and seen["jobs_status"] == 200
+    # Under the page's security policy (no framing, only its own scripts) the window still works:
+    # the job list below was rendered by the page's script, and the policy refused nothing it did.
+    assert "frame-ancestors 'none'" in seen["page_headers"]["content-security-policy"]
+    assert seen["page_headers"]["x-frame-options"] == "DENY"
     # The per-launch secret is in no command line or environment; other programs are refused.
     assert seen["token_seen_in"] == []
     assert seen["without_token"] == 401 and seen["wrong_token"] == 401
@@ -93,6 +97,7 @@ def test_window_runs_a_job_on_the_sample_and_shows_it(desktop_env, artifacts, tm
     assert seen["badge"] == "Succeeded" and seen["shown_output"] is True
     assert seen["state"] == "succeeded"
     assert "Hello, Xvfb!" in seen["log"]
+    assert seen["csp_violations"] == ["style-src-attr inline"]  # the driver's canary, nothing of the page
     assert shot.is_file() and not_blank(shot) > 16, "the screenshot of the window is blank"
     assert "first page shown after" in err
     assert history(tmp_path / "data")[seen["run"]]["state"] == "succeeded"

@@ -137,11 +137,24 @@ class Ui:
         page = ctx.new_page()
         page.set_default_timeout(WAIT_MS)
         page.errors = []
+        page.expected_console_errors = []  # regexes a test that provokes one (a cut connection) adds
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+        page.on("console", lambda msg: self._console(page, msg))
         self.pages.append(page)
         page.goto(site.login(base))
         page.locator("#job-list .job").first.wait_for()
         return page
+
+    @staticmethod
+    def _console(page, msg) -> None:
+        """A console error (a CSP violation is one) fails the test, unless the test expects it. An
+        API's 4xx answer (a field error, a confirmation asked for) is the page's to handle: not one."""
+        if msg.type != "error" or any(re.search(p, msg.text) for p in page.expected_console_errors):
+            return
+        url = msg.location.get("url", "")
+        if "/api/" in url and re.match(r"Failed to load resource: .* status of 4\d\d", msg.text):
+            return
+        page.errors.append(f"console: {msg.text} ({url})")
 
     @staticmethod
     def job_link(page, title: str):
@@ -178,7 +191,7 @@ def ui(browser) -> Iterator[Ui]:
     ui = Ui(browser)
     yield ui
     errors = ui.close()
-    assert errors == [], f"JavaScript errors on the page: {errors}"
+    assert errors == [], f"JavaScript or console errors on the page: {errors}"
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from playwright.sync_api import expect
 
-MAX_LINES = 5000  # the page keeps this many output lines in the DOM (assets/app.js)
+MAX_LINES = 5000  # the page keeps this many output lines in the DOM (assets/js/run.js)
 
 
 def start_gate(ui, page, gate) -> None:
@@ -115,6 +115,7 @@ def test_dropped_connection_resumes_without_gap_or_repeat(ui, lab, tmp_path):
         start_gate(ui, page, gate)
         expect(ui.status(page)).to_have_text("Running")
 
+        page.expected_console_errors.append(r"net::ERR_")  # the cut, as the browser reports it
         proxy.sever()
         expect(page.locator("#run-conn")).to_have_text("Reconnecting…")
         expect(page.locator("#live-lost")).to_be_visible()

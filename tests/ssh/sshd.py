@@ -16,6 +16,9 @@ from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
 USER = "pbtest"
+# Every lab host greets logins, as many real ones do; the banner's last line has no newline, so
+# whatever ssh prints next shares its line. None of it is a command's output.
+BANNER = "Authorized access only: {name} is monitored.\nBANNER-LINE-WITHOUT-NEWLINE "
 
 CONFIG = """\
 Port {port}
@@ -31,6 +34,7 @@ UsePAM no
 StrictModes no
 PermitRootLogin no
 PrintMotd no
+Banner {dir}/banner
 LogLevel VERBOSE
 MaxStartups 500
 MaxSessions 200
@@ -119,13 +123,15 @@ class Lab:
         self.servers: list[Sshd] = []
         os.makedirs("/run/sshd", exist_ok=True)  # sshd's privilege-separation dir
 
-    def start(self, name: str) -> Sshd:
+    def start(self, name: str, extra: str = "") -> Sshd:
+        """One more sshd; `extra` is appended to its sshd_config."""
         folder = self.root / name
         folder.mkdir()
         host_key = keygen(folder / "host_key")
+        (folder / "banner").write_text(BANNER.format(name=name))
         for _attempt in range(5):  # a free port may be taken before sshd binds it
             port = free_port()
-            (folder / "sshd_config").write_text(CONFIG.format(port=port, dir=folder, root=self.root, name=name))
+            (folder / "sshd_config").write_text(CONFIG.format(port=port, dir=folder, root=self.root, name=name) + extra)
             with open(folder / "sshd.log", "w") as log:
                 proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
                                         stdout=log, stderr=subprocess.STDOUT)

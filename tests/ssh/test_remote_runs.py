@@ -98,8 +98,10 @@ def test_injection_through_every_parameter_type_arrives_literally(pushbutton, wr
             {{text}} {{multi}} {{num}} {{real}} {{flag}} {{pick}} {{many}} {{day}} --tag={{text}}
         targets = host:h1
         param.text.type = text
+        param.text.allow_dash = yes
         param.multi.type = multiline
         param.num.type = int
+        param.num.allow_dash = yes
         param.real.type = float
         param.flag.type = bool
         param.pick.type = choice
@@ -139,7 +141,7 @@ def test_unknown_and_changed_host_keys_are_refused_before_anything_is_sent(pushb
         param.key.type = secret
         """))
     logins = h1.logins(lab.user_key)
-    run_id = pb.start_run("touch", key="hunter2")["id"]
+    run_id = pb.start_run("touch", key="hunter2-key")["id"]
     events = pb.events(run_id)
     run = pb.run(run_id)
     assert (run["state"], run["exit_code"]) == ("failed", None)
@@ -293,3 +295,61 @@ def test_secret_digest_reaches_the_host(pushbutton, write_jobs, hosts_ini):
     secret = "multi word 'secret' $(x) é"
     run_id = pb.start_run("digest", token=secret)["id"]
     assert lines_of(pb.events(run_id)) == [hashlib.sha256(secret.encode()).hexdigest() + "  -"]
+
+
+def test_a_login_banner_is_not_output_and_everything_the_command_prints_is(pushbutton, write_jobs, hosts_ini, lab,
+                                                                           servers):
+    plain = subprocess.run(  # the lab's hosts do greet a plain `ssh host command` on its stderr
+        ["ssh", "-T", "-p", str(servers["h1"].port), "-i", str(lab.inspector_key), "-o", "BatchMode=yes",
+         "-o", "IdentitiesOnly=yes", "-o", f"UserKnownHostsFile={lab.root / 'known_hosts'}",
+         f"{sshd.USER}@127.0.0.1", "echo 'command err' >&2"], capture_output=True, text=True, timeout=30)
+    assert "Authorized access only: h1 is monitored." in plain.stderr and "command err" in plain.stderr
+    pb = pushbutton(jobs(write_jobs, hosts_ini, """
+        [group:two]
+        hosts = h1, h2
+        [job:talk]
+        command = sh -c 'echo "err first" >&2; echo out; printf "err last, no newline" >&2'
+        targets = group:two
+        """))
+    run_id = pb.start_run("talk")["id"]
+    events = pb.events(run_id)
+    assert pb.run(run_id)["state"] == "succeeded"
+    for host in ("h1", "h2"):
+        mine = [e for e in events if e.type == "output" and e.data["host"] == host]
+        assert lines_of(mine, "stderr") == ["err first", "err last, no newline"]
+        assert lines_of(mine, "stdout") == ["out"]
+    log = pb.client.get(f"/api/runs/{run_id}/log").text
+    assert "Authorized" not in log and "BANNER" not in log
+
+
+def test_a_banner_before_a_refused_login_is_not_output(pushbutton, write_jobs, lab, servers):
+    pb = pushbutton(jobs(write_jobs, sshd.host_section(lab, servers["h3"], "h3", identity=lab.other_key), """
+        [job:nothing]
+        command = true
+        targets = host:h3
+        """))
+    run_id = pb.start_run("nothing")["id"]
+    run = pb.wait(run_id)
+    assert lines_of(pb.events(run_id)) == [f"pushbutton: {run['hosts'][0]['error']}"]
+
+
+def test_a_host_that_ends_the_login_before_the_command_says_why(pushbutton, write_jobs):
+    """What the server printed before the command is not output, but it is the only clue when the
+    command never starts: its last line joins the host's error."""
+    lab = sshd.Lab()
+    try:
+        locked = lab.start("locked", extra="ForceCommand echo 'This account is disabled.' >&2; exit 1\n")
+        sshd.write_known_hosts(lab)
+        pb = pushbutton(jobs(write_jobs, sshd.host_section(lab, locked), """
+            [job:hello]
+            command = echo hello
+            targets = host:locked
+            """))
+        run_id = pb.start_run("hello")["id"]
+        run = pb.wait(run_id)
+        error = run["hosts"][0]["error"]  # the lab's banner has no final newline: it shares the line
+        assert run["state"] == "failed" and error.startswith("error: ssh ended before the command started (exit 1): ")
+        assert error.endswith("This account is disabled.")
+        assert lines_of(pb.events(run_id)) == [f"pushbutton: {error}"]
+    finally:
+        lab.close()

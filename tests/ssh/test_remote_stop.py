@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import random
+import shutil
 import signal
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import psutil
 
@@ -122,3 +125,32 @@ def test_server_shutdown_and_crash_leave_no_remote_process(pushbutton, write_job
             record = pb.start().run(run_id)
             assert (record["state"], record["hosts"][0]["state"]) == ("interrupted", "interrupted")
             pb.stop()
+
+
+def test_temp_folders_of_a_killed_server_are_removed_at_the_next_start(pushbutton, write_jobs, hosts_ini, lab,
+                                                                       servers, tmp_path, monkeypatch):
+    """A run's `pb-ssh-PID-*` folder (control socket, ssh logs) outlives a `kill -9`; the next start
+    removes it, and leaves alone the folder of a Pushbutton that is still running a remote job."""
+    tmp = Path(tempfile.mkdtemp(prefix="pbt-", dir="/tmp"))  # short: ssh's control socket lives in it
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    h3 = servers["h3"]
+    path = tree_jobs(write_jobs, hosts_ini, "host:h3")
+    try:
+        killed, live = pushbutton(path, data_dir=tmp_path / "a"), pushbutton(path, data_dir=tmp_path / "b")
+        folders = {}
+        for pb, n in ((killed, random.randrange(7000, 7900) * 10 + 4), (live, random.randrange(7000, 7900) * 10 + 6)):
+            pb.run_id = pb.start_run("tree", n=n)["id"]
+            wait_for(lambda n=n: len(sleeps(lab, h3, n)) == 3, timeout=15)
+            folders[pb] = set(tmp.glob("pb-ssh-*")) - {f for seen in folders.values() for f in seen}
+        assert all(len(found) == 1 for found in folders.values()), folders
+        killed.stop(signal.SIGKILL)
+        time.sleep(0.5)
+        assert all(folder.exists() for folder in folders[killed])  # nothing removed it
+        pushbutton(path, data_dir=tmp_path / "c")
+        assert [f for f in folders[killed] if f.exists()] == []
+        assert all(folder.exists() for folder in folders[live])  # in use by a live server
+        live.client.post(f"/api/runs/{live.run_id}/cancel")
+        assert live.wait(live.run_id, timeout=20)["state"] == "cancelled"
+        assert list(tmp.glob("pb-ssh-*")) == []
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -1,14 +1,14 @@
 // One run's event stream, read off the page's main thread (a module worker): the EventSource with
-// its Last-Event-ID resume, JSON parsing, ANSI to HTML, and only the newest lines kept. The page
+// its Last-Event-ID resume, JSON parsing, ANSI to HTML (ansi.js: one converter per stream and host),
+// and only the newest lines kept. The page
 // pulls lines one animation frame's worth at a time, so a million-line flood never blocks it.
 //
 // page -> worker: {type: 'open', id, gen, keep, frame} | {type: 'close'} | {type: 'pull'}
 // worker -> page: state | progress | end {run}, online | offline, missing {error},
 //                 lines {rows, total, queued}, count {total, queued}; each with the `gen` of its open.
-import { AnsiUp } from './vendor/ansi_up.js';
+import { Rows } from './ansi.js';
 
 const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'interrupted']);
-const escapeHtml = text => text.replace(/[&<>"']/g, c => `&#${c.charCodeAt(0)};`);
 let run = null;
 
 onmessage = ({data}) => {
@@ -31,9 +31,7 @@ function close() {
 
 function open({id, gen, keep, frame}) {
   close();
-  const ansi = {stdout: new AnsiUp(), stderr: new AnsiUp()};
-  for (const a of Object.values(ansi)) a.use_classes = true;
-  run = {id, gen, keep, frame, ansi, es: null, seq: 0, state: '', queue: [], queued: 0, total: 0, wanted: false};
+  run = {id, gen, keep, frame, rows: new Rows(), es: null, seq: 0, state: '', queue: [], queued: 0, total: 0, wanted: false};
   connect(run, 0);
 }
 
@@ -93,9 +91,7 @@ function trim() {
   while (skip > 0) {
     const batch = run.queue[0];
     const end = Math.min(batch.lines.length, batch.i + skip);
-    for (let k = batch.i; k < end; k++) {
-      if (batch.lines[k].includes('\x1b')) run.ansi[batch.stream].ansi_to_html(batch.lines[k]);
-    }
+    for (let k = batch.i; k < end; k++) run.rows.skip(batch.stream, batch.host, batch.lines[k]);
     skip -= end - batch.i;
     run.queued -= end - batch.i;
     batch.i = end;
@@ -110,11 +106,8 @@ function give() {
   const rows = [];
   while (rows.length < run.frame && run.queue.length) {
     const batch = run.queue[0];
-    const ansi = run.ansi[batch.stream];
-    const open = (batch.stream === 'stderr' ? '<div class="l e">' : '<div class="l">') +
-      (batch.host ? `<span class="host">${escapeHtml(batch.host)}</span>` : '');
     const end = Math.min(batch.lines.length, batch.i + run.frame - rows.length);
-    for (let k = batch.i; k < end; k++) rows.push(open + ansi.ansi_to_html(batch.lines[k]) + '</div>');
+    for (let k = batch.i; k < end; k++) rows.push(run.rows.row(batch.stream, batch.host, batch.lines[k]));
     batch.i = end;
     if (batch.i === batch.lines.length) run.queue.shift();
   }

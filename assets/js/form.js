@@ -1,0 +1,187 @@
+// The job form, generated from the job's parameters; checked as you type, as the server will judge.
+// Labels, help, choices and defaults come from jobs.ini: they go into the DOM as text and values.
+import { $, app, MASK, badge, pageError, paramsText, shown, time } from './util.js';
+import { api } from './api.js';
+import { askToRun, startRun } from './confirm.js';
+
+const fieldId = name => `f-${name}`;
+const fieldOf = name => $('#fields .field').filter((_, el) => el.dataset.name === name);
+
+function pythonPattern(pattern) {
+  // Python's re.fullmatch in JS terms; a pattern JS cannot read is left to the server.
+  try {
+    return new RegExp(`^(?:${pattern.replace(/\\A/g, '^').replace(/\\Z/g, '$')})$`);
+  } catch {
+    return null;
+  }
+}
+
+function rangeHint(p) {
+  if (!['int', 'float', 'date'].includes(p.type)) return '';
+  if (p.min !== null && p.max !== null) return `From ${p.min} to ${p.max}.`;
+  if (p.min !== null) return p.type === 'date' ? `From ${p.min} on.` : `At least ${p.min}.`;
+  if (p.max !== null) return p.type === 'date' ? `Until ${p.max}.` : `At most ${p.max}.`;
+  return '';
+}
+
+function control(p, value) {
+  const id = fieldId(p.name);
+  const common = {id, name: p.name};
+  switch (p.type) {
+    case 'multiline':
+      return $('<textarea>', {...common, rows: 4}).val(value ?? '');
+    case 'int':
+    case 'float':
+      return $('<input>', {...common, type: 'number', step: p.type === 'int' ? 1 : 'any', inputmode: 'decimal',
+        min: p.min, max: p.max}).val(value ?? '');
+    case 'bool':
+      return $('<input>', {...common, type: 'checkbox'}).prop('checked', value === true);
+    case 'choice': {
+      const $s = $('<select>', common);
+      if (!p.required || value === null || value === undefined) $s.append($('<option>', {value: '', text: '— choose —'}));
+      for (const c of p.choices || []) $s.append($('<option>', {value: c, text: c}));
+      return $s.val(value ?? '');
+    }
+    case 'multichoice': {
+      const chosen = new Set(value || []);
+      return $('<div>', {class: 'checks'}).append((p.choices || []).map(c => $('<label>').append(
+        $('<input>', {type: 'checkbox', name: p.name, value: c}).prop('checked', chosen.has(c)), ' ',
+        $('<span>', {text: c}))));
+    }
+    case 'date':
+      return $('<input>', {...common, type: 'date', min: p.min, max: p.max}).val(value ?? '');
+    case 'secret':
+      return $('<input>', {...common, type: 'password', autocomplete: 'off'}).val(value ?? '');
+    default:
+      return $('<input>', {...common, type: 'text', autocomplete: 'off'}).val(value ?? '');
+  }
+}
+
+function field(p, value) {
+  const id = fieldId(p.name);
+  const help = [p.help, rangeHint(p)].filter(Boolean).join(' ');
+  const $f = $('<div>', {class: `field t-${p.type}`, 'data-name': p.name});
+  const $label = $('<span>', {text: p.label});
+  if (p.required) $label.append(' ', $('<span>', {class: 'req', 'aria-hidden': 'true', text: '*'}));
+  const $help = help ? $('<p>', {class: 'help', id: `h-${p.name}`, text: help}) : null;
+  const $err = $('<p>', {class: 'error', id: `e-${p.name}`, 'aria-live': 'polite'});
+  const described = [$help && `h-${p.name}`, `e-${p.name}`].filter(Boolean).join(' ');
+  const $c = control(p, value);
+  if (p.type === 'multichoice') {
+    $f.append($('<fieldset>', {'aria-describedby': described}).append($('<legend>').append($label), $c), $help, $err);
+  } else if (p.type === 'bool') {
+    $c.attr('aria-describedby', described);
+    $f.append($('<label>', {for: id, class: 'inline'}).append($c, ' ', $label), $help, $err);
+  } else {
+    $c.attr({'aria-describedby': described, 'aria-required': p.required ? 'true' : null});
+    $f.append($('<label>', {for: id}).append($label), $c, $help, $err);
+  }
+  return $f;
+}
+
+function readValue(p) {
+  if (p.type === 'multichoice') return fieldOf(p.name).find('input:checked').map((_, el) => el.value).get();
+  const el = document.getElementById(fieldId(p.name));
+  return p.type === 'bool' ? el.checked : el.value;
+}
+
+// The page's own check, as the server will judge it; '' when fine.
+function problem(p, value) {
+  const el = document.getElementById(fieldId(p.name));
+  if (el?.validity?.badInput) return p.type === 'date' ? 'Enter a full date.' : 'Enter a number.';
+  const empty = value === '' || (Array.isArray(value) && !value.length);
+  if (empty) return p.required && p.type !== 'bool' ? 'Required.' : '';
+  if (p.type === 'int' && !/^\s*[+-]?\d+\s*$/.test(value)) return 'Enter a whole number.';
+  if (['int', 'float'].includes(p.type)) {
+    if (!Number.isFinite(Number(value))) return 'Enter a number.';
+    if (p.min !== null && Number(value) < p.min) return `Must be at least ${p.min}.`;
+    if (p.max !== null && Number(value) > p.max) return `Must be at most ${p.max}.`;
+  }
+  if (p.type === 'date') {
+    if (p.min && value < p.min) return `Must be ${p.min} or later.`;
+    if (p.max && value > p.max) return `Must be ${p.max} or earlier.`;
+  }
+  if (p.pattern && typeof value === 'string') {
+    const re = pythonPattern(p.pattern);
+    if (re && !re.test(value)) return p.help ? `Not in the expected form. ${p.help}.` : `Must match ${p.pattern}.`;
+  }
+  return '';
+}
+
+function showProblem(name, message) {
+  const $f = fieldOf(name);
+  const text = message ? message.charAt(0).toUpperCase() + message.slice(1) : '';
+  $f.toggleClass('invalid', Boolean(text)).find('.error').text(text);
+  $f.find('input, select, textarea').attr('aria-invalid', text ? 'true' : null);
+}
+
+const focusField = name => fieldOf(name).find('input, select, textarea').first().trigger('focus');
+
+// The job's confirm question with the form's values in it (secrets masked), as the server fills it.
+const question = (job, params) => job.confirm.replace(/\{\{|\}\}|\{([A-Za-z_]\w*)\}/g, (m, name) => !name ? m[0]
+  : job.params.find(p => p.name === name)?.type === 'secret' ? MASK : shown(params[name]));
+
+export const jobView = {
+  id: null,
+  open(id) {
+    const job = app.byId[id];
+    this.id = id;
+    if (!job) return pageError(`There is no job “${id}”.`);
+    document.title = `${job.title} — ${app.title}`;
+    $('#job-title').text(job.title);
+    $('#job-desc').text(job.description).prop('hidden', !job.description);
+    $('#form-error').prop('hidden', true);
+    const given = app.prefill?.job === id ? app.prefill : null;
+    app.prefill = null;
+    $('#fields').empty().append(job.params.map(p => field(p, given && p.name in given.params ? given.params[p.name] : p.default)));
+    if (!job.params.length) $('#fields').append($('<p>', {class: 'muted', text: 'This job has no settings.'}));
+    for (const [name, message] of Object.entries(given?.errors || {})) showProblem(name, message);
+    this.recent();
+  },
+  check(p) {
+    const message = problem(p, readValue(p));
+    showProblem(p.name, message);
+    return message;
+  },
+  async submit() {
+    const job = app.byId[this.id];
+    if (!job || $('#run-button').prop('disabled')) return;  // not twice while one is starting
+    const bad = job.params.filter(p => this.check(p));
+    if (bad.length) {
+      $('#form-error').text('Please correct the marked fields.').prop('hidden', false);
+      return focusField(bad[0].name);
+    }
+    $('#form-error').prop('hidden', true);
+    const params = Object.fromEntries(job.params.map(p => [p.name, readValue(p)]));
+    const body = {params};
+    if (job.confirm) {
+      if (!await askToRun(job.title, question(job, params))) return;
+      body.confirm = true;
+    }
+    const $button = $('#run-button').prop('disabled', true);
+    const res = await startRun(`/jobs/${encodeURIComponent(job.id)}/runs`, body, job.title);
+    $button.prop('disabled', false);
+    if (!res) return;
+    const {status, data} = res;
+    if (status === 202) return void (location.hash = `#/runs/${data.run.id}`);
+    const fields = data.fields || {};
+    const unplaced = [];
+    for (const [name, message] of Object.entries(fields)) {
+      if (job.params.some(p => p.name === name)) showProblem(name, message);
+      else unplaced.push(`${name || 'parameters'}: ${message}`);
+    }
+    const first = job.params.find(p => p.name in fields);
+    $('#form-error').text(unplaced.join(' ') || (first ? 'Please correct the marked fields.' : data.error || 'The run could not start.'))
+      .prop('hidden', false);
+    if (first) focusField(first.name);
+  },
+  async recent() {
+    const id = this.id;
+    const {status, data} = await api('GET', `/runs?job=${encodeURIComponent(id)}&limit=5`);
+    if (status !== 200 || id !== this.id) return;
+    $('#job-runs').empty().append(data.runs.length ? data.runs.map(r => $('<li>').append(
+      $('<a>', {href: `#/runs/${r.id}`, text: `Run ${r.id}`}), ' ', badge(r.state), ' ',
+      $('<span>', {class: 'muted', text: `${time(r.created)} · ${paramsText(r.params)}`})))
+      : $('<li>', {class: 'muted', text: 'No runs yet.'}));
+  },
+};

@@ -1,0 +1,49 @@
+// The job list in the side bar: loaded from /api/jobs, live state from /api/events (main.js).
+import { $, app, STATES, ago, pageError } from './util.js';
+import { api } from './api.js';
+
+export async function loadJobs() {
+  const {status, data} = await api('GET', '/jobs');
+  if (status !== 200) return pageError(data.error || 'Could not load the jobs.');
+  app.title = data.title || 'Pushbutton';
+  app.jobs = data.jobs;
+  app.byId = Object.fromEntries(data.jobs.map(j => [j.id, j]));
+  $('#app-title').text(app.title);
+  const chosen = $('#h-job').val();
+  $('#h-job').empty().append($('<option>', {value: '', text: 'All jobs'}),
+    app.jobs.map(j => $('<option>', {value: j.id, text: j.title}))).val(chosen);
+  renderJobs();
+}
+
+function jobStatus(job) {
+  const mine = [...app.active.values()].filter(r => r.job === job.id);
+  const running = mine.filter(r => r.state === 'running').length;
+  const queued = mine.filter(r => r.state === 'queued').length;
+  const parts = [];
+  if (running) parts.push(`${running} running`);
+  if (queued) parts.push(`${queued} queued`);
+  const last = job.last_run;
+  parts.push(last ? `last run ${(STATES[last.state] || last.state).toLowerCase()} ${ago(last.finished || last.created)}`
+    : 'never run');
+  return {text: parts.join(' · '), state: running ? 'running' : queued ? 'queued' : last ? last.state : 'none'};
+}
+
+export function renderJobs() {
+  const query = $('#search').val().trim().toLowerCase();
+  const current = location.hash.match(/^#\/jobs\/([^/?]+)/)?.[1];
+  const $list = $('#job-list').empty();
+  for (const job of app.jobs) {
+    if (query && !`${job.title} ${job.description} ${job.id}`.toLowerCase().includes(query)) continue;
+    const status = jobStatus(job);
+    $list.append($('<li>').append($('<a>', {href: `#/jobs/${encodeURIComponent(job.id)}`, class: 'job'})
+      .attr('aria-current', current && decodeURIComponent(current) === job.id ? 'page' : null)
+      .append($('<span>', {class: 'job-title', text: job.title}),
+        $('<span>', {class: 'job-desc', text: job.description}),
+        $('<span>', {class: `job-status s-${status.state}`, text: status.text}))));
+  }
+  const none = query && !$list.children().length;
+  $('#no-match').text(none ? `No job matches “${query}”.` : '').prop('hidden', !none);
+}
+
+let jobsFrame = 0;
+export const renderJobsSoon = () => { jobsFrame ||= requestAnimationFrame(() => { jobsFrame = 0; renderJobs(); }); };

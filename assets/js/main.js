@@ -1,0 +1,83 @@
+// Pushbutton's page: job list, generated forms, live run view, history. Routes live in the hash:
+// #/ (jobs), #/jobs/<id> (form), #/runs/<id> (one run), #/history?job=&state= (past runs).
+import { $, app, FINAL, STATES, pageError } from './util.js';
+import { loadJobs, renderJobs, renderJobsSoon } from './jobs.js';
+import { jobView } from './form.js';
+import { rerun, runView } from './run.js';
+import { historyView } from './history.js';
+
+// One /api/events stream for the whole page: which runs are active, and every change of state.
+function listen() {
+  const es = new EventSource('/api/events');
+  es.addEventListener('ready', e => {
+    $('#live-lost').prop('hidden', true);
+    app.active = new Map(JSON.parse(e.data).active.map(r => [r.id, r]));
+    loadJobs();  // a fresh snapshot: last runs may have changed while we were away
+  });
+  es.addEventListener('state', e => onRunChange(JSON.parse(e.data)));
+  es.onerror = () => {
+    $('#live-lost').prop('hidden', false);
+    if (es.readyState === EventSource.CLOSED) setTimeout(listen, 3000);
+  };
+}
+
+function onRunChange(run) {
+  const job = app.byId[run.job];
+  if (FINAL.has(run.state)) {
+    app.active.delete(run.id);
+    if (job && (!job.last_run || job.last_run.id <= run.id)) job.last_run = run;
+  } else {
+    app.active.set(run.id, run);
+  }
+  renderJobsSoon();
+  historyView.update(run);
+  if (jobView.id === run.job) jobView.recent();
+}
+
+function route() {
+  const [path, search] = location.hash.replace(/^#/, '').split('?');
+  const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
+  const view = parts[0] === 'jobs' && parts[1] ? 'job' : parts[0] === 'runs' && /^\d+$/.test(parts[1] || '') ? 'run'
+    : parts[0] === 'history' ? 'history' : 'home';
+  pageError('');
+  if (view !== 'run') runView.close();
+  if (view !== 'job') jobView.id = null;
+  $('.view').prop('hidden', true);
+  $(`#view-${view}`).prop('hidden', false);
+  $('body').toggleClass('at-home', view === 'home');
+  document.title = app.title;
+  if (view === 'job') jobView.open(parts[1]);
+  if (view === 'run') runView.open(Number(parts[1]));
+  if (view === 'history') historyView.open(new URLSearchParams(search));
+  renderJobs();
+  if (view !== app.view && app.view !== undefined) $(`#view-${view} h2`).first().trigger('focus');
+  app.view = view;
+}
+
+$(async () => {
+  for (const [state, label] of Object.entries(STATES)) $('#h-state').append($('<option>', {value: state, text: label}));
+  $('#search').on('input', renderJobs);
+  $('#job-form').on('submit', e => { e.preventDefault(); jobView.submit(); });
+  $('#fields').on('input change', 'input, select, textarea', e => {  // checked as you type
+    const p = app.byId[jobView.id]?.params.find(x => x.name === e.target.name);
+    if (p) jobView.check(p);
+  });
+  $('#stop').on('click', () => runView.stop());
+  $('#rerun').on('click', () => rerun(runView.run));
+  $('#copy').on('click', () => runView.copy());
+  $('#download').on('click', () => runView.download());
+  $('#follow').on('click', () => runView.resume());
+  $('#log').on('scroll', () => runView.onScroll());
+  $('#history-filters').on('change', () => {
+    const q = new URLSearchParams();
+    if ($('#h-job').val()) q.set('job', $('#h-job').val());
+    if ($('#h-state').val()) q.set('state', $('#h-state').val());
+    location.hash = `#/history${q.size ? `?${q}` : ''}`;
+  });
+  $('#history-more').on('click', () => historyView.more());
+  setInterval(renderJobsSoon, 30000);
+  await loadJobs();
+  window.addEventListener('hashchange', route);
+  route();
+  listen();
+});

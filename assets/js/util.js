@@ -1,0 +1,46 @@
+// What every view shares: the page's state, the run states, formatting, and the page-wide error line.
+// Everything here that reaches the DOM goes in as text: no string from jobs.ini or the server is
+// ever parsed as HTML (jQuery's `$(string)`, `.html()`, `.append(string)` are not used on data).
+export const $ = window.jQuery;
+export const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'interrupted']);
+export const STATES = {queued: 'Queued', running: 'Running', succeeded: 'Succeeded', failed: 'Failed',
+  cancelled: 'Cancelled', timed_out: 'Timed out', interrupted: 'Interrupted'};
+export const MASK = '********';
+
+export const app = {title: 'Pushbutton', jobs: [], byId: {}, active: new Map(), prefill: null, view: undefined};
+
+export function pageError(message) {
+  $('#page-error').text(message || '').prop('hidden', !message);
+}
+
+export const n = x => Number(x).toLocaleString('en-US');
+export const time = iso => iso ? new Date(iso).toLocaleString() : '–';
+
+export function ago(iso) {
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 60) return 'just now';
+  if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `${Math.floor(s / 3600)} h ago`;
+  return new Date(iso).toLocaleDateString();
+}
+
+export function duration(run) {
+  if (!run.started) return run.state === 'queued' ? 'waiting' : '–';
+  const ms = Math.max(0, (run.finished ? Date.parse(run.finished) : Date.now()) - Date.parse(run.started));
+  const s = Math.floor(ms / 1000);
+  if (s < 60) return run.finished ? `${(ms / 1000).toFixed(1)} s` : `${s} s`;
+  const pad = v => String(v).padStart(2, '0');
+  if (s < 3600) return `${Math.floor(s / 60)} min ${pad(s % 60)} s`;
+  return `${Math.floor(s / 3600)} h ${pad(Math.floor(s / 60) % 60)} min`;
+}
+
+export function shown(value) {
+  if (value === null || value === undefined || value === '') return '–';
+  if (value === true) return 'yes';
+  if (value === false) return 'no';
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+export const paramsText = params => Object.entries(params || {}).map(([k, v]) => `${k}: ${shown(v)}`).join(' · ');
+export const badge = state => $('<span>', {class: `badge s-${state}`, text: STATES[state] || state});
+export const textNode = text => document.createTextNode(text);

@@ -1,0 +1,136 @@
+"""Remote hosts in jobs.ini: `[host:NAME]`, `[group:NAME]`, and a job's `targets`.
+
+The reader (`server.catalog._Reader`) mixes `HostChecks` in: it provides `problem`, `convert`,
+`lines` and `path`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from server.catalog_values import port, positive_duration, positive_int, ssh_word
+from server.params import split_list
+
+
+@dataclass
+class Host:
+    """One SSH target: where to connect, as whom, and which host keys to trust."""
+
+    name: str
+    address: str = ""
+    port: int = 22
+    user: str | None = None  # None: ssh's default (the local user, or ~/.ssh/config)
+    identity: Path | None = None  # None: the SSH agent, then the user's default keys
+    known_hosts: Path | None = None  # None: ~/.ssh/known_hosts (and the system-wide file)
+    connect_timeout: float = 10.0
+
+
+@dataclass
+class Group:
+    name: str
+    members: list[str]  # host names, and group:NAME for nested groups
+    parallel: int = 10
+
+
+@dataclass(frozen=True)
+class Target:
+    """One host of a job, and the group (named in `targets`) whose `parallel` cap it counts against."""
+
+    host: Host
+    group: str | None = None
+    parallel: int = 1
+
+
+class HostChecks:
+    """The reader's `[host:NAME]` and `[group:NAME]` sections and `targets` keys."""
+
+    def host(self, name: str, section: str, items) -> Host:
+        host = Host(name=name)
+        for key, raw in items.items():
+            if key == "address":
+                host.address = self.convert(section, key, raw, ssh_word, "")
+            elif key == "user":
+                host.user = self.convert(section, key, raw, ssh_word)
+            elif key == "port":
+                host.port = self.convert(section, key, raw, port, 22)
+            elif key == "connect_timeout":
+                host.connect_timeout = self.convert(section, key, raw, positive_duration, 10.0)
+            elif key in ("identity", "known_hosts"):
+                setattr(host, key, self.key_file(section, key, raw))
+            else:
+                self.problem(section, key, "unknown key")
+        if not host.address and (section, "address") not in self.lines.keys:
+            self.problem(section, None, "missing address")
+        return host
+
+    def key_file(self, section: str, key: str, raw: str) -> Path | None:
+        """A file ssh must read: checked now, so a typo fails `check` rather than a run."""
+        path = (self.path.parent / os.path.expanduser(raw)).resolve()
+        what = "key file" if key == "identity" else "known_hosts file"
+        if '"' in str(path) or "\n" in str(path):
+            self.problem(section, key, f"{what} path may not contain quotes or newlines")
+            return None
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            self.problem(section, key, f"cannot read {what} {str(path)!r}: {exc.strerror}")
+            return None
+        if key == "identity" and os.name == "posix" and path.stat().st_mode & 0o077:
+            self.problem(section, key, f"key file {str(path)!r} is readable by other users and ssh refuses "
+                         "it; run chmod 600 on it")
+        return path
+
+    def group(self, name: str, section: str, items) -> Group:
+        group = Group(name=name, members=[])
+        for key, raw in items.items():
+            if key == "hosts":
+                group.members = split_list(raw)
+            elif key == "parallel":
+                group.parallel = self.convert(section, key, raw, positive_int, 10)
+            else:
+                self.problem(section, key, "unknown key")
+        if not group.members:
+            self.problem(section, "hosts", "a group needs hosts = NAME, NAME, ...")
+        return group
+
+    def expand(self, name: str, hosts: dict[str, Host], groups: dict[str, Group],
+               path: tuple[str, ...] = ()) -> list[str]:
+        """A group's host names, nested groups flattened in order. Unknown names are reported at
+        the group that names them, each cycle once."""
+        path = (*path, name)
+        out: list[str] = []
+        for member in groups[name].members:
+            kind, _, ref = member.rpartition(":")
+            if kind == "group" and ref in path:
+                cycle = (*path[path.index(ref):], ref)
+                if ref == path[0] == min(cycle):
+                    self.problem(f"group:{name}", "hosts", "group cycle: " + " -> ".join(cycle))
+            elif kind == "group" and ref in groups:
+                out += self.expand(ref, hosts, groups, path)
+            elif kind in ("", "host") and ref in hosts:
+                out.append(ref)
+            elif len(path) == 1:
+                hint = f" (for the group, write group:{ref})" if ref in groups else ""
+                self.problem(f"group:{name}", "hosts", f"unknown {kind or 'host'} {ref!r}{hint}")
+        return list(dict.fromkeys(out))
+
+    def targets(self, section: str, raw: str, hosts: dict[str, Host], groups: dict[str, Group],
+                expanded: dict[str, list[str]]) -> list[Target]:
+        found: dict[str, Target] = {}
+        if not split_list(raw):
+            self.problem(section, "targets", "targets is empty; leave it out to run on this machine")
+        for item in split_list(raw):
+            kind, _, name = item.partition(":")
+            if kind == "host" and name in hosts:
+                found.setdefault(name, Target(hosts[name]))
+            elif kind == "group" and name in groups:
+                for host in expanded[name]:
+                    found.setdefault(host, Target(hosts[host], name, groups[name].parallel))
+            elif kind in ("host", "group"):
+                self.problem(section, "targets", f"unknown {kind} {name!r}")
+            else:
+                self.problem(section, "targets", f"{item!r}: expected host:NAME or group:NAME")
+        return list(found.values())

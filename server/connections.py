@@ -1,0 +1,200 @@
+"""The HTTP connection limits: slow and idle clients are cut off, and one address cannot hold them all.
+
+gevent's pywsgi waits forever for a request's headers and between keep-alive requests, so 300
+connections that each send half a header would stay open for good. Here every connection has:
+
+- HEADER_TIMEOUT for a request's line and headers, from the connection's start or from the first
+  byte of a keep-alive request: a client that trickles them out is answered 408 and closed, one
+  that sent nothing is closed without a word (browsers open spare connections);
+- IDLE_TIMEOUT between keep-alive requests, then closed without a word;
+- WRITE_TIMEOUT for any one send or receive while a response is under way, so a client that
+  stops reading cannot pin a stream; an SSE stream writes a comment every IDLE_TIMEOUT / 2
+  (`server.sse.KEEPALIVE`), so a live stream never meets a timeout;
+- at most PER_CLIENT open connections per client address: one more is answered 503 and closed;
+  a stream whose client hung up ends at once, not at its next write, so it does not count on.
+
+A request body the application left unread is drained only up to DRAIN bytes; beyond that the
+connection closes after the answer, so a huge or endless body is never read to its end.
+The two timeouts can be shortened for tests with the environment variables named below.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections import Counter
+
+import gevent
+from gevent import GreenletExit
+from gevent.pywsgi import WSGIHandler, WSGIServer
+from gevent.socket import wait_read
+
+
+def _seconds(name: str, default: float) -> float:
+    raw = os.environ.get(name) or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < 86400:
+        raise ValueError(f"{name} must be a number of seconds, not {raw!r}")
+    return value
+
+
+HEADER_TIMEOUT = _seconds("PUSHBUTTON_HEADER_TIMEOUT", 10)
+IDLE_TIMEOUT = _seconds("PUSHBUTTON_IDLE_TIMEOUT", 30)
+WRITE_TIMEOUT = 60.0
+PER_CLIENT = 64  # a browser holds 6 connections per host plus its event streams
+DRAIN = 1024 * 1024
+LINGER = 2.0  # after an early answer, read (and drop) up to DRAIN more bytes, so the client sees it
+
+TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+_BUSY_BODY = b'{"error": "too many connections from this address"}'
+BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
+        b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+
+
+class _ClientGone(GreenletExit):
+    """Ends a response whose client closed its connection (a GreenletExit: gevent logs nothing)."""
+
+
+class Handler(WSGIHandler):
+    """One connection: gevent's handler with the timeouts above around each request."""
+
+    # A blocked send or receive that timed out is a client gone quiet: close, do not log a 500.
+    ignored_socket_errors = (*WSGIHandler.ignored_socket_errors, "timed out")
+    _served = 0
+    _deadline: gevent.Timeout | None = None
+    _unread_body = False
+    _watcher: gevent.Greenlet | None = None
+
+    def handle_one_request(self):
+        if self.rfile.closed:
+            return None
+        started = time.monotonic()
+        self.socket.settimeout(IDLE_TIMEOUT if self._served else HEADER_TIMEOUT)
+        try:
+            if not self.rfile.peek(1):
+                return None  # the client closed the connection
+        except OSError:
+            return None  # no byte in time (idle), or reset
+        # A new connection's headers are timed from its start, a keep-alive request's from its first byte.
+        left = HEADER_TIMEOUT - (0 if self._served else time.monotonic() - started)
+        self.socket.settimeout(WRITE_TIMEOUT)
+        self._deadline = gevent.Timeout(max(left, 0.001))
+        self._deadline.start()
+        try:
+            result = super().handle_one_request()
+        except gevent.Timeout as timeout:
+            if timeout is not self._deadline:
+                raise
+            return ("408", TIMED_OUT)
+        finally:
+            self._deadline.cancel()
+        self._served += 1
+        if result is None and self._unread_body and self.socket is not None:
+            self._linger()
+        return result
+
+    def handle_one_response(self):
+        self._deadline.cancel()  # the request is in; a response (an SSE stream) may take as long as it needs
+        super().handle_one_response()
+
+    def start_response(self, status, headers, exc_info=None):
+        write = super().start_response(status, headers, exc_info)
+        if self.command in ("GET", "HEAD") and self.provided_content_length is None and self._watcher is None:
+            self._watcher = gevent.spawn(self._end_stream_on_hangup, gevent.getcurrent())
+        return write
+
+    def _end_stream_on_hangup(self, streaming) -> None:
+        """A stream (SSE, a log download) would notice a vanished client only at its next write,
+        a keepalive later; it would hold its connection, and its address's share, until then."""
+        try:
+            wait_read(self.socket.fileno())
+            gone = self.socket.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            gone = True
+        if gone:
+            streaming.kill(_ClientGone, block=False)
+
+    def run_application(self):
+        try:
+            super().run_application()
+        finally:
+            if self._watcher is not None:
+                self._watcher.kill(block=False)
+                self._watcher = None
+            self._drain_unread_body()
+
+    def _drain_unread_body(self) -> None:
+        """Read what is left of the request body, up to DRAIN bytes in HEADER_TIMEOUT; if more is
+        left (or the client still waits for `100 Continue`), close the connection after the answer."""
+        body = self.wsgi_input
+        if body is None:
+            return
+        if body.socket is None and not self.close_connection:  # no `Expect: 100-continue` pending
+            try:
+                with gevent.Timeout(HEADER_TIMEOUT):
+                    left = DRAIN
+                    while left > 0:
+                        data = body.read(min(left, 65536))
+                        if not data:
+                            return
+                        left -= len(data)
+                    if not body.read(1):
+                        return
+            except (gevent.Timeout, OSError, ValueError):
+                pass
+        self.close_connection = self._unread_body = True
+        body.chunked_input = False  # so that gevent's own discard reads no further
+        body.content_length = body.position
+
+    def _linger(self) -> None:
+        """After an answer sent before the whole request was read, closing at once would reset the
+        connection and could wipe the answer from the client's buffers before it reads it."""
+        try:
+            self.socket.shutdown(socket.SHUT_WR)
+            with gevent.Timeout(LINGER, False):
+                left = DRAIN
+                while left > 0 and (data := self.socket.recv(65536)):
+                    left -= len(data)
+        except OSError:
+            pass
+
+
+class Server(WSGIServer):
+    """gevent's WSGIServer with the Handler above and a cap on connections per client address."""
+
+    handler_class = Handler
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.per_client: Counter[str] = Counter()
+
+    def handle(self, sock, address):
+        # Without TCP_NODELAY a small write after the headers waits for a delayed ACK: 40 ms.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = address[0] if isinstance(address, tuple) else str(address)
+        if self.per_client[client] >= PER_CLIENT:
+            self._refuse(sock)
+            return
+        self.per_client[client] += 1
+        try:
+            super().handle(sock, address)
+        except OSError:
+            pass  # the client went away while it was being answered
+        finally:
+            self.per_client[client] -= 1
+            if not self.per_client[client]:
+                del self.per_client[client]
+
+    @staticmethod
+    def _refuse(sock) -> None:
+        try:
+            sock.settimeout(LINGER)
+            sock.sendall(BUSY)
+            sock.shutdown(socket.SHUT_WR)
+            sock.recv(65536)
+        except OSError:
+            pass

@@ -1,0 +1,239 @@
+"""The OpenSSH client as Pushbutton starts it: its command line, starting and waiting for it
+(from the hub's threadpool), what its messages mean, `pushbutton hosts`' probe, and the private
+temporary folder each run's ssh processes share (control socket, logs).
+
+Why OpenSSH processes and not a Python SSH library: docs/ssh.md.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import re
+import shutil
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import gevent
+from gevent.lock import Semaphore
+
+from server.catalog import Host
+from server.events import in_pool
+from server.executors.local import wait_exit
+
+SSH = "ssh"
+SPAWNING = Semaphore(2)
+# curve25519 first: the default post-quantum sntrup761 exchange costs ~60 ms of CPU per connection.
+KEX = "^curve25519-sha256,curve25519-sha256@libssh.org"
+ALIVE_INTERVAL = 10  # seconds; a silent dead connection is noticed after 3 missed answers
+WORKDIR_PREFIX = "pb-ssh-"  # then the PID of the process that made it: see remove_stale_workdirs
+
+
+def _quoted(path: Path) -> str:
+    """A path as an ssh_config value: quoted (spaces), `%` escaped (ssh expands %-tokens)."""
+    return '"' + str(path).replace("%", "%%") + '"'
+
+
+def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, master: bool = False,
+             kex: bool = True) -> list[str]:
+    """The `ssh` command line for one session. Nothing secret is ever on it."""
+    opts = {
+        "BatchMode": "yes",  # never prompt: a missing key fails, it does not hang
+        "StrictHostKeyChecking": "yes",
+        "UpdateHostKeys": "no",
+        "CheckHostIP": "no",
+        "ConnectTimeout": str(max(1, math.ceil(host.connect_timeout))),
+        "ServerAliveInterval": str(ALIVE_INTERVAL),
+        "ServerAliveCountMax": "3",
+        "RequestTTY": "no",
+        "RemoteCommand": "none",
+        "PermitLocalCommand": "no",
+        "ForwardAgent": "no",
+        "ForwardX11": "no",
+        "ClearAllForwardings": "yes",
+        "LogLevel": "INFO",  # the reasons explain() reads; user config must not silence them
+        "EscapeChar": "none",  # stdin is data, never `~.`
+    }
+    if kex:
+        opts["KexAlgorithms"] = KEX
+    if host.known_hosts is not None:
+        opts["UserKnownHostsFile"] = _quoted(host.known_hosts)
+        opts["GlobalKnownHostsFile"] = "none"
+    if host.identity is not None:
+        opts["IdentityFile"] = _quoted(host.identity)
+        opts["IdentitiesOnly"] = "yes"
+    if control is not None:
+        opts["ControlMaster"] = "yes" if master else "no"
+        opts["ControlPath"] = _quoted(control)
+        opts["ControlPersist"] = "no"  # the master ends with the run's session (user config may say otherwise)
+    else:
+        opts["ControlMaster"] = "no"
+        opts["ControlPath"] = "none"
+    argv = [ssh_path(), "-T", "-E", str(log), "-p", str(host.port)]
+    if host.user:
+        argv += ["-l", host.user]
+    for key, value in opts.items():
+        argv += ["-o", f"{key}={value}"]
+    return [*argv, "--", host.address, remote]
+
+
+_kex_ok: bool | None = None
+
+
+def kex() -> bool:
+    """Whether this ssh understands KEX's `^` (put first) prefix; an older one keeps its own order.
+    Asked once, through the threadpool."""
+    global _kex_ok
+    if _kex_ok is None:
+        _kex_ok = in_pool(_ask_kex)
+    return _kex_ok
+
+
+def _ask_kex() -> bool:
+    try:
+        return subprocess.run([ssh_path(), "-G", "-o", f"KexAlgorithms={KEX}", "pushbutton.invalid"],
+                              capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+@functools.cache
+def ssh_path() -> str:
+    """Looked up once: Popen would otherwise try every PATH entry in each child, for each host."""
+    return shutil.which(SSH) or SSH
+
+
+def spawn(argv: list[str], stdin=subprocess.PIPE, output=subprocess.PIPE) -> subprocess.Popen:
+    """Popen in the hub's threadpool, two at a time: more threads competing for the GIL slow the
+    hub's every system call down (a 100-host fan-out would stall it for hundreds of ms)."""
+    with SPAWNING:
+        return in_pool(lambda: subprocess.Popen(argv, stdin=stdin, stdout=output, stderr=output,
+                                                start_new_session=True, close_fds=True))
+
+
+def wait_up_to(proc: subprocess.Popen, timeout: float | None) -> int | None:
+    """The exit code, or None if `proc` is still running after `timeout` seconds."""
+    with gevent.Timeout(timeout, False):
+        return wait_exit(proc)
+    return None
+
+
+def killpg(proc: subprocess.Popen, sig: int) -> None:
+    if proc.returncode is None:  # not reaped: the group id cannot belong to anyone else yet
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+
+
+
+def read_log(path: Path) -> str:
+    try:
+        return path.read_text("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def explain(log: str, host: Host) -> str:
+    """ssh's own messages -> `STATUS: reason`, STATUS one of those `pushbutton hosts` prints."""
+    where = f"{host.address}:{host.port}"
+    known = str(host.known_hosts or "~/.ssh/known_hosts")
+    if "REMOTE HOST IDENTIFICATION HAS CHANGED" in log or "has changed and you have requested" in log:
+        fingerprint = re.search(r"SHA256:[A-Za-z0-9+/=]+", log)
+        offered = f" ({fingerprint.group(0).rstrip('.')})" if fingerprint else ""
+        return (f"host key changed: {where} offered a key{offered} that does not match {known}; "
+                "nothing was sent. Someone may be intercepting the connection; if the host was "
+                "reinstalled, replace its line in that file")
+    if "Host key verification failed" in log or "host key is known" in log:
+        return (f"host key unknown: {where} is not in {known}; nothing was sent. Check the host's "
+                f"fingerprint, then add its key (e.g. ssh-keyscan -p {host.port} {host.address})")
+    if "Permission denied" in log or "Too many authentication failures" in log:
+        key = f"key {host.identity}" if host.identity else "the agent's and default keys"
+        who = f"{host.user}@" if host.user else ""
+        return f"auth failed: {who}{host.address} refused {key}"
+    if "Connection refused" in log:
+        return f"refused: nothing accepts SSH connections on {where}"
+    if "timed out" in log or "Timeout" in log:
+        return f"timed out: no answer from {where} within {host.connect_timeout:g}s"
+    if "Could not resolve hostname" in log:
+        return f"unreachable: cannot resolve {host.address!r}"
+    if "No route to host" in log or "Network is unreachable" in log:
+        return f"unreachable: no route to {where}"
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    return "error: " + (lines[-1] if lines else "ssh failed without saying why (exit 255)")
+
+
+def connection_lost(log: str) -> bool:
+    return any(s in log for s in ("closed by remote host", "Broken pipe", "Connection reset", "Timeout, server",
+                                  "client_loop: send disconnect", "Connection closed"))
+
+
+
+def new_workdir() -> Path:
+    """A private folder (0700) for one run's control sockets and ssh logs, named with our PID."""
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+
+
+def remove_stale_workdirs() -> list[Path]:
+    """Folders left by a process that was killed before it could remove them (`kill -9`): removed
+    at the next start. A folder whose process still lives is another Pushbutton's, in use; one
+    whose PID was reused since stays until that process is gone too. Blocking: call before serving."""
+    removed = []
+    for path in Path(tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+        pid = path.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        mine = not hasattr(os, "getuid") or info.st_uid == os.getuid()
+        if stat.S_ISDIR(info.st_mode) and mine:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
+
+
+@dataclass
+class Probe:
+    host: str
+    status: str  # reachable, refused, timed out, unreachable, host key unknown/changed, auth failed, error
+    reason: str
+    seconds: float
+
+
+def probe(host: Host, workdir: Path) -> Probe:
+    """Connect and run `true`, as a run would connect; for `pushbutton hosts`."""
+    log = workdir / f"probe-{host.name}.log"
+    started = time.monotonic()
+    try:
+        proc = spawn(ssh_argv(host, "true", log, kex=kex()), subprocess.DEVNULL, subprocess.DEVNULL)
+    except OSError as exc:
+        return Probe(host.name, "error", f"cannot start {SSH!r}: {exc.strerror or exc}", 0.0)
+    code = wait_up_to(proc, 2 * host.connect_timeout + 20)
+    seconds = time.monotonic() - started
+    if code is None:
+        killpg(proc, signal.SIGKILL)
+        proc.wait()
+        return Probe(host.name, "timed out", f"no answer within {2 * host.connect_timeout + 20:g}s", seconds)
+    if code == 0:
+        who = f"{host.user}@" if host.user else ""
+        return Probe(host.name, "reachable", f"{who}{host.address}:{host.port} ran a command", seconds)
+    text = explain(read_log(log), host) if code == 255 else f"error: `true` exited {code}"
+    status, _, reason = text.partition(": ")
+    return Probe(host.name, status, reason, seconds)

@@ -1,0 +1,189 @@
+"""`pushbutton run`: one job in this terminal, its output printed as it comes, its exit status ours.
+
+Values reach it without ever being on the command line, where `ps` shows them to every user of the
+machine: `-p NAME=@FILE` and `-p NAME=@-` (stdin), the `PB_<NAME>` environment variable, or a
+prompt on a terminal (hidden for secrets). A job's `confirm` question is asked here, or answered
+in advance with `--yes`; the server refuses to start it otherwise.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from server import catalog as C
+from server.params import Param, ParamsError
+
+RUN_HELP = """\
+where values come from, first found wins:
+  -p NAME=VALUE   the value itself (NAME=@@x for a value starting with @)
+  -p NAME=@FILE   the contents of FILE, one trailing newline dropped
+  -p NAME=@-      standard input, likewise
+  PB_<NAME>       an environment variable, e.g. PB_API_KEY for api_key
+  a prompt        on a terminal, for a required parameter without a default and for a secret
+                  (typed without echo)
+A secret given as -p NAME=VALUE is visible to every user of this machine (ps): pushbutton warns.
+A job with a confirmation question asks it on a terminal; --yes answers it in advance, and
+without a terminal it is required.
+
+exit status: the job's; 2 for bad input, or a confirmation needed without a terminal or --yes;
+1 when the question is answered no; 124 timed out; 130 stopped.
+"""
+
+
+class InputError(Exception):
+    """A value could not be read; nothing started."""
+
+
+def read_value(name: str, value: str, stdin: TextIO) -> str:
+    """`@FILE`, `@-` and `@@literal`; anything else is the value itself."""
+    if not value.startswith("@") or value.startswith("@@"):
+        return value[1:] if value.startswith("@@") else value
+    source = value[1:]
+    if not source:
+        raise InputError(f"-p {name}=@: a file name (or - for standard input) must follow @")
+    try:
+        text = stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"-p {name}=@{source}: cannot read it: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise InputError(f"-p {name}=@{source}: not UTF-8 text") from None
+    return text.removesuffix("\n").removesuffix("\r") if text.endswith("\n") else text
+
+
+def gather(params: list[Param], pairs: list[str], env: dict[str, str], stdin: TextIO,
+           interactive: bool) -> dict[str, str]:
+    """Every value given, from -p, then PB_<NAME>, then a prompt; raises InputError."""
+    raw: dict[str, str] = {}
+    secret = {p.name for p in params if p.secret}
+    if sum(pair.partition("=")[2] == "@-" for pair in pairs) > 1:
+        raise InputError("only one -p NAME=@- can read standard input")
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise InputError(f"-p {pair!r}: expected NAME=VALUE")
+        if name in secret and not value.startswith("@") and value:
+            print(f"pushbutton: warning: -p {name}=... shows the secret to every user of this machine (ps); "
+                  f"use -p {name}=@FILE, -p {name}=@- (standard input), PB_{name.upper()}, or leave it out "
+                  "to be asked", file=sys.stderr)
+        raw[name] = read_value(name, value, stdin)
+    for p in params:
+        if p.name not in raw and f"PB_{p.name.upper()}" in env:
+            raw[p.name] = env[f"PB_{p.name.upper()}"]
+    if interactive:
+        for p in params:
+            if p.name not in raw and (p.secret or (p.required and p.default is None)):
+                raw[p.name] = ask(p, stdin)
+    return raw
+
+
+def ask(p: Param, stdin: TextIO) -> str:
+    label = p.public()["label"]
+    choices = f" [{', '.join(p.choices)}]" if p.choices else ""
+    prompt = f"{label} ({p.name}){choices}: "
+    if p.secret:
+        return getpass.getpass(prompt, stream=sys.stderr)
+    sys.stderr.write(prompt)
+    sys.stderr.flush()
+    return stdin.readline().removesuffix("\n")
+
+
+def confirmed(question: str, stdin: TextIO) -> bool:
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    return stdin.readline().strip().lower() in ("y", "yes")
+
+
+def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list[str], yes: bool = False) -> int:
+    """Run one job on this thread's hub, printing its output as it comes; exit with its code."""
+    from server.runs import Runs
+    from server.store import Store
+
+    job = catalog.jobs.get(job_id)
+    if job is None:
+        print(f"pushbutton: no job {job_id!r}; jobs: {', '.join(catalog.jobs)}", file=sys.stderr)
+        return 2
+    interactive = sys.stdin.isatty()
+    try:
+        raw = gather(job.params, pairs, dict(os.environ), sys.stdin, interactive)
+    except InputError as exc:
+        print(f"pushbutton: {exc}", file=sys.stderr)
+        return 2
+    except (EOFError, KeyboardInterrupt):
+        print(file=sys.stderr)
+        return 130
+    store = Store(data_dir)
+    runs = Runs(catalog, store)
+    try:
+        run = start(runs, job_id, raw, yes, interactive)  # before gevent takes over SIGINT: ^C works
+        code = run if isinstance(run, int) else follow(runs, run)
+    except KeyboardInterrupt:
+        print(file=sys.stderr)
+        code = 130
+    store.close()
+    return code
+
+
+def start(runs, job_id: str, raw: dict[str, str], yes: bool, interactive: bool):
+    """The started Run, or the exit status when it did not start."""
+    from server.runs import ConfirmationRequired
+
+    try:
+        try:
+            return runs.start(job_id, raw, confirmed=yes)
+        except ConfirmationRequired as exc:
+            if not interactive:
+                print(f"pushbutton: {job_id} asks: {exc.question}\n"
+                      "pushbutton: not started; pass --yes to confirm", file=sys.stderr)
+                return 2
+            if not confirmed(exc.question, sys.stdin):
+                print("pushbutton: not confirmed; nothing started", file=sys.stderr)
+                return 1
+            return runs.start(job_id, raw, confirmed=True)
+    except ParamsError as exc:
+        for name, message in exc.fields.items():
+            print(f"pushbutton: parameter {name}: {message}", file=sys.stderr)
+        return 2
+
+
+def follow(runs, run) -> int:
+    """Print the run's events until it ends; SIGINT and SIGTERM stop it. Its exit status."""
+    import gevent
+
+    def interrupt() -> None:
+        print("pushbutton: stopping the run...", file=sys.stderr)
+        runs.stop(run, "cancelled")
+
+    def read() -> int | None:
+        after = 0
+        while True:
+            for seq, kind, data in run.log.read(after):
+                after = seq
+                print_event(kind, data)
+                if kind == "end":
+                    state, code = run.record["state"], run.record["exit_code"]
+                    return {"timed_out": 124, "cancelled": 130, "interrupted": 130}.get(state, code)
+            run.log.wait(after, 1.0)
+
+    gevent.signal_handler(signal.SIGINT, interrupt)
+    gevent.signal_handler(signal.SIGTERM, interrupt)
+    code = gevent.spawn(read).get()
+    return 1 if code is None else code
+
+
+def print_event(kind: str, data: str) -> None:
+    event = json.loads(data)
+    if kind == "output":
+        out = sys.stdout if event["stream"] == "stdout" else sys.stderr
+        prefix = f"[{event['host']}] " if "host" in event else ""
+        out.write("".join(prefix + line + "\n" for line in event["lines"]))
+        out.flush()
+    elif kind == "progress":
+        print(f"[{event['percent']:.0f}%] {event['message']}".rstrip(), file=sys.stderr, flush=True)
+    elif kind == "state":
+        print(f"pushbutton: run {event['id']} {event['state']}", file=sys.stderr, flush=True)

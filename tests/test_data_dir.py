@@ -1,0 +1,90 @@
+"""The data dir holds every run's output: it is private (folder 0700, files 0600) whatever the umask."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import stat
+import subprocess
+from pathlib import Path
+
+from tests.conftest import ROOT
+from tests.helpers import BIN
+
+JOBS = ROOT / "jobs.ini"
+
+
+@contextlib.contextmanager
+def umask(mask: int):
+    """Children started inside inherit it, as a server started from a shell with that umask would."""
+    old = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def modes(root: Path) -> dict[str, int]:
+    """Permission bits of every file and folder under `root` (itself included), by relative path."""
+    found = {".": stat.S_IMODE(root.stat().st_mode)}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            found[str(path.relative_to(root))] = stat.S_IMODE(path.lstat().st_mode)
+    return found
+
+
+def assert_private(root: Path) -> dict[str, int]:
+    found = modes(root)
+    for name, mode in found.items():
+        want = 0o700 if (root / name).is_dir() else 0o600
+        assert mode == want, f"{name} is {mode:o}, want {want:o}: {found}"
+    return found
+
+
+def test_history_is_private_whatever_the_umask(pushbutton, tmp_path):
+    data = tmp_path / "new" / "data"
+    with umask(0):
+        pb = pushbutton(JOBS, data_dir=data)
+        run_id = pb.start_run("greet", name="ann")["id"]
+        assert pb.wait(run_id)["state"] == "succeeded"
+        # a terminal run beside the server: its own owner lock, its own connections
+        out = subprocess.run([BIN, "run", "greet", "-p", "name=bob", "--jobs", str(JOBS), "--data-dir", str(data)],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    found = assert_private(data)  # while the server runs: the WAL files exist
+    assert {"history.sqlite3", "history.sqlite3-wal", "history.sqlite3-shm", "owners"} <= set(found)
+    assert any(name.startswith("owners/") for name in found)
+    pb.stop()
+    assert_private(data)
+
+
+def test_an_open_data_dir_left_by_an_older_version_is_made_private(pushbutton, tmp_path):
+    data = tmp_path / "data"
+    (data / "owners").mkdir(parents=True)
+    (data / "owners" / "gone.lock").touch()
+    keep = sqlite3.connect(data / "history.sqlite3")  # held open: its -wal and -shm stay
+    keep.execute("PRAGMA journal_mode=WAL")
+    keep.execute("CREATE TABLE old (x)")
+    for path in [data, data / "owners", *data.rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o666)
+    assert (data / "history.sqlite3-wal").exists() and (data / "history.sqlite3-shm").exists()
+    pushbutton(JOBS, data_dir=data)
+    assert_private(data)
+    keep.close()
+
+
+def test_a_shared_folder_keeps_its_mode_but_history_in_it_is_private(pushbutton, tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    (shared / "notes.txt").write_text("mine")
+    (shared / "notes.txt").chmod(0o644)
+    with umask(0):
+        pb = pushbutton(JOBS, data_dir=shared)
+    assert pb.wait(pb.start_run("greet")["id"])["state"] == "succeeded"
+    found = modes(shared)
+    assert (found["."], found["notes.txt"]) == (0o755, 0o644)  # not Pushbutton's to change
+    ours = {name: mode for name, mode in found.items() if name not in (".", "notes.txt")}
+    assert ours and all(mode == (0o700 if (shared / name).is_dir() else 0o600) for name, mode in ours.items()), ours
