@@ -13,12 +13,13 @@ test:
 lint:
 	.venv/bin/ruff check .
 
-# Output delivery, the page with a million lines, SSH fan-out (bench/desktop.py: after `make dist`).
+# Output delivery, the page with a million lines, SSH fan-out, sign-in (bench/desktop.py: after `make dist`).
 bench:
 	@scripts/setup.sh test
 	.venv/bin/python bench/run.py
 	.venv/bin/python bench/page.py
 	.venv/bin/python bench/ssh.py
+	.venv/bin/python bench/auth.py
 
 # The desktop window on jobs.ini (needs a display; `make run` is the headless server).
 desktop:

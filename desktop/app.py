@@ -33,6 +33,7 @@ from desktop.errorpage import error_page
 from desktop.instance import SingleInstance
 from desktop.notify import Notifier, notice_for
 from server import catalog as C
+from server.auth.methods import for_the_window
 from server.runs import FINAL
 from server.runtime import Server, call_via
 
@@ -152,7 +153,7 @@ class DesktopApp:
             if self.args.host not in ("127.0.0.1", "localhost") or self.args.token:
                 log.warning("--host and --token apply to --headless only; the window uses 127.0.0.1 "
                             "and a new secret")
-            self.server = Server(self.catalog, self.data_dir, "127.0.0.1", self.args.port or 0)
+            self.server = Server(for_the_window(self.catalog), self.data_dir, "127.0.0.1", self.args.port or 0)
             try:
                 url = self.server.start()
             except OSError as exc:

@@ -1,8 +1,9 @@
 """HTTP: thin Bottle handlers over Runs; JSON in and out, SSE for live events.
 
 Handlers parse the request, call one Runs method, and shape the answer; errors map to statuses in
-one place (`_errors`). Bottle's `request`/`response` are made greenlet-local by the runtime before
-this app serves anything.
+one place (`_errors`). Every route declares the rule it needs (`rule=`, server/auth/rules.py),
+checked before its handler runs; `make_app` refuses a route without one. Bottle's
+`request`/`response` are made greenlet-local by the runtime before this app serves anything.
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ import gevent
 from bottle import HTTPResponse, request, response
 
 from server import sse
-from server.auth import Guard
+from server.auth import Guard, audit
+from server.auth import rules as R
+from server.auth.authenticate import Authenticator
+from server.auth.proxies import client_address, mount_path
+from server.auth.routes import add_routes
 from server.connections import HEADER_TIMEOUT
 from server.events import in_pool
 from server.params import ParamsError
@@ -34,18 +39,50 @@ SECURITY_HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
 
 
 class _App(bottle.Bottle):
-    """A Bottle app whose every answer carries SECURITY_HEADERS.
+    """A Bottle app whose every answer carries SECURITY_HEADERS, and whose routes take `rule=`.
 
     Added where the status line and headers leave for the server: Bottle's `after_request` hook
     misses answers (the 500 for a crashed handler replaces the headers it set), this cannot.
     """
+
+    base_path = ""  # '' or '/ops': the app answers only under it (make_app's base_path)
 
     def wsgi(self, environ, start_response):
         def start(status, headers, exc_info=None):
             kept = [(k, v) for k, v in headers if k.title() not in SECURITY_HEADERS]
             return start_response(status, kept + list(SECURITY_HEADERS.items()), exc_info)
 
+        outside = _mount(environ, self.base_path)
+        if outside is not None:
+            status, headers, body = outside
+            start(status, headers)
+            return [body]
         return super().wsgi(environ, start)
+
+    def route(self, path=None, method="GET", callback=None, name=None, apply=None, skip=None, rule=None,
+              **config):
+        """`rule=` names the route's access rule (server/auth/rules.py); Bottle's Route has its own
+        `rule` (the path), so it is kept in the route's config under R.RULE_CONFIG."""
+        if rule is not None:
+            config[R.RULE_CONFIG] = rule
+        return super().route(path, method, callback, name, apply, skip, **config)
+
+
+def _mount(environ: dict, base: str) -> tuple[str, list, bytes] | None:
+    """Under a base path: move it from PATH_INFO to SCRIPT_NAME (routes stay as declared) and
+    return None; `/ops` is redirected to `/ops/` (the page's relative URLs need the slash);
+    anything outside it is a 404."""
+    path = environ.get("PATH_INFO", "")
+    if not base or path.startswith(base + "/"):
+        environ["SCRIPT_NAME"] = environ.get("SCRIPT_NAME", "") + base
+        environ["PATH_INFO"] = path[len(base):]
+        return None
+    if path == base:
+        query = environ.get("QUERY_STRING")
+        location = environ.get("SCRIPT_NAME", "") + base + "/" + (f"?{query}" if query else "")
+        return "301 Moved Permanently", [("Location", location), ("Content-Length", "0")], b""
+    body = json.dumps({"error": "not found"}).encode()
+    return "404 Not Found", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))], body
 
 
 def _json(status: int, body: dict) -> HTTPResponse:
@@ -60,6 +97,10 @@ def _errors(callback):
             return callback(*args, **kwargs)
         except NotFound as exc:
             return _json(404, {"error": str(exc)})
+        except R.SignInRequired as exc:
+            return _json(401, {"error": "sign in", "auth": exc.auth})
+        except R.Forbidden as exc:
+            return _json(403, {"error": str(exc)})
         except ParamsError as exc:
             return _json(400, {"error": "invalid parameters", "fields": exc.fields})
         except Conflict as exc:
@@ -151,10 +192,13 @@ def _stream(body) -> object:
     return body
 
 
-def make_app(runs: Runs, guard: Guard, assets: Path) -> bottle.Bottle:
+def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bottle.Bottle:
     app = _App(catchall=True)
+    app.base_path = base_path
     app.router.add_filter("int", _row_id)  # before any route: every `<x:int>` is bounded
     app.install(_errors)
+    app.install(R.Rules(runs))  # inside _errors: its refusals are answered there
+    authn = None if runs is None else Authenticator(runs.catalog, runs.store, runs.rights, guard, runs.audit)
 
     def error_page(res: HTTPResponse) -> str:
         response.content_type = "application/json"
@@ -164,40 +208,46 @@ def make_app(runs: Runs, guard: Guard, assets: Path) -> bottle.Bottle:
 
     @app.hook("before_request")
     def check_access() -> None:
-        path = request.path
-        needs_token = path.startswith("/api/")
-        if path == "/healthz":
+        environ = request.environ
+        environ[R.USER_KEY] = None
+        if request.path == "/healthz":
             return
-        refusal = guard.refuse(request.environ, needs_token)
+        refusal = guard.refuse(environ, needs_token=False)
         if refusal is not None:
             raise _json(refusal[0], {"error": refusal[1]})
+        environ[R.USER_KEY] = authn.identify(environ)  # API token, session, or the method's own
 
-    @app.get("/healthz")
+    @app.get("/healthz", rule=R.PUBLIC)
     def healthz():
         return {"ok": True}
 
-    @app.get("/")
+    @app.get("/", rule=R.PUBLIC)
     def index():
         token = request.query.get("token")
         if token is not None:
             if not guard.valid_token(token):
                 return _json(401, {"error": "wrong token"})
             # Swap the token in the address bar for a cookie, then drop it from the URL.
-            return HTTPResponse(status=303, headers={"Location": "/", "Set-Cookie": guard.cookie_header()})
-        if not guard.valid_token(guard.token_of(request.environ)):
+            return HTTPResponse(status=303, headers={"Location": mount_path(request.environ),
+                                                     "Set-Cookie": guard.cookie_header(request.environ)})
+        if runs.catalog.settings.auth == "token" and not guard.valid_token(guard.token_of(request.environ)):
             return _json(401, {"error": "open the address printed at start-up (it ends in ?token=...)"})
-        return _static(assets, "index.html")
+        return _static(assets, "index.html")  # other methods: the page signs in (it asks /api/me)
 
-    @app.get("/assets/<path:path>")
+    @app.get("/assets/<path:path>", rule=R.PUBLIC)
     def asset(path: str):
         return _static(assets, path)
 
-    @app.get("/api/jobs")
+    @app.get("/api/jobs", rule=R.SIGNED_IN)
     def jobs():
+        user, rights = R.current_user(), runs.rights
         last = in_pool(runs.store.last_runs)
         out = []
         for job in runs.catalog.jobs.values():
+            if not rights.can_view(user, job):
+                continue
             item = job.public()
+            item["can_run"] = rights.can_run(user, job)
             mine = [r for r in runs.active.values() if r.job.id == job.id]
             item["running"] = sum(r.state == "running" for r in mine)
             item["queued"] = sum(r.state == "queued" for r in mine)
@@ -205,55 +255,83 @@ def make_app(runs: Runs, guard: Guard, assets: Path) -> bottle.Bottle:
             out.append(item)
         return {"title": runs.catalog.settings.title, "jobs": out}
 
-    @app.post("/api/jobs/<job_id>/runs")
+    @app.post("/api/jobs/<job_id>/runs", rule=R.JOB_RUN)
     def start(job_id: str):
         body = _body()
-        run = runs.start(job_id, body.get("params", {}), confirmed=body.get("confirm") is True)
+        run = runs.start(job_id, body.get("params", {}), confirmed=body.get("confirm") is True,
+                         user=R.current_user().name)
         response.status = 202
         return {"run": run.public()}
 
-    @app.get("/api/runs")
+    @app.get("/api/runs", rule=R.SIGNED_IN)
     def history():
+        user = R.current_user()
+        visible = None if user.admin else runs.rights.visible_job_ids(user)  # admins: removed jobs' runs too
         found = in_pool(runs.store.runs, request.query.get("job") or None, request.query.get("state") or None,
-                        _int_query("limit", 50, high=500), _int_query("before", None))
+                        _int_query("limit", 50, high=500), _int_query("before", None),
+                        request.query.get("user") or None, visible)
         return {"runs": [public(r) for r in found]}
 
-    @app.get("/api/runs/<run_id:int>")
+    @app.get("/api/runs/<run_id:int>", rule=R.RUN_VIEW)
     def one(run_id: int):
-        return public(runs.get(run_id))
+        return public(R.target_run())
 
-    @app.post("/api/runs/<run_id:int>/cancel")
+    @app.post("/api/runs/<run_id:int>/cancel", rule=R.RUN_STOP)
     def cancel(run_id: int):
         response.status = 202
-        return {"run": runs.cancel(run_id)}
+        return {"run": runs.cancel(run_id, R.current_user().name)}
 
-    @app.post("/api/runs/<run_id:int>/rerun")
+    @app.post("/api/runs/<run_id:int>/rerun", rule=R.RUN_RERUN)
     def rerun(run_id: int):
         body = _body()
-        run = runs.rerun(run_id, body.get("params", {}), confirmed=body.get("confirm") is True)
+        run = runs.rerun(run_id, body.get("params", {}), confirmed=body.get("confirm") is True,
+                         user=R.current_user().name)
         response.status = 202
         return {"run": run.public()}
 
-    @app.get("/api/runs/<run_id:int>/log")
+    @app.get("/api/runs/<run_id:int>/log", rule=R.RUN_VIEW)
     def log(run_id: int):
-        record = runs.get(run_id)
+        record = R.target_run()
         response.content_type = "text/plain; charset=utf-8"
         response.set_header("Content-Disposition", f'attachment; filename="{record["job"]}-run-{run_id}.log"')
         return _log_lines(runs, run_id)
 
-    @app.get("/api/runs/<run_id:int>/events")
+    @app.get("/api/runs/<run_id:int>/events", rule=R.RUN_VIEW)
     def run_events(run_id: int):
-        runs.get(run_id)
         header = request.get_header("Last-Event-ID")
         after = _whole(header or request.query.get("after") or "0", "Last-Event-ID" if header else "after", 0, MAX_INT)
         return _stream(sse.run_events(runs, run_id, after))
 
-    @app.get("/api/events")
+    @app.get("/api/events", rule=R.SIGNED_IN)
     def all_events():
-        snapshot = [r.public() for r in runs.active.values()]
-        return _stream(sse.changes(runs, snapshot))
+        user = R.current_user()
+        return _stream(sse.changes(runs, lambda record: runs.rights.can_view_run(user, record)))
 
+    @app.get("/api/audit", rule=R.ADMIN)
+    def audit_log():
+        try:
+            filters = audit.filters_of(request.query)
+        except ValueError as exc:
+            raise _json(400, {"error": str(exc)}) from None
+        before, limit = _int_query("before", None), _int_query("limit", 100, high=audit.MAX_LIMIT)
+        return {"entries": in_pool(lambda: runs.audit.query(**filters, before=before, limit=limit))}
+
+    if runs is not None and runs.audit is not None:
+        runs.audit.current_address = _client_address
+
+    add_routes(app, authn, _body, _json)  # /api/session, /api/me, /api/tokens
+    R.check_routes(app)
     return app
+
+
+def _client_address() -> str | None:
+    """The address of the client being served (behind a trusted proxy, the proxy's client), for
+    the audit log; None outside a request (a run's own greenlet, when it times out)."""
+    try:
+        environ = request.environ
+    except RuntimeError:
+        return None
+    return client_address(environ)
 
 
 def _log_lines(runs: Runs, run_id: int):

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import platformdirs
 
+from server.catalog_access import ACCESS_KEYS, JOB_ACCESS_KEYS, Access, AccessChecks, Team
+from server.catalog_access import TEAM_KEYS as TEAM_KEYS  # re-exported: the documented keys
 from server.catalog_hosts import Group, Host, HostChecks, Target
 from server.catalog_params import PARAM_KEYS as PARAM_KEYS  # re-exported: the documented keys
 from server.catalog_params import ParamChecks
@@ -26,9 +28,9 @@ from server.params import NAME_RE, Param, placeholders, split_list
 APP_NAME = "pushbutton"
 
 # Every key the parser accepts (PARAM_KEYS too); docs/jobs-ini.md must document each (a test checks).
-SETTINGS_KEYS = ("title", "max_concurrent_runs", "retention_days", "allowed_hosts")
+SETTINGS_KEYS = ("title", "max_concurrent_runs", "retention_days", "allowed_hosts", *ACCESS_KEYS)
 JOB_KEYS = ("title", "description", "command", "shell", "workdir", "timeout", "grace",
-            "concurrency", "confirm", "targets")
+            "concurrency", "confirm", "targets", *JOB_ACCESS_KEYS)
 HOST_KEYS = ("address", "port", "user", "identity", "known_hosts", "connect_timeout")
 GROUP_KEYS = ("hosts", "parallel")
 JOB_PREFIX_KEYS = ("env.NAME", "param.NAME.KEY")
@@ -57,7 +59,7 @@ class CatalogError(Exception):
 
 
 @dataclass
-class Settings:
+class Settings(Access):
     title: str = "Pushbutton"
     max_concurrent_runs: int = 8
     retention_days: int = 90
@@ -80,6 +82,8 @@ class Job:
     confirm: str = ""
     params: list[Param] = field(default_factory=list)
     targets: list[Target] = field(default_factory=list)  # empty: runs on this machine
+    run_by: list[str] = field(default_factory=list)  # user names, team:NAME, *; none: admins only
+    view_by: list[str] = field(default_factory=list)
 
     def public(self) -> dict:
         return {
@@ -101,6 +105,7 @@ class Catalog:
     jobs: dict[str, Job]
     hosts: dict[str, Host] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
+    teams: dict[str, Team] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)  # printed by `check`, logged at start
 
 
@@ -160,7 +165,7 @@ class _Lines:
         return self.sections.get(section, 1)
 
 
-class _Reader(ParamChecks, HostChecks):
+class _Reader(ParamChecks, HostChecks, AccessChecks):
     """Turns one parsed file into a Catalog, collecting problems instead of stopping at one."""
 
     def __init__(self, path: Path, text: str):
@@ -191,6 +196,7 @@ class _Reader(ParamChecks, HostChecks):
         jobs: dict[str, Job] = {}
         hosts: dict[str, Host] = {}
         groups: dict[str, Group] = {}
+        teams: dict[str, Team] = {}
         for section in parser.sections():
             kind, _, name = section.partition(":")
             if section == "pushbutton":
@@ -201,6 +207,10 @@ class _Reader(ParamChecks, HostChecks):
                 job = self.job(name, section, parser[section])
                 if job is not None:
                     jobs[name] = job
+            elif kind == "team" and name:
+                if not JOB_ID_RE.match(name):
+                    self.problem(section, None, "team name may use letters, digits, '.', '_' and '-'")
+                teams[name] = self.team(name, section, parser[section])
             elif kind in ("host", "group") and name:
                 if not JOB_ID_RE.match(name):
                     self.problem(section, None, f"{kind} name may use letters, digits, '.', '_' and '-'")
@@ -209,14 +219,15 @@ class _Reader(ParamChecks, HostChecks):
                 else:
                     groups[name] = self.group(name, section, parser[section])
             else:
-                self.problem(section, None, "unknown section; expected [pushbutton], [job:ID], [host:NAME] "
-                             "or [group:NAME]")
+                self.problem(section, None, "unknown section; expected [pushbutton], [job:ID], [team:NAME], "
+                             "[host:NAME] or [group:NAME]")
         if not jobs and not self.problems:
             self.problems.append(Problem(self.file, 1, "no [job:ID] section"))
         expanded = {name: self.expand(name, hosts, groups) for name in groups}
         for job_id, raw in self.job_targets.items():
             jobs[job_id].targets = self.targets(f"job:{job_id}", raw, hosts, groups, expanded)
-        return Catalog(self.path, settings, jobs, hosts, groups)
+        self.check_access(settings, teams, jobs)
+        return Catalog(self.path, settings, jobs, hosts, groups, teams)
 
     def settings(self, section: str, items) -> Settings:
         s = Settings()
@@ -229,6 +240,8 @@ class _Reader(ParamChecks, HostChecks):
                 s.retention_days = self.convert(section, key, raw, non_negative_int, 90)
             elif key == "allowed_hosts":
                 s.allowed_hosts = [h.lower() for h in split_list(raw)]
+            elif key in ACCESS_KEYS:
+                self.access_setting(section, key, raw, s)
             else:
                 self.problem(section, key, "unknown key")
         return s
@@ -265,6 +278,8 @@ class _Reader(ParamChecks, HostChecks):
                 job.grace = self.convert(section, key, raw, parse_duration, 10.0)
             elif key == "concurrency":
                 job.concurrency = self.convert(section, key, raw, positive_int)
+            elif key in JOB_ACCESS_KEYS:
+                setattr(job, key, self.names(section, key, raw))
             elif key == "targets":
                 self.job_targets[job_id] = raw
                 if (section, "workdir") in self.lines.keys:

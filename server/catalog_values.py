@@ -5,16 +5,16 @@ from __future__ import annotations
 import configparser
 import re
 
-DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(h|m|s)?")
+DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)?")
 
 
 def parse_duration(text: str) -> float:
-    """`90`, `90s`, `30m`, `1h30m` -> seconds."""
+    """`90`, `90s`, `30m`, `1h30m`, `7d` -> seconds."""
     text = text.strip().lower()
     parts = DURATION_RE.findall(text)
     if not text or DURATION_RE.sub("", text).strip():
         raise ValueError(f"{text!r} is not a duration like 90s, 30m or 1h")
-    return sum(float(n) * {"h": 3600, "m": 60, "s": 1, "": 1}[u] for n, u in parts)
+    return sum(float(n) * {"d": 86400, "h": 3600, "m": 60, "s": 1, "": 1}[u] for n, u in parts)
 
 
 def parse_bool(text: str) -> bool:

@@ -19,6 +19,9 @@ from pathlib import Path
 import platformdirs
 
 from server import catalog as C
+from server.auth.commands import add_parser as users_parser
+from server.auth.commands import main as users_main
+from server.catalog_access import base_path
 from server.terminal import RUN_HELP, run_in_terminal
 
 log = logging.getLogger("pushbutton")
@@ -38,6 +41,10 @@ def parser() -> argparse.ArgumentParser:
                                       "random one per launch); visible in ps: prefer --token-file")
     token.add_argument("--token-file", metavar="PATH", help="read the access token from PATH")
     p.add_argument("--data-dir", metavar="DIR", help="where history is kept (default: the user data dir)")
+    p.add_argument("--certfile", metavar="PATH", help="serve HTTPS with this certificate chain (PEM; with --keyfile)")
+    p.add_argument("--keyfile", metavar="PATH", help="the certificate's private key (PEM)")
+    p.add_argument("--base-path", metavar="/PREFIX", help="serve everything under this path, e.g. /ops behind a "
+                                                          "reverse proxy (default: jobs.ini's base_path, else /)")
     sub = p.add_subparsers(dest="command")
     check = sub.add_parser("check", help="check a jobs.ini and exit")
     check.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
@@ -52,6 +59,14 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("-y", "--yes", action="store_true", help="answer the job's confirmation question with yes")
     run.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
     run.add_argument("--data-dir", metavar="DIR", dest="sub_data_dir")
+    audit = sub.add_parser("audit", help="print the audit log as JSON lines, oldest first")
+    audit.add_argument("--since", metavar="WHEN", help="2026-01-01, 2026-01-01T12:00:00Z, epoch seconds, or an age "
+                                                      "like 7d or 12h (times without an offset are UTC)")
+    audit.add_argument("--user", help="only this user's entries")
+    audit.add_argument("--action", help="only these actions, comma-separated (run.start,run.stop)")
+    audit.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
+    audit.add_argument("--data-dir", metavar="DIR", dest="sub_data_dir")
+    users_parser(sub)
     return p
 
 
@@ -79,9 +94,16 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
         return run_in_terminal(catalog, data_dir, args.job, args.param, args.yes)
     if args.command == "hosts":
         return check_hosts(catalog)
+    if args.command == "users":
+        return users_main(args, catalog, data_dir)
+    if args.command == "audit":
+        from server.auth.audit import print_log
+
+        return print_log(data_dir, args.since, args.user, args.action)
     if args.headless or window is None:
         try:
             token = access_token(args)
+            edge_settings(args, catalog.settings)
         except ValueError as exc:
             print(f"pushbutton: {exc}", file=sys.stderr)
             return 2
@@ -117,11 +139,25 @@ def access_token(args: argparse.Namespace) -> str | None:
     return os.environ.get("PUSHBUTTON_TOKEN") or None
 
 
+def edge_settings(args: argparse.Namespace, settings: C.Settings) -> None:
+    """--certfile/--keyfile and --base-path win over the same jobs.ini keys."""
+    if bool(args.certfile) != bool(args.keyfile):
+        raise ValueError("--certfile and --keyfile go together")
+    if args.certfile:
+        settings.certfile, settings.keyfile = Path(args.certfile), Path(args.keyfile)
+    if args.base_path is not None:
+        settings.base_path = base_path(args.base_path)
+
+
 def serve(catalog: C.Catalog, data_dir: Path, host: str, port: int, token: str | None) -> int:
     """Headless: print the URL line once ready, serve until SIGINT/SIGTERM, then stop cleanly."""
-    from server.runtime import Server
+    from server.runtime import ConfigError, Server
 
-    server = Server(catalog, data_dir, host, port, token)
+    try:
+        server = Server(catalog, data_dir, host, port, token)
+    except ConfigError as exc:
+        print(f"pushbutton: {exc}", file=sys.stderr)
+        return 2
     try:
         url = server.start()
     except OSError as exc:

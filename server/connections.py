@@ -12,6 +12,12 @@ connections that each send half a header would stay open for good. Here every co
   (`server.sse.KEEPALIVE`), so a live stream never meets a timeout;
 - at most PER_CLIENT open connections per client address: one more is answered 503 and closed;
   a stream whose client hung up ends at once, not at its next write, so it does not count on.
+  A trusted proxy (`trusted_proxies`) is exempt: all its clients share its address, so the cap
+  per client is the proxy's to enforce (nginx's `limit_conn`, see docs/deploy.md).
+
+Over TLS the handshake happens here, after the cap is checked and within HEADER_TIMEOUT, so a
+client that opens a connection and never completes (or never starts) the handshake is cut off
+like one that never sends its headers.
 
 A request body the application left unread is drained only up to DRAIN bytes; beyond that the
 connection closes after the answer, so a huge or endless body is never read to its end.
@@ -24,11 +30,14 @@ import os
 import socket
 import time
 from collections import Counter
+from contextlib import closing
 
 import gevent
 from gevent import GreenletExit
 from gevent.pywsgi import WSGIHandler, WSGIServer
 from gevent.socket import wait_read
+
+from server.auth.proxies import TRUSTED, is_trusted
 
 
 def _seconds(name: str, default: float) -> float:
@@ -109,10 +118,19 @@ class Handler(WSGIHandler):
 
     def _end_stream_on_hangup(self, streaming) -> None:
         """A stream (SSE, a log download) would notice a vanished client only at its next write,
-        a keepalive later; it would hold its connection, and its address's share, until then."""
+        a keepalive later; it would hold its connection, and its address's share, until then.
+
+        Over TLS bytes cannot be peeked at through the encryption: the first record is read (a
+        `close_notify` or the end of the connection reads as b""); anything else the client sent
+        during a streamed answer is a pipelined request, which is dropped with the connection
+        closed after the answer (the client sends it again)."""
         try:
             wait_read(self.socket.fileno())
-            gone = self.socket.recv(1, socket.MSG_PEEK) == b""
+            if self.server.ssl_enabled:
+                gone = self.socket.recv(1) == b""
+                self.close_connection = True
+            else:
+                gone = self.socket.recv(1, socket.MSG_PEEK) == b""
         except OSError:
             gone = True
         if gone:
@@ -164,37 +182,77 @@ class Handler(WSGIHandler):
 
 
 class Server(WSGIServer):
-    """gevent's WSGIServer with the Handler above and a cap on connections per client address."""
+    """gevent's WSGIServer with the Handler above, a cap on connections per client address, and
+    the TLS handshake (with `ssl_context=`) under the header timeout.
+
+    `trusted_proxies` (networks) are exempt from the cap and reach every request's environ (TRUSTED)
+    for `server.auth.proxies`."""
 
     handler_class = Handler
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, trusted_proxies=(), **kwargs):
         super().__init__(*args, **kwargs)
         self.per_client: Counter[str] = Counter()
+        self.trusted_proxies = tuple(trusted_proxies)
+        self.environ[TRUSTED] = self.trusted_proxies
+
+    def init_socket(self):
+        super().init_socket()
+        self._handle = self.handle  # not gevent's wrap-then-handle: the handshake waits for the cap
 
     def handle(self, sock, address):
         # Without TCP_NODELAY a small write after the headers waits for a delayed ACK: 40 ms.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client = address[0] if isinstance(address, tuple) else str(address)
-        if self.per_client[client] >= PER_CLIENT:
+        counted = not is_trusted(client, self.trusted_proxies)
+        if counted and self.per_client[client] >= PER_CLIENT:
             self._refuse(sock)
             return
-        self.per_client[client] += 1
+        self.per_client[client] += counted
         try:
-            super().handle(sock, address)
+            if self.ssl_enabled:
+                sock = self._handshake(sock)
+                if sock is None:
+                    return
+                with closing(sock):
+                    super().handle(sock, address)
+            else:
+                super().handle(sock, address)
         except OSError:
             pass  # the client went away while it was being answered
         finally:
-            self.per_client[client] -= 1
+            self.per_client[client] -= counted
             if not self.per_client[client]:
                 del self.per_client[client]
 
-    @staticmethod
-    def _refuse(sock) -> None:
+    def _handshake(self, sock):
+        """The TLS socket, or None (the socket closed) if the handshake failed or did not finish
+        within HEADER_TIMEOUT, however slowly the client trickles it."""
+        deadline = gevent.Timeout(HEADER_TIMEOUT)
         try:
-            sock.settimeout(LINGER)
-            sock.sendall(BUSY)
-            sock.shutdown(socket.SHUT_WR)
-            sock.recv(65536)
+            sock.settimeout(HEADER_TIMEOUT)
+            sock = self.wrap_socket(sock, do_handshake_on_connect=False, **self.ssl_args)
+            with deadline:
+                sock.do_handshake()
+            return sock
+        except gevent.Timeout as exc:
+            if exc is not deadline:
+                raise
+        except (OSError, ValueError):
+            pass  # not TLS, a refused certificate, a reset
+        sock.close()
+        return None
+
+    def _refuse(self, sock) -> None:
+        try:
+            if self.ssl_enabled:
+                sock = self._handshake(sock)
+                if sock is None:
+                    return
+            with closing(sock):
+                sock.settimeout(LINGER)
+                sock.sendall(BUSY)
+                sock.shutdown(socket.SHUT_WR)
+                sock.recv(65536)
         except OSError:
             pass

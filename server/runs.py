@@ -11,12 +11,14 @@ import datetime as dt
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 from gevent.queue import Full, Queue
 
 from server import params as P
+from server.auth.rights import Rights
 from server.catalog import Catalog, Job
 from server.events import EventLog, in_pool, store_call
 from server.executors.local import LocalProcess, StartError, run_marker
@@ -34,6 +36,15 @@ FINAL = frozenset(STATES[2:])
 
 class NotFound(LookupError):
     pass
+
+
+def no_job(job_id: str) -> NotFound:
+    """The one answer for a job that is missing or hidden from the user: they must not differ."""
+    return NotFound(f"no job {job_id!r}")
+
+
+def no_run(run_id: int) -> NotFound:
+    return NotFound(f"no run {run_id}")
 
 
 class Conflict(RuntimeError):
@@ -60,7 +71,8 @@ def iso(t: float | None) -> str | None:
 
 def public(record: dict) -> dict:
     """A run as the API shows it (secrets were masked before it was ever stored)."""
-    out = {k: record.get(k) for k in ("id", "job", "state", "params", "exit_code", "progress", "message")}
+    out = {k: record.get(k) for k in ("id", "job", "state", "params", "exit_code", "progress", "message",
+                                      "user", "stopped_by")}
     out["hosts"] = record.get("hosts") or []  # remote runs: [{"name", "state", "exit_code", "error"}]
     for key in ("created", "started", "finished"):
         out[key] = iso(record.get(key))
@@ -91,10 +103,12 @@ class Runs:
     def __init__(self, catalog: Catalog, store: Store):
         self.catalog = catalog
         self.store = store
+        self.rights = Rights(catalog)
+        self.audit = None  # server.auth.audit.Audit, where the server keeps one
         self.active: dict[int, Run] = {}
         self.logs: dict[int, EventLog] = {}  # active runs, and ended ones until all is stored
         self.queue: list[Run] = []
-        self.watchers: set[Queue] = set()
+        self.watchers: dict[Queue, Callable[[dict], bool]] = {}  # each with what its reader may see
         self.closing = False
         self._workers: set[gevent.Greenlet] = set()
 
@@ -104,11 +118,13 @@ class Runs:
         try:
             return self.catalog.jobs[job_id]
         except KeyError:
-            raise NotFound(f"no job {job_id!r}") from None
+            raise no_job(job_id) from None
 
-    def start(self, job_id: str, raw: dict[str, Any], confirmed: bool = False) -> Run:
+    def start(self, job_id: str, raw: dict[str, Any], confirmed: bool = False, user: str = "",
+              rerun_of: int | None = None) -> Run:
         """Validate (raises params.ParamsError), ask (raises ConfirmationRequired unless
-        `confirmed`), record as queued, schedule; nothing is recorded or started when it raises."""
+        `confirmed`), record as queued (started by `user`), schedule; nothing is recorded or
+        started when it raises. Rights are the caller's to check (server/auth/rules.py)."""
         job = self.job(job_id)
         values = P.validate(job.params, raw)
         if job.confirm and not confirmed:
@@ -118,7 +134,7 @@ class Runs:
         record = {"job": job.id, "state": "queued", "params": P.masked(job.params, values),
                   "created": time.time(), "owner": self.store.owner, "started": None,
                   "finished": None, "exit_code": None, "progress": None, "message": None,
-                  "hosts": initial_hosts(job)}
+                  "hosts": initial_hosts(job), "user": user or None, "stopped_by": None}
         record["id"] = store_call(self.store, Store.insert_run, record)
         run = Run(record["id"], job, values, record, self.store)
         self.active[run.id] = run
@@ -126,9 +142,11 @@ class Runs:
         self.queue.append(run)
         self._changed(run)
         self._schedule()
+        self._audit("run.rerun" if rerun_of else "run.start", user, run,
+                    {"params": record["params"], **({"rerun_of": rerun_of} if rerun_of else {})})
         return run
 
-    def rerun(self, run_id: int, raw: dict[str, Any], confirmed: bool = False) -> Run:
+    def rerun(self, run_id: int, raw: dict[str, Any], confirmed: bool = False, user: str = "") -> Run:
         """Same parameters again; secrets are never stored, so they must be given again. A job
         with `confirm` asks again: the values may differ and the world may have moved on."""
         old = self.get(run_id)
@@ -140,7 +158,7 @@ class Runs:
                    if p.secret and old["params"].get(p.name) and not raw.get(p.name)}
         if missing:
             raise P.ParamsError(missing)
-        return self.start(job.id, merged, confirmed)
+        return self.start(job.id, merged, confirmed, user, rerun_of=run_id)
 
     def _schedule(self) -> None:
         limit = self.catalog.settings.max_concurrent_runs
@@ -228,11 +246,18 @@ class Runs:
     def _changed(self, run: Run) -> None:
         record = run.public()
         run.log.emit("state", record)
-        for watcher in list(self.watchers):
+        for watcher, sees in list(self.watchers.items()):
+            if not sees(record):
+                continue
             try:
                 watcher.put_nowait(record)
             except Full:  # a client that stopped reading: drop it, it will reconnect
-                self.watchers.discard(watcher)
+                self.watchers.pop(watcher, None)
+
+    def _audit(self, action: str, user: str, run: Run, detail: dict) -> None:
+        """Into the audit log (server/auth/audit.py): the job as target, the run in the detail."""
+        if self.audit is not None:
+            self.audit.record(action, user or None, target=f"job:{run.job.id}", detail={"run": run.id, **detail})
 
     def _finish(self, run: Run, state: str, **fields: Any) -> None:
         self._update(run, state=state, finished=time.time(), **fields)
@@ -248,23 +273,33 @@ class Runs:
 
     # -- stopping ---------------------------------------------------------------------------
 
-    def stop(self, run: Run, reason: str) -> None:
+    def stop(self, run: Run, reason: str, by: str = "") -> None:
         """Cancel, time out or interrupt: a queued run ends at once, a running one once its
-        whole process tree is gone."""
+        whole process tree is gone. `by`: who cancelled it (recorded as `stopped_by`)."""
         if run.state == "queued":
             self.queue.remove(run)
+            self._stopped_by(run, by)
             self._finish(run, reason)
         elif run.state == "running" and run.stop_reason is None:
             run.stop_reason = reason
+            self._stopped_by(run, by)
             if run.process is not None:
                 run.process.stop()
 
-    def cancel(self, run_id: int) -> dict:
+    def _stopped_by(self, run: Run, by: str) -> None:
+        """Recorded at once, shown with the run's next state (its end); a stop by someone (the
+        API's cancel, ^C in `pushbutton run`) goes into the audit log."""
+        if by:
+            run.record["stopped_by"] = by
+            self.store.submit(Store.update_run, run.id, {"stopped_by": by})
+            self._audit("run.stop", by, run, {})
+
+    def cancel(self, run_id: int, user: str = "") -> dict:
         run = self.active.get(run_id)
         if run is None:
             record = self.get(run_id)
             raise Conflict(f"run {run_id} already ended: {record['state']}")
-        self.stop(run, "cancelled")
+        self.stop(run, "cancelled", user)
         return run.public()
 
     def shutdown(self, reason: str = "interrupted", timeout: float | None = None) -> None:
@@ -284,17 +319,19 @@ class Runs:
             return run.record
         record = in_pool(self.store.run, run_id)
         if record is None:
-            raise NotFound(f"no run {run_id}")
+            raise no_run(run_id)
         return record
 
     def event_log(self, run_id: int) -> EventLog | None:
         """The live log of a run of this process; None once all of it is stored."""
         return self.logs.get(run_id)
 
-    def watch(self) -> Queue:
+    def watch(self, sees: Callable[[dict], bool] = lambda record: True) -> Queue:
+        """A queue of every run's state changes that `sees(public record)` lets through: a
+        reader's queue never holds a run it may not see."""
         watcher: Queue = Queue(maxsize=1000)
-        self.watchers.add(watcher)
+        self.watchers[watcher] = sees
         return watcher
 
     def unwatch(self, watcher: Queue) -> None:
-        self.watchers.discard(watcher)
+        self.watchers.pop(watcher, None)

@@ -9,6 +9,7 @@ hang it. Other threads talk to the server only through `call()`, which hands wor
 from __future__ import annotations
 
 import logging
+import ssl
 import sys
 import threading
 from pathlib import Path
@@ -17,10 +18,13 @@ from typing import Any
 import bottle
 import gevent
 import gevent.local
+import gevent.ssl
 from gevent.event import Event
 
 from server.api import make_app
 from server.auth import Guard, new_token
+from server.auth.audit import Audit
+from server.auth.guard import is_loopback
 from server.catalog import Catalog
 from server.connections import Server as HTTPServer
 from server.events import in_pool
@@ -55,6 +59,31 @@ def call_via(dispatch, fn, *args: Any, timeout: float | None = None) -> Any:
     if error is not None:
         raise error
     return result
+
+
+class ConfigError(ValueError):
+    """The settings cannot be served as given (an unreadable certificate, say): exit 2."""
+
+
+def tls_context(certfile: Path, keyfile: Path | None) -> gevent.ssl.SSLContext:
+    """A server TLS context (TLS 1.2 and up) with the certificate chain and its key, or ConfigError
+    saying what is wrong with which file."""
+    context = gevent.ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    for path in (certfile, keyfile):
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
+    except (ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"cannot use certificate {certfile} with key {keyfile}: "
+                          f"{getattr(exc, 'reason', None) or exc}") from None
+    return context
 
 
 def assets_dir() -> Path:
@@ -101,6 +130,9 @@ class Server:
         self.port = port
         self.token = token or new_token()
         self.assets = assets or assets_dir()
+        settings = catalog.settings
+        self.base_path = settings.base_path
+        self.tls = tls_context(settings.certfile, settings.keyfile) if settings.certfile else None
         self.runs: Runs | None = None
         self.hub = None
         self._thread = threading.Thread(target=self._main, name="pushbutton-server", daemon=True)
@@ -111,11 +143,13 @@ class Server:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{host}:{self.port}{self.base_path}/"
 
     @property
     def login_url(self) -> str:
-        return f"{self.url}?token={self.token}"
+        """With `auth = token` the address carries the token; otherwise users sign in, and the
+        token (which then grants nothing) stays out of the address."""
+        return f"{self.url}?token={self.token}" if self.catalog.settings.auth == "token" else self.url
 
     def start(self, timeout: float = 30) -> str:
         """Start the thread; return the login URL once the port accepts connections."""
@@ -125,6 +159,10 @@ class Server:
             raise TimeoutError("the server did not start")
         if self._error is not None:
             raise self._error
+        if self.catalog.settings.auth == "token" and not is_loopback(self.host):
+            log.warning("listening on %s with auth = token: the address printed below grants every right to "
+                        "whoever has it (see and run every job); set auth = local or header in jobs.ini to give "
+                        "each person their own rights", self.host)
         return self.login_url
 
     def _main(self) -> None:
@@ -140,13 +178,16 @@ class Server:
             remove_stale_workdirs()  # left in TMPDIR by a killed Pushbutton
             store.prune(self.catalog.settings.retention_days)
             self.runs = Runs(self.catalog, store)
+            self.runs.audit = Audit(store)
             self._stop = Event()
             # Bind first: the Guard needs the real port (for --port 0) to name its cookie.
-            self.wsgi = HTTPServer((self.host, self.port), None, backlog=BACKLOG, log=None, error_log=log)
+            tls = {"ssl_context": self.tls} if self.tls else {}
+            self.wsgi = HTTPServer((self.host, self.port), None, backlog=BACKLOG, log=None, error_log=log,
+                                   trusted_proxies=self.catalog.settings.trusted_proxies, **tls)
             self.wsgi.init_socket()
             self.port = self.wsgi.server_port
             guard = Guard(self.token, self.host, self.port, self.catalog.settings.allowed_hosts)
-            self.wsgi.application = make_app(self.runs, guard, self.assets)
+            self.wsgi.application = make_app(self.runs, guard, self.assets, self.base_path)
             self.wsgi.start()
         except BaseException as exc:
             self._error = exc

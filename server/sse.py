@@ -9,7 +9,7 @@ with exactly the next event.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import gevent
 from gevent.queue import Empty
@@ -48,9 +48,11 @@ def run_events(runs: Runs, run_id: int, after: int) -> Iterator[bytes]:
             gevent.sleep(POLL)
 
 
-def changes(runs: Runs, snapshot: list[dict]) -> Iterator[bytes]:
-    """Every run's state changes, after a `ready` event listing the active runs."""
-    watcher = runs.watch()
+def changes(runs: Runs, sees: Callable[[dict], bool]) -> Iterator[bytes]:
+    """The state changes of every run the reader `sees`, after a `ready` event listing those
+    active now. Filtered as they are queued, so another user's busy jobs cannot fill this queue."""
+    watcher = runs.watch(sees)
+    snapshot = [record for record in (r.public() for r in runs.active.values()) if sees(record)]
     try:
         yield (f"retry: {RETRY_MS}\n\n" + frame(None, "ready", json.dumps({"active": snapshot}))).encode()
         while True:

@@ -26,6 +26,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from server.auth.schema import SCHEMA as AUTH_SCHEMA
+
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
@@ -57,9 +59,9 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 RUN_COLUMNS = ("id", "job", "state", "params", "created", "started", "finished", "exit_code",
-               "progress", "message", "hosts")
+               "progress", "message", "hosts", "user", "stopped_by")
 # Columns added after the first release: (name, SQL type); added to older databases on open.
-ADDED_COLUMNS = (("hosts", "TEXT"),)
+ADDED_COLUMNS = (("hosts", "TEXT"), ("user", "TEXT"), ("stopped_by", "TEXT"))
 JSON_COLUMNS = ("params", "hosts")
 ACTIVE_STATES = ("queued", "running")
 DB_NAME = "history.sqlite3"
@@ -80,7 +82,7 @@ class Store:
         self._local = threading.local()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._conn = self._connect()
-        self._conn.executescript(SCHEMA)
+        self._conn.executescript(SCHEMA + AUTH_SCHEMA)
         _migrate(self._conn)
         self.owner = uuid.uuid4().hex[:12]
         self._owner_lock = self._lock(self.owner)
@@ -186,9 +188,9 @@ class Store:
     @staticmethod
     def insert_run(conn: sqlite3.Connection, run: dict) -> int:
         cur = conn.execute(
-            "INSERT INTO runs (job, state, params, created, owner, hosts) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (job, state, params, created, owner, hosts, user) VALUES (?, ?, ?, ?, ?, ?, ?)",
             (run["job"], run["state"], json.dumps(run["params"]), run["created"], run["owner"],
-             json.dumps(run.get("hosts") or [])),
+             json.dumps(run.get("hosts") or []), run.get("user")),
         )
         return int(cur.lastrowid)
 
@@ -229,7 +231,8 @@ class Store:
         return self.call(work)
 
     def prune(self, retention_days: int) -> int:
-        """Delete finished runs older than the retention period; 0 days keeps everything."""
+        """Delete finished runs, and audit entries, older than the retention period (the audit
+        log is kept exactly as long as the runs it speaks of); 0 days keeps everything."""
         if retention_days <= 0:
             return 0
         cutoff = time.time() - retention_days * 86400
@@ -240,6 +243,7 @@ class Store:
             for run_id in ids:
                 conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
                 conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            conn.execute("DELETE FROM audit WHERE time < ?", (cutoff,))
             return len(ids)
 
         return self.call(work)
@@ -258,16 +262,26 @@ class Store:
         row = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
         return _row_to_run(row) if row else None
 
+    def read(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """`fn(conn, *args)` on this thread's read-only connection (the auth tables' reads)."""
+        return fn(self._reader(), *args)
+
     def run(self, run_id: int) -> dict | None:
         return self._record(self._reader(), run_id)
 
     def runs(self, job: str | None = None, state: str | None = None, limit: int = 50,
-             before: int | None = None) -> list[dict]:
+             before: int | None = None, user: str | None = None, jobs: set[str] | None = None) -> list[dict]:
+        """Newest first; `jobs`: only runs of these jobs (None: of every job, removed ones too)."""
+        if jobs is not None and not jobs:
+            return []
         where, args = [], []
-        for column, value in (("job", job), ("state", state)):
+        for column, value in (("job", job), ("state", state), ("user", user)):
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
+        if jobs is not None:
+            where.append(f"job IN ({', '.join('?' * len(jobs))})")
+            args.extend(sorted(jobs))
         if before:
             where.append("id < ?")
             args.append(before)
@@ -371,3 +385,4 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for name, kind in ADDED_COLUMNS:
         if name not in have:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+    conn.execute("CREATE INDEX IF NOT EXISTS runs_user ON runs (user, id)")  # history by user

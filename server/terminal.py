@@ -101,6 +101,7 @@ def confirmed(question: str, stdin: TextIO) -> bool:
 
 def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list[str], yes: bool = False) -> int:
     """Run one job on this thread's hub, printing its output as it comes; exit with its code."""
+    from server.auth.audit import Audit
     from server.runs import Runs
     from server.store import Store
 
@@ -119,6 +120,7 @@ def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list
         return 130
     store = Store(data_dir)
     runs = Runs(catalog, store)
+    runs.audit = Audit(store)
     try:
         run = start(runs, job_id, raw, yes, interactive)  # before gevent takes over SIGINT: ^C works
         code = run if isinstance(run, int) else follow(runs, run)
@@ -131,11 +133,13 @@ def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list
 
 def start(runs, job_id: str, raw: dict[str, str], yes: bool, interactive: bool):
     """The started Run, or the exit status when it did not start."""
+    from server.auth.identity import os_user
     from server.runs import ConfirmationRequired
 
+    user = f"cli:{os_user()}"  # who started it, in history beside the server's users
     try:
         try:
-            return runs.start(job_id, raw, confirmed=yes)
+            return runs.start(job_id, raw, confirmed=yes, user=user)
         except ConfirmationRequired as exc:
             if not interactive:
                 print(f"pushbutton: {job_id} asks: {exc.question}\n"
@@ -144,7 +148,7 @@ def start(runs, job_id: str, raw: dict[str, str], yes: bool, interactive: bool):
             if not confirmed(exc.question, sys.stdin):
                 print("pushbutton: not confirmed; nothing started", file=sys.stderr)
                 return 1
-            return runs.start(job_id, raw, confirmed=True)
+            return runs.start(job_id, raw, confirmed=True, user=user)
     except ParamsError as exc:
         for name, message in exc.fields.items():
             print(f"pushbutton: parameter {name}: {message}", file=sys.stderr)
@@ -157,7 +161,7 @@ def follow(runs, run) -> int:
 
     def interrupt() -> None:
         print("pushbutton: stopping the run...", file=sys.stderr)
-        runs.stop(run, "cancelled")
+        runs.stop(run, "cancelled", run.record["user"])
 
     def read() -> int | None:
         after = 0

@@ -76,7 +76,8 @@ class Pushbutton:
             )
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
         line = self.proc.stdout.readline() if ready else ""
-        assert line.startswith("Pushbutton serving on http://"), f"no URL line: {line!r}\n{self.log.read_text()}"
+        assert line.startswith(("Pushbutton serving on http://", "Pushbutton serving on https://")), \
+            f"no URL line: {line!r}\n{self.log.read_text()}"
         self.login_url = line.split(" on ", 1)[1].strip()
         self.url = self.login_url.split("?", 1)[0].rstrip("/")
         self.client = httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)

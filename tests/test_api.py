@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from server.api import make_app
-from server.auth import Guard
+from server.auth.guard import Guard
 from tests.conftest import ROOT
 from tests.helpers import TOKEN, lines_of
 
@@ -199,7 +199,7 @@ def test_global_events_report_every_run_state(sample):
 
 # -- security headers on every answer -----------------------------------------------------------
 
-ROUTE_VALUES = {"job_id": "greet", "path": "index.html"}  # run_id: a run made by the test
+ROUTE_VALUES = {"job_id": "greet", "path": "index.html", "token_id": 1}  # run_id: a run made by the test
 
 
 def security_header_problems(res: httpx.Response) -> list[str]:

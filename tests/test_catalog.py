@@ -150,6 +150,22 @@ BAD = [
     ("[job:a]\nshell = yes\ncommand = sleep $PB_N\nparam.n.type = int\nparam.n.default = -1\n",
      "FILE:5: [job:a] param.n.default: default must not be negative here"),
     ("[job:a]\ncommand = x {f}\nparam.f.allow_dash = maybe\n", "FILE:3: [job:a] param.f.allow_dash: 'maybe' is not"),
+    # teams and rights (docs/jobs-ini.md, Teams and rights)
+    ("[pushbutton]\nauth = kerberos\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] auth: 'kerberos' is not one of"),
+    ("[job:a]\ncommand = x\nrun_by = team:nobody\n", "FILE:3: [job:a] run_by: team:nobody names no [team:nobody]"),
+    ("[job:a]\ncommand = x\nview_by = alice, two words\n", "FILE:3: [job:a] view_by: 'two words' is not a user"),
+    ("[pushbutton]\nadmins = team:ops\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] admins: team:ops names no"),
+    ("[team:ops]\nmembers = team:other\n[job:a]\ncommand = x\n", "FILE:2: [team:ops] members: 'team:other' is not"),
+    ("[team:ops]\ncolour = red\n[job:a]\ncommand = x\n", "FILE:2: [team:ops] colour: unknown key"),
+    ("[pushbutton]\nauth = header\nadmins = ann\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] auth: auth = header needs trusted_proxies"),
+    ("[pushbutton]\ntrusted_proxies = 10.0.0.0/8, proxy.local\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] trusted_proxies: 'proxy.local' is not an IP address"),
+    ("[pushbutton]\nsession_idle = never\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] session_idle: 'never' is not"),
+    ("[pushbutton]\nbase_path = /ops?x\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] base_path: '/ops?x' is not"),
+    ("[pushbutton]\nbase_path = /ops/../x\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] base_path: '/ops/../x' is"),
+    ("[pushbutton]\ncertfile = missing.pem\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] certfile: cannot read"),
+    ("[pushbutton]\nuser_header = X User\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] user_header: 'X User' is not"),
 ]
 
 
@@ -207,6 +223,7 @@ def test_every_accepted_key_is_documented():
     docs = (ROOT / "docs" / "jobs-ini.md").read_text()
     documented = set(re.findall(r"`([a-z_.A-Z]+)`", docs))
     keys = set(C.SETTINGS_KEYS) | set(C.JOB_KEYS) | set(C.JOB_PREFIX_KEYS) | set(C.HOST_KEYS) | set(C.GROUP_KEYS)
+    keys |= set(C.TEAM_KEYS)
     keys |= {f"param.NAME.{k}" for k in C.PARAM_KEYS}
     missing = sorted(keys - documented)
     assert not missing, f"docs/jobs-ini.md does not document: {missing}"
@@ -296,3 +313,54 @@ def test_check_warns_with_file_and_line_where_an_allowed_dash_would_be_read_as_a
     assert "OK, 2 job(s)" in out.stdout
     pushbutton(path).stop()  # a server starts, and logs them
     assert [f"pushbutton: {w}" in (tmp_path / "server.log").read_text() for w in catalog.warnings] == [True] * 3
+
+
+# -- teams and rights ----------------------------------------------------------------------
+
+def test_teams_admins_and_job_rights_are_read(write_jobs, tmp_path):
+    (tmp_path / "cert.pem").write_text("x")
+    (tmp_path / "key.pem").write_text("x")
+    catalog = C.load(write_jobs("""
+        [pushbutton]
+        auth = LOCAL
+        admins = team:ops, root
+        trusted_proxies = 127.0.0.1, 10.0.0.0/8
+        session_idle = 30m
+        session_max = 1d
+        certfile = cert.pem
+        keyfile = key.pem
+        base_path = ops/tools/
+
+        [team:ops]
+        members = olga, omar
+        header_groups = sre, platform
+
+        [job:deploy]
+        command = x
+        run_by = team:ops
+        view_by = *, carol
+    """))
+    s = catalog.settings
+    assert (s.auth, s.admins, s.base_path) == ("local", ["team:ops", "root"], "/ops/tools")
+    assert [str(n) for n in s.trusted_proxies] == ["127.0.0.1/32", "10.0.0.0/8"]
+    assert (s.session_idle, s.session_max) == (1800, 86400)
+    assert s.certfile == tmp_path / "cert.pem" and s.keyfile == tmp_path / "key.pem"
+    assert catalog.teams["ops"].members == ["olga", "omar"]
+    assert catalog.teams["ops"].header_groups == ["sre", "platform"]
+    job = catalog.jobs["deploy"]
+    assert (job.run_by, job.view_by) == (["team:ops"], ["*", "carol"])
+
+
+def test_defaults_keep_the_single_user_token_mode(write_jobs):
+    catalog = C.load(write_jobs("[job:a]\ncommand = x\n"))
+    s = catalog.settings
+    assert (s.auth, s.admins, s.trusted_proxies, s.base_path, s.certfile) == ("token", [], [], "", None)
+    assert (s.user_header, s.groups_header) == ("X-Forwarded-User", "")
+    assert catalog.jobs["a"].run_by == [] and catalog.teams == {} and not catalog.warnings
+
+
+def test_signing_in_with_nobody_as_admin_is_a_warning_with_its_line(write_jobs):
+    catalog = C.load(write_jobs("[pushbutton]\nauth = local\n[job:a]\ncommand = x\nrun_by = *\n"))
+    assert [str(w) for w in catalog.warnings] == [
+        f"{catalog.path}:1: warning: [pushbutton] admins: nobody is an admin: with auth = local or header, name the "
+        "admins (admins = team:ops, alice), or jobs without run_by/view_by are for nobody"]

@@ -1,4 +1,5 @@
-// The JSON API: one call, one {status, data}; a server that cannot be reached is status 0.
+// The JSON API: one call, one {status, data, headers}; a server that cannot be reached is status 0.
+// A 401 once the page is signed in means the session ended: then `api.expired` (main.js) runs.
 export async function api(method, path, body) {
   const init = {method, headers: {}};
   if (body !== undefined) {
@@ -7,10 +8,11 @@ export async function api(method, path, body) {
   }
   let res;
   try {
-    res = await fetch('/api' + path, init);
+    res = await fetch('api' + path, init);  // relative: works under any base path
   } catch {
     return {status: 0, data: {error: 'Pushbutton cannot be reached. Check that it is still running.'}};
   }
   const data = await res.json().catch(() => ({}));
-  return {status: res.status, data};
+  if (res.status === 401 && api.expired && path !== '/session') api.expired();
+  return {status: res.status, data, headers: res.headers};
 }

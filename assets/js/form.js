@@ -1,6 +1,6 @@
 // The job form, generated from the job's parameters; checked as you type, as the server will judge.
 // Labels, help, choices and defaults come from jobs.ini: they go into the DOM as text and values.
-import { $, app, MASK, badge, pageError, paramsText, shown, time } from './util.js';
+import { $, app, MASK, badge, mayRun, pageError, paramsText, shown, time } from './util.js';
 import { api } from './api.js';
 import { askToRun, startRun } from './confirm.js';
 
@@ -136,6 +136,10 @@ export const jobView = {
     $('#fields').empty().append(job.params.map(p => field(p, given && p.name in given.params ? given.params[p.name] : p.default)));
     if (!job.params.length) $('#fields').append($('<p>', {class: 'muted', text: 'This job has no settings.'}));
     for (const [name, message] of Object.entries(given?.errors || {})) showProblem(name, message);
+    // A viewer sees the job's settings and runs, without a Run button the server would refuse.
+    $('#run-button, .legend').prop('hidden', !mayRun(job));
+    $('#run-denied').prop('hidden', mayRun(job));
+    $('#fields').find('input, select, textarea').prop('disabled', !mayRun(job));
     this.recent();
   },
   check(p) {
@@ -145,7 +149,7 @@ export const jobView = {
   },
   async submit() {
     const job = app.byId[this.id];
-    if (!job || $('#run-button').prop('disabled')) return;  // not twice while one is starting
+    if (!mayRun(job) || $('#run-button').prop('disabled')) return;  // not twice while one is starting
     const bad = job.params.filter(p => this.check(p));
     if (bad.length) {
       $('#form-error').text('Please correct the marked fields.').prop('hidden', false);

@@ -1,16 +1,18 @@
-// Past runs, newest first, filtered by job and result; rows follow live state changes.
-import { $, app, FINAL, badge, duration, pageError, paramsText, textNode, time } from './util.js';
+// Past runs, newest first, filtered by job, result and who started them; rows follow live state changes.
+import { $, app, FINAL, badge, duration, mayRun, pageError, paramsText, textNode, time } from './util.js';
 import { api } from './api.js';
 import { rerun } from './run.js';
 
 export const historyView = {
-  filter: {job: '', state: ''},
+  filter: {job: '', state: '', user: ''},
   last: null,
+  users: new Set(),  // names seen, offered in the Started by filter
 
   async open(query) {
-    this.filter = {job: query.get('job') || '', state: query.get('state') || ''};
+    this.filter = {job: query.get('job') || '', state: query.get('state') || '', user: query.get('user') || ''};
     $('#h-job').val(this.filter.job);
     $('#h-state').val(this.filter.state);
+    $('#h-user').val(this.filter.user);
     $('#history-rows').empty();
     this.last = null;
     document.title = `History — ${app.title}`;
@@ -21,12 +23,14 @@ export const historyView = {
     const q = new URLSearchParams({limit: 50});
     if (this.filter.job) q.set('job', this.filter.job);
     if (this.filter.state) q.set('state', this.filter.state);
+    if (this.filter.user) q.set('user', this.filter.user);
     if (this.last) q.set('before', this.last);
     const wanted = JSON.stringify(this.filter);
     const {status, data} = await api('GET', `/runs?${q}`);
     if (status !== 200) return pageError(data.error);
     if (wanted !== JSON.stringify(this.filter)) return;
     $('#history-rows').append(data.runs.map(r => this.row(r)));
+    this.offer([app.me?.user, ...data.runs.map(r => r.user)]);
     if (data.runs.length) this.last = data.runs.at(-1).id;
     $('#history-more').prop('hidden', data.runs.length < 50);
     $('#history-empty').prop('hidden', $('#history-rows').children().length > 0);
@@ -38,10 +42,11 @@ export const historyView = {
       $('<td>').append($('<a>', {href: `#/runs/${r.id}`, text: `Run ${r.id}`})),
       $('<td>', {text: job ? job.title : r.job, 'data-label': 'Job'}),
       $('<td>', {text: time(r.created), 'data-label': 'Started'}),
+      $('<td>', {text: r.user || '–', 'data-label': 'Started by'}),
       $('<td>', {class: 'params', text: paramsText(r.params) || '–', 'data-label': 'Parameters'}),
       $('<td>', {'data-label': 'Result'}).append(badge(r.state), r.exit_code !== null ? textNode(` exit ${r.exit_code}`) : null),
       $('<td>', {text: duration(r), 'data-label': 'Duration'}),
-      $('<td>').append(FINAL.has(r.state) ? $('<button>', {type: 'button', class: 'small', text: 'Run again',
+      $('<td>').append(FINAL.has(r.state) && mayRun(job) ? $('<button>', {type: 'button', class: 'small', text: 'Run again',
         'aria-label': `Run again (run ${r.id})`}).on('click', () => rerun(r)) : null));
   },
 
@@ -50,10 +55,17 @@ export const historyView = {
     const $old = $('#history-rows tr').filter((_, tr) => tr.dataset.run === String(run.id));
     if ($old.length) return void $old.replaceWith(this.row(run));
     const newest = Number($('#history-rows tr').first().data('run') || 0);
-    const fits = (!this.filter.job || this.filter.job === run.job) && (!this.filter.state || this.filter.state === run.state);
+    const fits = (!this.filter.job || this.filter.job === run.job) && (!this.filter.state || this.filter.state === run.state)
+      && (!this.filter.user || this.filter.user === run.user);
     if (fits && run.id > newest) {
       $('#history-rows').prepend(this.row(run));
       $('#history-empty').prop('hidden', true);
     }
+  },
+
+  offer(names) {
+    const before = this.users.size;
+    for (const name of names) if (name) this.users.add(name);
+    if (this.users.size !== before) $('#h-users').empty().append([...this.users].sort().map(u => $('<option>', {value: u})));
   },
 };

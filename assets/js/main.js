@@ -1,14 +1,19 @@
-// Pushbutton's page: job list, generated forms, live run view, history. Routes live in the hash:
-// #/ (jobs), #/jobs/<id> (form), #/runs/<id> (one run), #/history?job=&state= (past runs).
+// Pushbutton's page: sign-in, job list, generated forms, live run view, history, audit, API tokens.
+// Routes live in the hash: #/ (jobs), #/jobs/<id> (form), #/runs/<id> (one run),
+// #/history?job=&state=&user= (past runs), #/audit?user=&action=&since= (admins), #/tokens.
 import { $, app, FINAL, STATES, pageError } from './util.js';
+import { api } from './api.js';
 import { loadJobs, renderJobs, renderJobsSoon } from './jobs.js';
 import { jobView } from './form.js';
 import { rerun, runView } from './run.js';
 import { historyView } from './history.js';
+import { ACTIONS, auditView } from './audit.js';
+import { tokensView } from './tokens.js';
+import { showMe, signOut, whoAmI } from './signin.js';
 
 // One /api/events stream for the whole page: which runs are active, and every change of state.
 function listen() {
-  const es = new EventSource('/api/events');
+  const es = new EventSource('api/events');
   es.addEventListener('ready', e => {
     $('#live-lost').prop('hidden', true);
     app.active = new Map(JSON.parse(e.data).active.map(r => [r.id, r]));
@@ -17,7 +22,8 @@ function listen() {
   es.addEventListener('state', e => onRunChange(JSON.parse(e.data)));
   es.onerror = () => {
     $('#live-lost').prop('hidden', false);
-    if (es.readyState === EventSource.CLOSED) setTimeout(listen, 3000);
+    // Refused rather than dropped? api/me tells (a 401 there ends the page's session: api.expired).
+    if (es.readyState === EventSource.CLOSED) setTimeout(async () => (await api('GET', '/me')).status !== 401 && listen(), 3000);
   };
 }
 
@@ -38,7 +44,7 @@ function route() {
   const [path, search] = location.hash.replace(/^#/, '').split('?');
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   const view = parts[0] === 'jobs' && parts[1] ? 'job' : parts[0] === 'runs' && /^\d+$/.test(parts[1] || '') ? 'run'
-    : parts[0] === 'history' ? 'history' : 'home';
+    : ['history', 'audit', 'tokens'].includes(parts[0]) ? parts[0] : 'home';
   pageError('');
   if (view !== 'run') runView.close();
   if (view !== 'job') jobView.id = null;
@@ -49,6 +55,8 @@ function route() {
   if (view === 'job') jobView.open(parts[1]);
   if (view === 'run') runView.open(Number(parts[1]));
   if (view === 'history') historyView.open(new URLSearchParams(search));
+  if (view === 'audit') auditView.open(new URLSearchParams(search));
+  if (view === 'tokens') tokensView.open();
   renderJobs();
   if (view !== app.view && app.view !== undefined) $(`#view-${view} h2`).first().trigger('focus');
   app.view = view;
@@ -56,6 +64,7 @@ function route() {
 
 $(async () => {
   for (const [state, label] of Object.entries(STATES)) $('#h-state').append($('<option>', {value: state, text: label}));
+  for (const [action, label] of Object.entries(ACTIONS)) $('#a-action').append($('<option>', {value: action, text: label}));
   $('#search').on('input', renderJobs);
   $('#job-form').on('submit', e => { e.preventDefault(); jobView.submit(); });
   $('#fields').on('input change', 'input, select, textarea', e => {  // checked as you type
@@ -68,14 +77,24 @@ $(async () => {
   $('#download').on('click', () => runView.download());
   $('#follow').on('click', () => runView.resume());
   $('#log').on('scroll', () => runView.onScroll());
-  $('#history-filters').on('change', () => {
+  $('#history-filters').on('change submit', e => {
+    e.preventDefault();
     const q = new URLSearchParams();
-    if ($('#h-job').val()) q.set('job', $('#h-job').val());
-    if ($('#h-state').val()) q.set('state', $('#h-state').val());
+    for (const [key, id] of [['job', '#h-job'], ['state', '#h-state'], ['user', '#h-user']]) {
+      const value = $(id).val().trim();
+      if (value) q.set(key, value);
+    }
     location.hash = `#/history${q.size ? `?${q}` : ''}`;
   });
   $('#history-more').on('click', () => historyView.more());
+  $('#audit-filters').on('change submit', e => { e.preventDefault(); auditView.apply(); });
+  $('#audit-more').on('click', () => auditView.more());
+  $('#token-form').on('submit', e => { e.preventDefault(); tokensView.create(); });
+  $('#token-copy').on('click', () => tokensView.copy());
+  $('#sign-out').on('click', signOut);
   setInterval(renderJobsSoon, 30000);
+  showMe(await whoAmI());
+  api.expired = () => location.reload();  // the session ended (signed out elsewhere, expired): sign in again
   await loadJobs();
   window.addEventListener('hashchange', route);
   route();

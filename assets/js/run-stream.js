@@ -35,8 +35,11 @@ function open({id, gen, keep, frame}) {
   connect(run, 0);
 }
 
+// A worker resolves URLs against its own script (assets/js/), not the page: the app's root is two up.
+const ROOT = new URL('../../', import.meta.url);
+
 function connect(me, after) {
-  const es = new EventSource(`/api/runs/${me.id}/events${after ? `?after=${after}` : ''}`);
+  const es = new EventSource(new URL(`api/runs/${me.id}/events${after ? `?after=${after}` : ''}`, ROOT));
   me.es = es;
   const on = (type, fn) => es.addEventListener(type, e => {
     const seq = Number(e.lastEventId);
@@ -68,7 +71,7 @@ function connect(me, after) {
     if (es.readyState !== EventSource.CLOSED) return;  // the browser reconnects with Last-Event-ID
     // Refused rather than dropped: does the run exist? Then resume after the last event we have.
     me.es = null;
-    const res = await fetch(`/api/runs/${me.id}`).catch(() => null);
+    const res = await fetch(new URL(`api/runs/${me.id}`, ROOT)).catch(() => null);
     if (run !== me) return;
     if (res?.status === 404) return post('missing', {error: `There is no run ${me.id}.`});
     setTimeout(() => run === me && !me.es && connect(me, me.seq), 2000);

@@ -1,5 +1,5 @@
 // One run: status, progress, output (read by the run-stream worker), Stop, Run again, the log.
-import { $, app, FINAL, MASK, STATES, duration, n, pageError, paramsText, time } from './util.js';
+import { $, app, FINAL, MASK, STATES, copyText, duration, mayRun, mayStop, n, pageError, paramsText, time } from './util.js';
 import { api } from './api.js';
 import { ask, startRun } from './confirm.js';
 
@@ -8,7 +8,7 @@ const FRAME_LINES = 2000;  // output lines appended per animation frame
 const BLOCK_LINES = 200;   // output lines per DOM block
 
 const log = document.getElementById('log');
-const reader = new Worker('/assets/js/run-stream.js', {type: 'module'});
+const reader = new Worker(new URL('run-stream.js', import.meta.url), {type: 'module'});
 reader.onmessage = ({data}) => runView.message(data);
 reader.onerror = e => setTimeout(() => { throw new Error(`output reader: ${e.message}`); });
 
@@ -41,9 +41,9 @@ export const runView = {
       asked: false, follow: true, autoTop: 0});
     log.textContent = '';
     $('#run-title').text(`Run ${id}`);
-    $('#run-state, #run-started, #run-elapsed, #run-exit, #run-params, #run-note, #run-message').text('');
-    $('#run-progress, #log-notice, #follow, #stop, #rerun, #run-conn').prop('hidden', true);
-    $('#log-full').attr('href', `/api/runs/${id}/log`);
+    $('#run-state, #run-started, #run-elapsed, #run-exit, #run-params, #run-note, #run-message, #run-user').text('');
+    $('#run-progress, #log-notice, #follow, #stop, #rerun, #run-conn, #run-stopped').prop('hidden', true);
+    $('#log-full').attr('href', `api/runs/${id}/log`);
     reader.postMessage({type: 'open', id, gen: ++this.gen, keep: MAX_LINES, frame: FRAME_LINES});
     this.pull();
     this.timer = setInterval(() => this.run.started && !this.run.finished && $('#run-elapsed').text(duration(this.run)), 1000);
@@ -95,8 +95,11 @@ export const runView = {
     $('#run-elapsed').text(duration(run));
     $('#run-exit').text(run.exit_code ?? '–');
     $('#run-params').text(paramsText(run.params) || 'none');
-    $('#stop').prop('hidden', FINAL.has(run.state));
-    $('#rerun').prop('hidden', !FINAL.has(run.state));
+    $('#run-user').text(run.user || '–');
+    $('#run-stopped').prop('hidden', !run.stopped_by);
+    $('#run-stopped-by').text(run.stopped_by || '');
+    $('#stop').prop('hidden', FINAL.has(run.state) || !mayStop(run));
+    $('#rerun').prop('hidden', !FINAL.has(run.state) || !mayRun(job));
     if (run.progress !== null) this.progress(run.progress, run.message);
   },
 
@@ -189,23 +192,16 @@ export const runView = {
   },
 
   async copy() {
-    const res = await fetch(`/api/runs/${this.run.id}/log`).catch(() => null);
+    const res = await fetch(`api/runs/${this.run.id}/log`).catch(() => null);
     if (!res?.ok) return void $('#run-note').text('Could not fetch the log.');
     const text = await res.text();
-    try {
-      await navigator.clipboard.writeText(text);
-    } catch {  // no clipboard API outside a secure context: the old way
-      const area = $('<textarea>', {'aria-hidden': 'true', class: 'offscreen'}).val(text).appendTo('body');
-      area[0].select();
-      document.execCommand('copy');
-      area.remove();
-    }
+    await copyText(text);
     $('#run-note').text(`Copied ${n(text ? text.split('\n').length - 1 : 0)} lines.`);
   },
 
   download() {
     const a = document.createElement('a');
-    a.href = `/api/runs/${this.run.id}/log`;
+    a.href = `api/runs/${this.run.id}/log`;
     a.download = '';
     a.click();
   },

@@ -7,7 +7,18 @@ export const STATES = {queued: 'Queued', running: 'Running', succeeded: 'Succeed
   cancelled: 'Cancelled', timed_out: 'Timed out', interrupted: 'Interrupted'};
 export const MASK = '********';
 
-export const app = {title: 'Pushbutton', jobs: [], byId: {}, active: new Map(), prefill: null, view: undefined};
+// `me`: the signed-in user from api/me ({user, teams, admin, method, auth}); null from a server without users.
+export const app = {title: 'Pushbutton', jobs: [], byId: {}, active: new Map(), prefill: null, view: undefined, me: null};
+
+// What the user may do, to show only the buttons the server would accept (it decides; this only
+// hides what it would refuse). A job carries `can_run`; a run `can_stop`, or it follows the rule:
+// admins stop any run, runners the runs they started.
+export const mayRun = job => Boolean(job) && job.can_run !== false;
+export function mayStop(run) {
+  if (typeof run.can_stop === 'boolean') return run.can_stop;
+  const me = app.me;
+  return !me || me.admin || (mayRun(app.byId[run.job]) && run.user === me.user);
+}
 
 export function pageError(message) {
   $('#page-error').text(message || '').prop('hidden', !message);
@@ -15,6 +26,9 @@ export function pageError(message) {
 
 export const n = x => Number(x).toLocaleString('en-US');
 export const time = iso => iso ? new Date(iso).toLocaleString() : '–';
+// A time from the auth API: seconds since the epoch, or an ISO string.
+export const when = t => t === null || t === undefined || t === '' ? '–'
+  : new Date(typeof t === 'number' ? t * 1000 : t).toLocaleString();
 
 export function ago(iso) {
   const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
@@ -44,3 +58,15 @@ export function shown(value) {
 export const paramsText = params => Object.entries(params || {}).map(([k, v]) => `${k}: ${shown(v)}`).join(' · ');
 export const badge = state => $('<span>', {class: `badge s-${state}`, text: STATES[state] || state});
 export const textNode = text => document.createTextNode(text);
+
+// Text to the clipboard; without the clipboard API (not a secure context) the old way.
+export async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    const area = $('<textarea>', {'aria-hidden': 'true', class: 'offscreen'}).val(text).appendTo('body');
+    area[0].select();
+    document.execCommand('copy');
+    area.remove();
+  }
+}

@@ -131,8 +131,8 @@ class Ui:
         self.browser = browser
         self.pages = []
 
-    def open(self, site: Site, viewport=(1024, 700), base: str | None = None, **context):
-        """A fresh browser context, logged in through `/?token=`, showing the job list."""
+    def blank(self, viewport=(1024, 700), **context):
+        """A fresh browser context's page, watched for errors, not yet anywhere."""
         ctx = self.browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, **context)
         page = ctx.new_page()
         page.set_default_timeout(WAIT_MS)
@@ -141,6 +141,11 @@ class Ui:
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
         page.on("console", lambda msg: self._console(page, msg))
         self.pages.append(page)
+        return page
+
+    def open(self, site: Site, viewport=(1024, 700), base: str | None = None, **context):
+        """A fresh browser context, logged in through `/?token=`, showing the job list."""
+        page = self.blank(viewport, **context)
         page.goto(site.login(base))
         page.locator("#job-list .job").first.wait_for()
         return page

@@ -14,6 +14,8 @@ import secrets
 from http.cookies import SimpleCookie
 from urllib.parse import urlsplit
 
+from server.auth.proxies import is_secure, mount_path
+
 LOOPBACK_NAMES = {"localhost"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
 
@@ -44,10 +46,11 @@ class Guard:
         self.token = token
         self.cookie = f"pushbutton_{port}"
         bind = host_name(bind_host)
+        named = {host_name(h) for h in allowed_hosts}  # e.g. the names a reverse proxy in front forwards
         if is_loopback(bind):
-            self.hosts: set[str] | None = {bind, "localhost", "127.0.0.1", "::1"}
-        elif allowed_hosts:
-            self.hosts = {host_name(h) for h in allowed_hosts} | {bind}
+            self.hosts: set[str] | None = {bind, "localhost", "127.0.0.1", "::1"} | named
+        elif named:
+            self.hosts = named | {bind}
         else:
             self.hosts = None  # any Host: the operator chose a public address and no list
 
@@ -78,5 +81,7 @@ class Guard:
             return 401, "missing or wrong token: open the address printed at start-up"
         return None
 
-    def cookie_header(self) -> str:
-        return f"{self.cookie}={self.token}; Path=/; HttpOnly; SameSite=Strict"
+    def cookie_header(self, environ: dict) -> str:
+        """For the app's own path only (the base path), and `Secure` when the client came over HTTPS."""
+        secure = "; Secure" if is_secure(environ) else ""
+        return f"{self.cookie}={self.token}; Path={mount_path(environ)}; HttpOnly; SameSite=Strict{secure}"

@@ -1,0 +1,101 @@
+"""Who a request is: a personal API token, else a session cookie, else the sign-in method's own.
+
+`identify` runs once per request (the app's before_request hook) and its User goes into the
+environ for the rules. Rights are worked out from jobs.ini at that moment (`Rights.user_for`), so
+a token or session never carries rights of its own: edit jobs.ini and they follow.
+`sign_in` is POST /api/session: the failure limiter first (no hashing for a locked name or
+address), then the method's password check off the hub, then a new session.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server.auth.guard import Guard
+from server.auth.identity import User
+from server.auth.limits import FailureLimiter
+from server.auth.methods import METHODS, Claim, Method
+from server.auth.passwords import Busy, OffHub
+from server.auth.proxies import client_address, is_secure, mount_path
+from server.auth.rights import Rights
+from server.auth.sessions import Sessions
+from server.auth.users import TOKEN_PREFIX, Users
+from server.catalog import Catalog
+from server.store import Store
+
+MAX_PASSWORD = 4096  # characters; argon2 takes any length, a request body need not
+
+
+@dataclass
+class Refused(Exception):
+    """A sign-in that did not happen: the status, the message, and Retry-After if any."""
+
+    status: int
+    message: str
+    retry_after: int | None = None
+
+
+class Authenticator:
+    def __init__(self, catalog: Catalog, store: Store, rights: Rights, guard: Guard, audit=None):
+        settings = catalog.settings
+        self.catalog, self.store, self.rights, self.guard, self.audit = catalog, store, rights, guard, audit
+        self.users = Users(store)
+        self.sessions = Sessions(store, settings.session_idle, settings.session_max)
+        self.limiter = FailureLimiter()
+        self.hasher = OffHub()
+        self.method: Method = METHODS[settings.auth](self)
+
+    def identify(self, environ: dict) -> User | None:
+        bearer = _bearer(environ)
+        if bearer and bearer.startswith(TOKEN_PREFIX) and not self.guard.valid_token(bearer):
+            owner = self.users.token_owner(bearer)
+            return self.rights.user_for(owner[1], (), "api-token") if owner else None  # revoked: at once
+        session = self.sessions.get(Sessions.cookie_value(environ))
+        if session is not None:
+            return self.rights.user_for(session.user, session.groups, session.method)
+        return self.method.identify(environ)
+
+    # -- POST and DELETE /api/session --------------------------------------------------------
+
+    def sign_in(self, environ: dict, name: str, password: str) -> tuple[User, str]:
+        """(the user, the Set-Cookie value), or raises Refused."""
+        if not self.method.uses_password:
+            raise Refused(400, f"this server signs in with auth = {self.method.name}, not a password")
+        if len(password) > MAX_PASSWORD or len(name) > MAX_PASSWORD:
+            raise Refused(400, "user name or password too long")
+        address = client_address(environ)
+        wait = self.limiter.retry_after(name, address)
+        if wait:
+            self._audit("signin.failed", name, environ, ok=False, detail={"reason": "too many failed sign-ins"})
+            raise Refused(429, "too many failed sign-ins: try again later", wait)
+        try:
+            claim: Claim | None = self.method.sign_in(name, password)
+        except Busy:
+            raise Refused(503, "too many sign-ins at once: try again in a moment", 1) from None
+        if claim is None:
+            self.limiter.failed(name, address)
+            self._audit("signin.failed", name, environ, ok=False, detail={"method": self.method.name})
+            raise Refused(401, "wrong user name or password")
+        self.limiter.succeeded(name)
+        self.sessions.delete(Sessions.cookie_value(environ))  # a new id at every sign-in
+        value = self.sessions.create(claim.name, self.method.name, claim.groups)
+        self._audit("signin", claim.name, environ, detail={"method": self.method.name})
+        user = self.rights.user_for(claim.name, claim.groups, self.method.name)
+        return user, self.sessions.set_cookie(value, mount_path(environ), is_secure(environ))
+
+    def sign_out(self, environ: dict, user: User | None) -> str:
+        """End the request's session (the row goes: the cookie is dead everywhere); the
+        Set-Cookie value that clears it in the browser."""
+        self.sessions.delete(Sessions.cookie_value(environ))
+        if user is not None:
+            self._audit("signout", user.name, environ, detail={"method": user.method})
+        return self.sessions.clear_cookie(mount_path(environ), is_secure(environ))
+
+    def _audit(self, action: str, name: str, environ: dict, ok: bool = True, detail: dict | None = None) -> None:
+        if self.audit is not None:
+            self.audit.record(action, name, ok=ok, detail=detail, address=client_address(environ))
+
+
+def _bearer(environ: dict) -> str | None:
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    return auth[7:].strip() if auth[:7].lower() == "bearer " else None

@@ -1,0 +1,85 @@
+"""Who the client is and how it reached us, when a reverse proxy (nginx) stands in between.
+
+Behind a proxy every request comes from the proxy's address, over plain HTTP. The proxy says who
+the client was (`X-Forwarded-For`) and how it connected (`X-Forwarded-Proto`), but anyone can send
+those headers, so they count only on a request whose peer (REMOTE_ADDR) is in `trusted_proxies`.
+The HTTP server puts that list into every request's environ under TRUSTED; an environ without it
+trusts nobody.
+
+`X-Forwarded-For` is read from the right: each proxy appends the address it saw, so the right-most
+address that is not itself a trusted proxy is the client; whatever lies left of it was written by
+the client and is not believed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+TRUSTED = "pushbutton.trusted_proxies"  # environ key: the networks whose forwarded headers count
+SCHEMES = ("http", "https")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`10.0.0.1`, `::1`, `[::1]:443`, `10.0.0.1:5678` -> the address; anything else -> None."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:
+        text = text[1:text.index("]")]
+    elif text.count(":") == 1:
+        text = text.split(":", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:10.0.0.1 is 10.0.0.1 (a dual-stack socket)
+    return mapped or address
+
+
+def is_trusted(address: str, networks) -> bool:
+    """True if `address` lies in one of `networks` (the `trusted_proxies` setting)."""
+    parsed = parse_address(address) if networks else None
+    return parsed is not None and any(parsed in network for network in networks)
+
+
+def _peer(environ: dict) -> str:
+    return environ.get("REMOTE_ADDR") or ""
+
+
+def client_address(environ: dict) -> str:
+    """The client's address: the peer's, or, from a trusted proxy, the right-most address of
+    `X-Forwarded-For` that is not a trusted proxy (if the chain is malformed or all trusted, the
+    left-most trusted hop reached)."""
+    networks = environ.get(TRUSTED, ())
+    address = _peer(environ)
+    if not is_trusted(address, networks):
+        return address
+    for hop in reversed(environ.get("HTTP_X_FORWARDED_FOR", "").split(",")):
+        parsed = parse_address(hop)
+        if parsed is None:
+            break
+        address = str(parsed)
+        if not is_trusted(address, networks):
+            break
+    return address
+
+
+def request_scheme(environ: dict) -> str:
+    """`https` or `http`: how the client reached us (a trusted proxy's `X-Forwarded-Proto`, else
+    this server's own: https when it serves TLS)."""
+    own = environ.get("wsgi.url_scheme", "http")
+    if not is_trusted(_peer(environ), environ.get(TRUSTED, ())):
+        return own
+    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
+    return forwarded if forwarded in SCHEMES else own
+
+
+def is_secure(environ: dict) -> bool:
+    """True if cookies set on this request should carry `Secure`."""
+    return request_scheme(environ) == "https"
+
+
+def mount_path(environ: dict) -> str:
+    """The path the app is served under, with a trailing slash: `/` or `/ops/` (the base path).
+    It is the Path of cookies and where the page lives."""
+    return environ.get("SCRIPT_NAME", "").rstrip("/") + "/"

@@ -1,0 +1,60 @@
+"""What a user may do, from jobs.ini: teams, admins, and each job's `run_by` and `view_by`.
+
+Read from the catalog on every question, never cached, so what a user may do is always what
+jobs.ini says. A job that names nobody is for admins only (the safe default); `run_by` implies
+view; `*` is every signed-in user. Anonymous (None) may do nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from server.auth.identity import User
+from server.catalog import Catalog, Job
+from server.catalog_access import EVERYONE
+
+
+class Rights:
+    def __init__(self, catalog: Catalog):
+        self.catalog = catalog
+
+    def user_for(self, name: str, groups: Iterable[str] = (), method: str = "local") -> User:
+        """The User a sign-in method's name (and a provider's groups) stands for: its teams are
+        those listing it as a member or one of its groups in `header_groups`."""
+        groups = frozenset(groups)
+        teams = frozenset(t.name for t in self.catalog.teams.values()
+                          if name in t.members or groups & set(t.header_groups))
+        admin = _named(self.catalog.settings.admins, name, teams)
+        return User(name, teams, admin, method, groups)
+
+    def can_view(self, user: User | None, job: Job | None) -> bool:
+        if user is None:
+            return False
+        if user.admin:
+            return True  # a removed job's runs included
+        return job is not None and _named([*job.run_by, *job.view_by], user.name, user.teams)
+
+    def can_run(self, user: User | None, job: Job | None) -> bool:
+        if user is None or job is None:
+            return False  # a run of a job no longer in jobs.ini cannot run again
+        return user.admin or _named(job.run_by, user.name, user.teams)
+
+    def can_view_run(self, user: User | None, record: dict) -> bool:
+        """A run is seen by whoever sees its job; a removed job's runs by admins only."""
+        return self.can_view(user, self.catalog.jobs.get(record["job"]))
+
+    def can_stop(self, user: User | None, record: dict) -> bool:
+        """Admins stop any run; a runner stops the runs they started."""
+        if user is None:
+            return False
+        if user.admin:
+            return True
+        return record.get("user") == user.name and self.can_run(user, self.catalog.jobs.get(record["job"]))
+
+    def visible_job_ids(self, user: User | None) -> set[str]:
+        return {job_id for job_id, job in self.catalog.jobs.items() if self.can_view(user, job)}
+
+
+def _named(items: Iterable[str], name: str, teams: frozenset[str]) -> bool:
+    """Does a list of user names, `team:NAME` and `*` include this signed-in user?"""
+    return any(item in (EVERYONE, name) or (item.startswith("team:") and item[5:] in teams) for item in items)

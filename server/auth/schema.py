@@ -1,0 +1,46 @@
+"""The auth tables, in the history database beside runs (one file, one writer, one retention).
+
+Passwords and token values are never stored: argon2id hashes for passwords, SHA-256 for API
+tokens and session ids (both random and long, so a fast hash is enough).
+"""
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    user TEXT NOT NULL,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created REAL NOT NULL,
+    last_used REAL,
+    revoked REAL
+);
+CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user, id);
+CREATE TABLE IF NOT EXISTS sessions (
+    hash TEXT PRIMARY KEY,
+    user TEXT NOT NULL,
+    method TEXT NOT NULL,
+    groups TEXT NOT NULL DEFAULT '[]',
+    created REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    user TEXT,
+    action TEXT NOT NULL,
+    target TEXT NOT NULL DEFAULT '',
+    ok INTEGER NOT NULL DEFAULT 1,
+    address TEXT,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
+CREATE INDEX IF NOT EXISTS audit_user ON audit (user, id);
+CREATE INDEX IF NOT EXISTS audit_action ON audit (action, id);
+"""

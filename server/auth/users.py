@@ -1,0 +1,166 @@
+"""Local accounts and personal API tokens, in the history database (tables in `schema.py`).
+
+Writes go through the store's one writer thread; in the server they are awaited through the hub's
+threadpool (`store_call`), in the CLI directly. Only hashes are kept: argon2id for passwords
+(made by `passwords.py`), SHA-256 for tokens, which are 256 random bits and so need no slow
+hash. A token's value is shown once, when it is made. Changing a password or removing a user
+ends that user's sessions at once; removing a user also revokes their tokens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import time
+from functools import partial
+
+from server.catalog_access import USER_RE
+from server.events import in_pool, store_call
+from server.runs import iso
+from server.store import Store
+
+TOKEN_PREFIX = "pb_"
+MAX_NAME = 64
+MAX_TOKEN_NAME = 100
+TOUCH_EVERY = 60.0  # a token's last_used is written at most this often
+
+
+class UserError(ValueError):
+    """A refused account or token change; the message says why."""
+
+
+def token_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def new_token_value() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def check_name(name: str) -> str:
+    if not USER_RE.match(name) or len(name) > MAX_NAME:
+        raise UserError(f"{name!r} is not a user name: up to {MAX_NAME} letters, digits and . _ @ + - "
+                        "(not starting with . @ + -)")
+    return name
+
+
+class Users:
+    """Accounts and tokens. `on_hub`: called from greenlets of the server (reads and writes go
+    through the threadpool); otherwise (the CLI) called from a plain thread."""
+
+    def __init__(self, store: Store, on_hub: bool = True):
+        self.store = store
+        self._write = partial(store_call, store) if on_hub else store.call
+        self._read = partial(in_pool, store.read) if on_hub else store.read
+        self._touched: dict[int, float] = {}  # token id -> when last_used was last written
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def add(self, name: str, password_hash: str) -> None:
+        check_name(name)
+        if not self._write(_add, name, password_hash, time.time()):
+            raise UserError(f"user {name!r} exists already (change the password with `users passwd`)")
+
+    def set_hash(self, name: str, password_hash: str, end_sessions: bool = True) -> None:
+        """A new password ends every session of the user; a rehash of the same one does not."""
+        if not self._write(_set_hash, name, password_hash, time.time(), end_sessions):
+            raise UserError(f"no user {name!r}")
+
+    def remove(self, name: str) -> None:
+        if not self._write(_remove, name, time.time()):
+            raise UserError(f"no user {name!r}")
+
+    def password_hash(self, name: str) -> str | None:
+        row = self._read(_one, "SELECT hash FROM users WHERE name = ?", name)
+        return row[0] if row else None
+
+    def exists(self, name: str) -> bool:
+        return self.password_hash(name) is not None
+
+    def list(self) -> list[dict]:
+        rows = self._read(_all, "SELECT u.name, u.created, u.updated, COUNT(t.id) FROM users u "
+                                "LEFT JOIN tokens t ON t.user = u.name AND t.revoked IS NULL "
+                                "GROUP BY u.name ORDER BY u.name")
+        return [{"user": n, "created": iso(c), "updated": iso(u), "tokens": t} for n, c, u, t in rows]
+
+    # -- personal API tokens ----------------------------------------------------------------
+
+    def create_token(self, user: str, name: str) -> tuple[int, str]:
+        """A new token for `user`: (id, value). The value is never stored nor shown again."""
+        name = " ".join(name.split())
+        if not name or len(name) > MAX_TOKEN_NAME or not name.isprintable():
+            raise UserError(f"a token needs a name of 1 to {MAX_TOKEN_NAME} printable characters")
+        value = new_token_value()
+        token_id = self._write(_insert_token, user, name, token_hash(value), time.time())
+        return token_id, value
+
+    def tokens(self, user: str) -> list[dict]:
+        """The user's live tokens, without their values (which are not kept)."""
+        rows = self._read(_all, "SELECT id, name, created, last_used FROM tokens "
+                                "WHERE user = ? AND revoked IS NULL ORDER BY id", user)
+        return [{"id": i, "name": n, "created": iso(c), "last_used": iso(lu)} for i, n, c, lu in rows]
+
+    def revoke_token(self, user: str, token_id: int) -> bool:
+        """False if the user has no such live token (another user's token is not theirs to revoke)."""
+        return self._write(_revoke, user, token_id, time.time())
+
+    def token_owner(self, value: str) -> tuple[int, str] | None:
+        """(token id, user) of a live token; notes its use at most once a minute, without waiting."""
+        if not value.startswith(TOKEN_PREFIX):
+            return None
+        row = self._read(_one, "SELECT id, user FROM tokens WHERE hash = ? AND revoked IS NULL",
+                         token_hash(value))
+        if row is None:
+            return None
+        now = time.monotonic()
+        if now - self._touched.get(row[0], -TOUCH_EVERY) >= TOUCH_EVERY:
+            self._touched[row[0]] = now
+            self.store.submit(_touch_token, row[0], time.time())
+        return row[0], row[1]
+
+
+# -- on the writer thread / a reader connection ----------------------------------------------
+
+def _one(conn: sqlite3.Connection, sql: str, *args):
+    return conn.execute(sql, args).fetchone()
+
+
+def _all(conn: sqlite3.Connection, sql: str, *args):
+    return conn.execute(sql, args).fetchall()
+
+
+def _add(conn: sqlite3.Connection, name: str, password_hash: str, now: float) -> bool:
+    cur = conn.execute("INSERT OR IGNORE INTO users (name, hash, created, updated) VALUES (?, ?, ?, ?)",
+                       (name, password_hash, now, now))
+    return cur.rowcount == 1
+
+
+def _set_hash(conn: sqlite3.Connection, name: str, password_hash: str, now: float, end_sessions: bool) -> bool:
+    cur = conn.execute("UPDATE users SET hash = ?, updated = ? WHERE name = ?", (password_hash, now, name))
+    if cur.rowcount and end_sessions:
+        conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
+    return cur.rowcount == 1
+
+
+def _remove(conn: sqlite3.Connection, name: str, now: float) -> bool:
+    cur = conn.execute("DELETE FROM users WHERE name = ?", (name,))
+    conn.execute("DELETE FROM sessions WHERE user = ?", (name,))
+    conn.execute("UPDATE tokens SET revoked = ? WHERE user = ? AND revoked IS NULL", (now, name))
+    return cur.rowcount == 1
+
+
+def _insert_token(conn: sqlite3.Connection, user: str, name: str, digest: str, now: float) -> int:
+    cur = conn.execute("INSERT INTO tokens (user, name, hash, created) VALUES (?, ?, ?, ?)",
+                       (user, name, digest, now))
+    return int(cur.lastrowid)
+
+
+def _revoke(conn: sqlite3.Connection, user: str, token_id: int, now: float) -> bool:
+    cur = conn.execute("UPDATE tokens SET revoked = ? WHERE id = ? AND user = ? AND revoked IS NULL",
+                       (now, token_id, user))
+    return cur.rowcount == 1
+
+
+def _touch_token(conn: sqlite3.Connection, token_id: int, now: float) -> None:
+    conn.execute("UPDATE tokens SET last_used = ? WHERE id = ?", (now, token_id))

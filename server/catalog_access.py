@@ -1,0 +1,147 @@
+"""jobs.ini's access keys: how users sign in, the teams, the admins, and who may view or run a job.
+
+Only names live in jobs.ini (it is copied around with builds): never a password or a secret.
+A name list mixes user names and `team:NAME`; `*` means every signed-in user. A job that names
+nobody is for admins only, so forgetting `run_by` never hands a production button to everyone.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from server.catalog_values import positive_duration
+from server.params import split_list
+
+AUTH_METHODS = ("token", "local", "header")
+ACCESS_KEYS = ("auth", "admins", "trusted_proxies", "user_header", "groups_header", "session_idle",
+               "session_max", "certfile", "keyfile", "base_path")
+TEAM_KEYS = ("members", "header_groups")
+JOB_ACCESS_KEYS = ("run_by", "view_by")
+EVERYONE = "*"
+USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*\Z")
+HEADER_RE = re.compile(r"[A-Za-z0-9-]+\Z")
+BASE_PATH_RE = re.compile(r"(/[A-Za-z0-9._~-]+)*\Z")
+
+
+@dataclass
+class Team:
+    name: str
+    members: list[str] = field(default_factory=list)
+    header_groups: list[str] = field(default_factory=list)  # groups a proxy's groups header may carry
+
+
+@dataclass
+class Access:
+    """The `[pushbutton]` access settings (a part of Settings)."""
+
+    auth: str = "token"
+    admins: list[str] = field(default_factory=list)
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    user_header: str = "X-Forwarded-User"
+    groups_header: str = ""
+    session_idle: float = 8 * 3600.0
+    session_max: float = 7 * 24 * 3600.0
+    certfile: Path | None = None
+    keyfile: Path | None = None
+    base_path: str = ""
+
+
+def _auth(raw: str) -> str:
+    value = raw.strip().lower()
+    if value not in AUTH_METHODS:
+        raise ValueError(f"{raw!r} is not one of: {', '.join(AUTH_METHODS)}")
+    return value
+
+
+def _networks(raw: str) -> list:
+    out = []
+    for item in split_list(raw):
+        try:
+            out.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is not an IP address or network like 10.0.0.0/8") from None
+    return out
+
+
+def _header(raw: str) -> str:
+    value = raw.strip()
+    if value and not HEADER_RE.match(value):
+        raise ValueError(f"{raw!r} is not a header name")
+    return value
+
+
+def base_path(raw: str) -> str:
+    """`ops/`, `/ops`, `/ops/` -> `/ops`; `/` or empty -> `` (served at the root)."""
+    value = "/" + raw.strip().strip("/") if raw.strip().strip("/") else ""
+    if not BASE_PATH_RE.match(value) or any(part in (".", "..") for part in value.split("/")):
+        raise ValueError(f"{raw!r} is not a path like /ops (letters, digits, '.', '_', '~', '-')")
+    return value
+
+
+class AccessChecks:
+    """The reader's access keys: `[pushbutton]` settings, `[team:NAME]`, a job's run_by/view_by."""
+
+    def access_setting(self, section: str, key: str, raw: str, access: Access) -> None:
+        if key == "auth":
+            access.auth = self.convert(section, key, raw, _auth, "token")
+        elif key == "admins":
+            access.admins = self.names(section, key, raw)
+        elif key == "trusted_proxies":
+            access.trusted_proxies = self.convert(section, key, raw, _networks, [])
+        elif key in ("user_header", "groups_header"):
+            setattr(access, key, self.convert(section, key, raw, _header, ""))
+        elif key in ("session_idle", "session_max"):
+            setattr(access, key, self.convert(section, key, raw, positive_duration, getattr(access, key)))
+        elif key in ("certfile", "keyfile"):
+            path = (self.path.parent / os.path.expanduser(raw.strip())).resolve()
+            try:
+                with open(path, "rb"):
+                    setattr(access, key, path)
+            except OSError as exc:
+                self.problem(section, key, f"cannot read {str(path)!r}: {exc.strerror}")
+        elif key == "base_path":
+            access.base_path = self.convert(section, key, raw, base_path, "")
+
+    def team(self, name: str, section: str, items) -> Team:
+        team = Team(name=name)
+        for key, raw in items.items():
+            if key == "members":
+                team.members = self.names(section, key, raw, teams_allowed=False)
+            elif key == "header_groups":
+                team.header_groups = split_list(raw)
+            else:
+                self.problem(section, key, "unknown key")
+        return team
+
+    def names(self, section: str, key: str, raw: str, teams_allowed: bool = True) -> list[str]:
+        """A list of user names, `team:NAME` (where allowed) and `*`; bad items are problems."""
+        out = []
+        for item in split_list(raw):
+            if item == EVERYONE or USER_RE.match(item) or (teams_allowed and item.startswith("team:")):
+                out.append(item)
+            else:
+                what = "a user name, team:NAME or *" if teams_allowed else "a user name"
+                self.problem(section, key, f"{item!r} is not {what}")
+        return out
+
+    def check_access(self, access: Access, teams: dict[str, Team], jobs: dict) -> None:
+        """Every `team:NAME` named must exist; settings that cannot work together are problems."""
+        named = [("pushbutton", "admins", access.admins)]
+        named += [(f"job:{job.id}", key, getattr(job, key)) for job in jobs.values() for key in JOB_ACCESS_KEYS]
+        for section, key, items in named:
+            for item in items:
+                if item.startswith("team:") and item[5:] not in teams:
+                    self.problem(section, key, f"{item} names no [team:{item[5:]}] section")
+        if (access.certfile is None) != (access.keyfile is None):
+            self.problem("pushbutton", "certfile" if access.certfile is None else "keyfile",
+                         "certfile and keyfile go together")
+        if access.auth == "header" and not access.trusted_proxies:
+            self.problem("pushbutton", "auth", "auth = header needs trusted_proxies: the addresses of the proxies "
+                         "whose user header is believed")
+        if access.auth != "token" and not access.admins:
+            self.problem("pushbutton", "admins", "nobody is an admin: with auth = local or header, name the admins "
+                         "(admins = team:ops, alice), or jobs without run_by/view_by are for nobody", warning=True)
