@@ -33,3 +33,15 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --disable-pip-version-check -e ".$extras"
   touch "$stamp"
 fi
+
+# The OpenID provider the OIDC tests start (npm's oidc-provider, pinned by its package-lock.json):
+# installed when missing or when the lock file changed; a failure fails CI.
+oidc=tests/sso/oidc
+if [ "$what" = test ] && { [ ! -d "$oidc/node_modules" ] || [ "$oidc/package-lock.json" -nt "$oidc/node_modules/.package-lock.json" ]; }; then
+  if command -v npm >/dev/null 2>&1 && (cd "$oidc" && npm ci --no-audit --no-fund --loglevel=error); then
+    :
+  else
+    echo "setup: could not install $oidc (Node.js and npm are needed for the OpenID Connect tests)" >&2
+    [ "${CI:-}" != true ] || exit 1
+  fi
+fi

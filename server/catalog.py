@@ -19,6 +19,8 @@ import platformdirs
 from server.catalog_access import ACCESS_KEYS, JOB_ACCESS_KEYS, Access, AccessChecks, Team
 from server.catalog_access import TEAM_KEYS as TEAM_KEYS  # re-exported: the documented keys
 from server.catalog_hosts import Group, Host, HostChecks, Target
+from server.catalog_ldap import LDAP_KEYS, Ldap, LdapChecks
+from server.catalog_oidc import OIDC_KEYS, Oidc, OidcChecks
 from server.catalog_params import PARAM_KEYS as PARAM_KEYS  # re-exported: the documented keys
 from server.catalog_params import ParamChecks
 from server.catalog_values import non_negative_int, parse_bool, positive_duration, positive_int
@@ -28,7 +30,8 @@ from server.params import NAME_RE, Param, placeholders, split_list
 APP_NAME = "pushbutton"
 
 # Every key the parser accepts (PARAM_KEYS too); docs/jobs-ini.md must document each (a test checks).
-SETTINGS_KEYS = ("title", "max_concurrent_runs", "retention_days", "allowed_hosts", *ACCESS_KEYS)
+SETTINGS_KEYS = ("title", "max_concurrent_runs", "retention_days", "allowed_hosts", *ACCESS_KEYS, *OIDC_KEYS,
+                 *LDAP_KEYS)
 JOB_KEYS = ("title", "description", "command", "shell", "workdir", "timeout", "grace",
             "concurrency", "confirm", "targets", *JOB_ACCESS_KEYS)
 HOST_KEYS = ("address", "port", "user", "identity", "known_hosts", "connect_timeout")
@@ -64,6 +67,8 @@ class Settings(Access):
     max_concurrent_runs: int = 8
     retention_days: int = 90
     allowed_hosts: list[str] = field(default_factory=list)
+    oidc: Oidc = field(default_factory=Oidc)  # auth = oidc
+    ldap: Ldap = field(default_factory=Ldap)  # auth = ldap
 
 
 @dataclass
@@ -165,7 +170,7 @@ class _Lines:
         return self.sections.get(section, 1)
 
 
-class _Reader(ParamChecks, HostChecks, AccessChecks):
+class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks):
     """Turns one parsed file into a Catalog, collecting problems instead of stopping at one."""
 
     def __init__(self, path: Path, text: str):
@@ -227,6 +232,8 @@ class _Reader(ParamChecks, HostChecks, AccessChecks):
         for job_id, raw in self.job_targets.items():
             jobs[job_id].targets = self.targets(f"job:{job_id}", raw, hosts, groups, expanded)
         self.check_access(settings, teams, jobs)
+        self.check_oidc(settings.auth, settings.oidc)
+        self.check_ldap(settings.auth, settings.ldap, teams)
         return Catalog(self.path, settings, jobs, hosts, groups, teams)
 
     def settings(self, section: str, items) -> Settings:
@@ -242,6 +249,10 @@ class _Reader(ParamChecks, HostChecks, AccessChecks):
                 s.allowed_hosts = [h.lower() for h in split_list(raw)]
             elif key in ACCESS_KEYS:
                 self.access_setting(section, key, raw, s)
+            elif key in OIDC_KEYS:
+                self.oidc_setting(section, key, raw, s.oidc)
+            elif key in LDAP_KEYS:
+                self.ldap_setting(section, key, raw, s.ldap)
             else:
                 self.problem(section, key, "unknown key")
         return s

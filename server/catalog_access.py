@@ -16,10 +16,10 @@ from pathlib import Path
 from server.catalog_values import positive_duration
 from server.params import split_list
 
-AUTH_METHODS = ("token", "local", "header")
+AUTH_METHODS = ("token", "local", "header", "oidc", "ldap")
 ACCESS_KEYS = ("auth", "admins", "trusted_proxies", "user_header", "groups_header", "session_idle",
                "session_max", "certfile", "keyfile", "base_path")
-TEAM_KEYS = ("members", "header_groups")
+TEAM_KEYS = ("members", "header_groups", "oidc_groups", "ldap_groups")
 JOB_ACCESS_KEYS = ("run_by", "view_by")
 EVERYONE = "*"
 USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*\Z")
@@ -32,6 +32,8 @@ class Team:
     name: str
     members: list[str] = field(default_factory=list)
     header_groups: list[str] = field(default_factory=list)  # groups a proxy's groups header may carry
+    oidc_groups: list[str] = field(default_factory=list)  # groups in the identity provider's groups claim
+    ldap_groups: list[str] = field(default_factory=list)  # group DNs in the directory
 
 
 @dataclass
@@ -111,8 +113,10 @@ class AccessChecks:
         for key, raw in items.items():
             if key == "members":
                 team.members = self.names(section, key, raw, teams_allowed=False)
-            elif key == "header_groups":
-                team.header_groups = split_list(raw)
+            elif key in ("header_groups", "oidc_groups"):
+                setattr(team, key, split_list(raw))
+            elif key == "ldap_groups":  # DNs hold commas: one per line, or separated by ';'
+                team.ldap_groups = [g.strip() for g in raw.replace("\n", ";").split(";") if g.strip()]
             else:
                 self.problem(section, key, "unknown key")
         return team

@@ -26,8 +26,20 @@ Row = tuple[int, str, str]  # (seq, type, json data)
 
 
 def in_pool(fn, *args):
-    """Run a blocking call (a SQLite read, a process scan) on the hub's threadpool."""
-    return gevent.get_hub().threadpool.apply(fn, args)
+    """Run a blocking call (a SQLite read, a process scan, a directory or provider request) on the
+    hub's threadpool. Its exception is raised here, in the caller, which handles it: the pool
+    would otherwise also print it as an unhandled error (a provider that is down is not a crash)."""
+
+    def call():
+        try:
+            return fn(*args), None
+        except Exception as exc:
+            return None, exc
+
+    result, error = gevent.get_hub().threadpool.apply(call)
+    if error is not None:
+        raise error
+    return result
 
 
 def store_call(store: Store, fn, *args) -> Any:

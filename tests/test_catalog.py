@@ -91,6 +91,7 @@ def test_multiline_command_continues_on_indented_lines(write_jobs):
     assert catalog.jobs["a"].argv == ["printf", "%s\\n", "one", "two"]
 
 
+LDAP = "[pushbutton]\nauth = ldap\nadmins = a\nldap_url = ldaps://dir.test\nldap_user_base = dc=t\n"
 BAD = [
     ("[job:a]\ncommand = x\nfoo = 1\n", "FILE:3: [job:a] foo: unknown key"),
     ("[pushbutton]\ncolour = red\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] colour: unknown key"),
@@ -166,6 +167,53 @@ BAD = [
     ("[pushbutton]\nbase_path = /ops/../x\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] base_path: '/ops/../x' is"),
     ("[pushbutton]\ncertfile = missing.pem\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] certfile: cannot read"),
     ("[pushbutton]\nuser_header = X User\n[job:a]\ncommand = x\n", "FILE:2: [pushbutton] user_header: 'X User' is not"),
+    # OpenID Connect (docs/jobs-ini.md, OpenID Connect)
+    ("[pushbutton]\noidc_issuer = http://login.acme.test/realms/a\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] oidc_issuer: 'http://login.acme.test/realms/a': an issuer must use https://"),
+    ("[pushbutton]\noidc_issuer = https://login.acme.test/?realm=a\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] oidc_issuer: 'https://login.acme.test/?realm=a' is not an issuer URL"),
+    ("[pushbutton]\nauth = oidc\nadmins = a\noidc_client_id = pb\noidc_client_secret_file = jobs.ini\n"
+     "[job:a]\ncommand = x\n", "FILE:2: [pushbutton] auth: auth = oidc needs oidc_issuer"),
+    ("[pushbutton]\nauth = oidc\nadmins = a\noidc_issuer = https://login.acme.test\noidc_client_id = pb\n"
+     "[job:a]\ncommand = x\n", "FILE:2: [pushbutton] auth: auth = oidc needs the client secret"),
+    ("[pushbutton]\noidc_client_secret_file = missing.txt\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] oidc_client_secret_file: cannot read"),
+    ("[pushbutton]\nauth = oidc\nadmins = a\noidc_issuer = https://l.test\noidc_client_id = pb\n"
+     "oidc_client_secret = s3cret-value\noidc_client_secret_file = jobs.ini\n[job:a]\ncommand = x\n",
+     "FILE:6: [pushbutton] oidc_client_secret: set oidc_client_secret or oidc_client_secret_file, not both"),
+    ("[pushbutton]\noidc_scopes = openid \"groups\"\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] oidc_scopes: 'openid \"groups\"' is not a space-separated list of scopes"),
+    ("[pushbutton]\noidc_groups_claim = two words\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] oidc_groups_claim: 'two words' is not a claim name"),
+    # auth = ldap (docs/jobs-ini.md, LDAP); LDAP is a valid [pushbutton] of 5 lines
+    ("[pushbutton]\nauth = ldap\nadmins = a\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] auth: auth = ldap needs ldap_url"),
+    ("[pushbutton]\nauth = ldap\nldap_url = http://dir.test\n[job:a]\ncommand = x\n",
+     "FILE:3: [pushbutton] ldap_url: 'http://dir.test' is not an ldap:// or ldaps:// URL"),
+    ("[pushbutton]\nldap_url = ldap://dir.test/ou=x?uid\n[job:a]\ncommand = x\n",
+     "FILE:2: [pushbutton] ldap_url: 'ldap://dir.test/ou=x?uid': only ldap[s]://HOST[:PORT]"),
+    (LDAP + "ldap_starttls = maybe\n[job:a]\ncommand = x\n", "FILE:6: [pushbutton] ldap_starttls: 'maybe' is not yes"),
+    (LDAP + "ldap_ca_file = missing.pem\n[job:a]\ncommand = x\n", "FILE:6: [pushbutton] ldap_ca_file: cannot read"),
+    (LDAP + "ldap_user_filter = (uid=alice)\n[job:a]\ncommand = x\n",
+     "FILE:6: [pushbutton] ldap_user_filter: '(uid=alice)' has no {user}"),
+    (LDAP + "ldap_user_filter = (uid={user}\n[job:a]\ncommand = x\n",
+     "FILE:6: [pushbutton] ldap_user_filter: '(uid={user}' is not an LDAP filter"),
+    (LDAP + "ldap_group_base = ou=g,dc=t\nldap_group_filter = member={dn}\n[job:a]\ncommand = x\n",
+     "FILE:7: [pushbutton] ldap_group_filter: 'member={dn}' is not an LDAP filter"),
+    (LDAP + "ldap_group_filter = (member={dn})\n[job:a]\ncommand = x\n",
+     "FILE:6: [pushbutton] ldap_group_filter: ldap_group_filter needs ldap_group_base"),
+    (LDAP + "ldap_bind_dn = not a dn\n[job:a]\ncommand = x\n", "FILE:6: [pushbutton] ldap_bind_dn: 'not a dn' is not"),
+    (LDAP + "ldap_bind_dn = cn=svc,dc=t\n[job:a]\ncommand = x\n",
+     "FILE:6: [pushbutton] ldap_bind_dn: the bind DN needs its password"),
+    (LDAP + "ldap_bind_dn = cn=svc,dc=t\nldap_bind_password_file = nope\n[job:a]\ncommand = x\n",
+     "FILE:7: [pushbutton] ldap_bind_password_file: cannot read"),
+    (LDAP + "ldap_group_base = ou=g,dc=t\nldap_groups_attribute = memberOf\n[job:a]\ncommand = x\n",
+     "FILE:7: [pushbutton] ldap_groups_attribute: set ldap_group_base"),
+    (LDAP + "ldap_groups_attribute = member of\n[job:a]\ncommand = x\n",
+     "FILE:6: [pushbutton] ldap_groups_attribute: 'member of' is not an attribute name"),
+    (LDAP + "ldap_timeout = soon\n[job:a]\ncommand = x\n", "FILE:6: [pushbutton] ldap_timeout: 'soon' is not"),
+    ("[team:ops]\nldap_groups = cn=ops,dc=t; ops\n[job:a]\ncommand = x\n",
+     "FILE:2: [team:ops] ldap_groups: 'ops' is not a DN"),
 ]
 
 

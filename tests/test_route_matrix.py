@@ -94,10 +94,16 @@ def start(client: httpx.Client, job: str = "report", seconds: int = 60) -> dict:
 
 def test_every_route_gives_every_kind_of_user_its_documented_status(server):
     expected = documented()
-    routes = app_routes()
-    assert sorted(shape(rule) for _, rule in routes) == sorted(path for _, path in expected), \
+    assert sorted(shape(rule) for _, rule in app_routes()) == sorted(path for _, path in expected), \
         "every route needs a row in the Rights table of docs/api.md (and no row without a route)"
-    clients = {kind: as_user(server, kind) for kind in KINDS}
+    got, want = statuses({kind: as_user(server, kind) for kind in KINDS})
+    assert got == want
+
+
+def statuses(clients: dict[str, httpx.Client]) -> tuple[dict, dict]:
+    """(got, want): every route's status for the client of each kind of user, and the documented
+    one. Also run by other sign-in methods' tests (tests/test_auth_ldap.py) with their clients."""
+    expected, routes = documented(), app_routes()
     runner = clients["runner"]
     shared = start(runner)["id"]
     got, want = {}, {}
@@ -113,7 +119,7 @@ def test_every_route_gives_every_kind_of_user_its_documented_status(server):
             res = answer(client, method, url, **({"json": body} if method == "POST" else {}))
             key = f"{method} {rule} as {kind}"
             got[key], want[key] = res.status_code, expected[(method, shape(rule))][kind]
-    assert got == want
+    return got, want
 
 
 def test_an_app_with_a_route_without_a_rule_is_refused():

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from server.auth.guard import Guard
 from server.auth.identity import User
 from server.auth.limits import FailureLimiter
-from server.auth.methods import METHODS, Claim, Method
+from server.auth.methods import METHODS, Claim, Method, Unavailable
 from server.auth.passwords import Busy, OffHub
 from server.auth.proxies import client_address, is_secure, mount_path
 from server.auth.rights import Rights
@@ -72,16 +72,26 @@ class Authenticator:
             claim: Claim | None = self.method.sign_in(name, password)
         except Busy:
             raise Refused(503, "too many sign-ins at once: try again in a moment", 1) from None
+        except Unavailable as exc:  # not the user's fault: not counted as a failure, but audited
+            self._audit("signin.failed", name, environ, ok=False, detail={"method": self.method.name,
+                                                                          "reason": str(exc)})
+            raise Refused(503, str(exc), 5) from None
         if claim is None:
             self.limiter.failed(name, address)
             self._audit("signin.failed", name, environ, ok=False, detail={"method": self.method.name})
             raise Refused(401, "wrong user name or password")
         self.limiter.succeeded(name)
+        user, _, cookie = self.open_session(environ, claim)
+        return user, cookie
+
+    def open_session(self, environ: dict, claim: Claim) -> tuple[User, str, str]:
+        """A session for whom the method vouched (a password checked, an ID token verified), with
+        the provider's groups; audited. (the user, the session's cookie value, its Set-Cookie)."""
         self.sessions.delete(Sessions.cookie_value(environ))  # a new id at every sign-in
         value = self.sessions.create(claim.name, self.method.name, claim.groups)
         self._audit("signin", claim.name, environ, detail={"method": self.method.name})
         user = self.rights.user_for(claim.name, claim.groups, self.method.name)
-        return user, self.sessions.set_cookie(value, mount_path(environ), is_secure(environ))
+        return user, value, self.sessions.set_cookie(value, mount_path(environ), is_secure(environ))
 
     def sign_out(self, environ: dict, user: User | None) -> str:
         """End the request's session (the row goes: the cookie is dead everywhere); the

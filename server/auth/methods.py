@@ -2,9 +2,11 @@
 
 A method may recognise a request on its own (`identify`: the per-launch token, a proxy's header)
 and may check a password (`sign_in`: local accounts; LDAP in the next issue), which then opens a
-server-side session. OpenID Connect (next issue) adds its redirect routes through `routes`. The
-`Authenticator` tries personal API tokens and sessions first, whatever the method, so a new
-method adds a class here and a line in `METHODS`, and touches nothing else.
+server-side session. OpenID Connect signs in through redirects instead: its routes
+(server/auth/oidc.py) exist on every server, so the rights table lists them, and open a session
+through `Authenticator.open_session`. The `Authenticator` tries personal API tokens and sessions
+first, whatever the method, so a new method adds a class here and a line in `METHODS`, and
+touches nothing else.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ class Claim:
     groups: frozenset[str] = field(default_factory=frozenset)
 
 
+class Unavailable(Exception):
+    """The directory or identity provider did not answer: no sign-in (503), whatever the password."""
+
+
 class Method:
     name = ""
     uses_password = False  # POST /api/session {"user", "password"} signs in with this method
@@ -45,9 +51,6 @@ class Method:
     def sign_in(self, name: str, password: str) -> Claim | None:
         """Check a password (from a greenlet: block only through the threadpool); None if wrong."""
         raise NotImplementedError
-
-    def routes(self, app) -> None:
-        """Add the method's own routes (an identity provider's redirect and callback)."""
 
 
 class TokenMethod(Method):
@@ -120,7 +123,11 @@ def _environ_key(header: str) -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
 
-METHODS: dict[str, type[Method]] = {"token": TokenMethod, "local": LocalMethod, "header": HeaderMethod}
+from server.auth.ldap import LdapMethod  # noqa: E402 - it subclasses Method, above
+from server.auth.oidc import OidcMethod  # noqa: E402 - it subclasses Method, above
+
+METHODS: dict[str, type[Method]] = {"token": TokenMethod, "local": LocalMethod, "header": HeaderMethod,
+                                    "ldap": LdapMethod, "oidc": OidcMethod}
 
 
 def for_the_window(catalog: Catalog) -> Catalog:

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 from server.auth.identity import User
 from server.catalog import Catalog, Job
-from server.catalog_access import EVERYONE
+from server.catalog_access import EVERYONE, Team
+from server.catalog_ldap import dn_keys
 
 
 class Rights:
@@ -20,10 +21,11 @@ class Rights:
 
     def user_for(self, name: str, groups: Iterable[str] = (), method: str = "local") -> User:
         """The User a sign-in method's name (and a provider's groups) stands for: its teams are
-        those listing it as a member or one of its groups in `header_groups`."""
+        those listing it as a member or one of its groups among the team's groups for its method
+        (`header_groups`, `oidc_groups`, `ldap_groups`)."""
         groups = frozenset(groups)
         teams = frozenset(t.name for t in self.catalog.teams.values()
-                          if name in t.members or groups & set(t.header_groups))
+                          if name in t.members or _in_groups(t, groups, method))
         admin = _named(self.catalog.settings.admins, name, teams)
         return User(name, teams, admin, method, groups)
 
@@ -53,6 +55,18 @@ class Rights:
 
     def visible_job_ids(self, user: User | None) -> set[str]:
         return {job_id for job_id, job in self.catalog.jobs.items() if self.can_view(user, job)}
+
+
+def _in_groups(team: Team, groups: frozenset[str], method: str) -> bool:
+    """Is one of the groups a method's provider sent one of the team's groups for that method? A
+    directory's group DNs compare as DNs (case, spaces, escapes: `dn_keys`)."""
+    if not groups:
+        return False
+    if method == "ldap":
+        return bool(dn_keys(groups) & dn_keys(team.ldap_groups))
+    if method == "oidc":  # an identity provider's group names or ids, compared exactly
+        return bool(groups & set(team.oidc_groups))
+    return method == "header" and bool(groups & set(team.header_groups))
 
 
 def _named(items: Iterable[str], name: str, teams: frozenset[str]) -> bool:

@@ -10,6 +10,7 @@ from bottle import HTTPResponse, request, response
 
 from server.auth import rules as R
 from server.auth.authenticate import Authenticator, Refused
+from server.auth.oidc import add_oidc_routes
 from server.auth.users import UserError
 
 
@@ -66,6 +67,8 @@ def add_routes(app, authn: Authenticator | None, body, answer) -> None:
             return answer(404, {"error": f"you have no token {token_id}"})
         _audit(authn, "token.revoke", user.name, f"token:{token_id}")
         return HTTPResponse(status=204)
+
+    add_oidc_routes(app, authn, answer)  # /auth/oidc/*: 400 unless auth = oidc
 
 
 def _personal(user):
