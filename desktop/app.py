@@ -33,6 +33,7 @@ from desktop.errorpage import error_page
 from desktop.instance import SingleInstance
 from desktop.notify import Notifier, notice_for
 from server import catalog as C
+from server.auth.identity import User, os_user
 from server.auth.methods import for_the_window
 from server.runs import FINAL
 from server.runtime import Server, call_via
@@ -237,9 +238,14 @@ class DesktopApp:
         gevent.spawn(self._watch_runs, self.server.runs.watch())
 
     def _watch_runs(self, queue) -> None:
-        """Server hub: hand every run end to the GUI thread."""
+        """Server hub: hand every run end, and every run now waiting for this user's approval, to
+        the GUI thread."""
+        rights = self.server.runs.rights
+        me = User(os_user(), admin=True, method="token")  # the window's one user, as TokenMethod sees it
         for record in queue:
-            if record.get("state") in FINAL and self.main is not None and not self.closing:
+            state = record.get("state")
+            wanted = state in FINAL or (state == "awaiting_approval" and rights.can_approve(me, record))
+            if wanted and self.main is not None and not self.closing:
                 self.main(partial(self._run_ended, dict(record)))
 
     def _run_ended(self, record: dict) -> None:

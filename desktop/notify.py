@@ -1,4 +1,4 @@
-"""Tell the analyst when a run ends while they look at something else.
+"""Tell the analyst when a run ends, or waits for their approval, while they look at something else.
 
 `notice_for` decides (pure, tested without a display); `Notifier` delivers through what the
 desktop offers: the system tray's balloon/notification centre when there is a tray, else
@@ -31,10 +31,15 @@ def notice_for(record: dict, job_title: str, focused: bool) -> Notice | None:
     """The notice for a run that just changed state, or None if there is nothing to say.
 
     Only ends the analyst did not cause are worth it: a cancel came from them, and `interrupted`
-    only happens when the app itself stops."""
-    if focused or record.get("state") not in WORDS:
+    only happens when the app itself stops. A run that starts waiting for approval is worth it
+    too: the caller passes only those this user may approve (nothing runs until someone does)."""
+    state = record.get("state")
+    if focused or (state not in WORDS and state != "awaiting_approval"):
         return None
-    state = record["state"]
+    if state == "awaiting_approval":
+        by = record.get("user")
+        return Notice(f"{job_title} waits for your approval",
+                      f"Run {record.get('id')}" + (f" was requested by {by}." if by else " was requested."), True)
     detail = f"Run {record.get('id')}"
     code = record.get("exit_code")
     if state == "failed" and code is not None:

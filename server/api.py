@@ -24,8 +24,9 @@ from server.auth.proxies import client_address, mount_path
 from server.auth.routes import add_routes
 from server.connections import HEADER_TIMEOUT
 from server.events import in_pool
-from server.params import ParamsError
-from server.runs import ConfirmationRequired, Conflict, NotFound, Runs, public
+from server.params import ParamsError, masked, validate
+from server.preview import preview as preview_of
+from server.runs import MAX_COMMENT, ConfirmationRequired, Conflict, NotFound, Runs, public
 
 MAX_BODY = 1024 * 1024
 MAX_INT = 2**63 - 1  # SQLite's INTEGER: ids and numbers in requests stay within it
@@ -158,6 +159,14 @@ def _body() -> dict:
     return body
 
 
+def _comment() -> str | None:
+    """An approval's or rejection's optional comment: text of at most MAX_COMMENT characters."""
+    comment = _body().get("comment")
+    if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
+        raise _json(400, {"error": f"comment must be text of at most {MAX_COMMENT} characters"})
+    return comment or None
+
+
 def _whole(raw: str, name: str, low: int, high: int) -> int:
     """A whole number from a query or header, limited to [low, high]. Every number meets SQLite,
     so one beyond its INTEGER (or not plain digits) is a 400, never an overflow there."""
@@ -251,6 +260,7 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
             mine = [r for r in runs.active.values() if r.job.id == job.id]
             item["running"] = sum(r.state == "running" for r in mine)
             item["queued"] = sum(r.state == "queued" for r in mine)
+            item["approve_by"] = job.approve_by
             item["last_run"] = public(last[job.id]) if job.id in last else None
             out.append(item)
         return {"title": runs.catalog.settings.title, "jobs": out}
@@ -262,6 +272,13 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
                          user=R.current_user().name)
         response.status = 202
         return {"run": run.public()}
+
+    @app.post("/api/jobs/<job_id>/preview", rule=R.JOB_VIEW)
+    def preview(job_id: str):
+        """What a start with these values would run, validated as a start is; nothing is recorded."""
+        job = runs.job(job_id)
+        values = validate(job.params, _body().get("params", {}))
+        return preview_of(job, values, masked(job.params, values))
 
     @app.get("/api/runs", rule=R.SIGNED_IN)
     def history():
@@ -288,6 +305,22 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
                          user=R.current_user().name)
         response.status = 202
         return {"run": run.public()}
+
+    @app.post("/api/runs/<run_id:int>/approve", rule=R.RUN_APPROVE)
+    def approve(run_id: int):
+        response.status = 202
+        return {"run": runs.decide(run_id, R.current_user().name, True, _comment())}
+
+    @app.post("/api/runs/<run_id:int>/reject", rule=R.RUN_APPROVE)
+    def reject(run_id: int):
+        response.status = 202
+        return {"run": runs.decide(run_id, R.current_user().name, False, _comment())}
+
+    @app.get("/api/approvals", rule=R.SIGNED_IN)
+    def approvals():
+        """The runs waiting for this user's decision, oldest first."""
+        user = R.current_user()
+        return {"runs": [run.public() for run in runs.awaiting() if runs.rights.can_approve(user, run.record)]}
 
     @app.get("/api/runs/<run_id:int>/log", rule=R.RUN_VIEW)
     def log(run_id: int):

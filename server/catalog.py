@@ -89,6 +89,8 @@ class Job:
     targets: list[Target] = field(default_factory=list)  # empty: runs on this machine
     run_by: list[str] = field(default_factory=list)  # user names, team:NAME, *; none: admins only
     view_by: list[str] = field(default_factory=list)
+    approve_by: list[str] = field(default_factory=list)  # none: runs need no approval
+    approve_within: float | None = None  # seconds a run may wait for approval; None: no limit
 
     def public(self) -> dict:
         return {
@@ -290,7 +292,7 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks):
             elif key == "concurrency":
                 job.concurrency = self.convert(section, key, raw, positive_int)
             elif key in JOB_ACCESS_KEYS:
-                setattr(job, key, self.names(section, key, raw))
+                self.job_access(section, key, raw, job)
             elif key == "targets":
                 self.job_targets[job_id] = raw
                 if (section, "workdir") in self.lines.keys:

@@ -20,7 +20,8 @@ AUTH_METHODS = ("token", "local", "header", "oidc", "ldap")
 ACCESS_KEYS = ("auth", "admins", "trusted_proxies", "user_header", "groups_header", "session_idle",
                "session_max", "certfile", "keyfile", "base_path")
 TEAM_KEYS = ("members", "header_groups", "oidc_groups", "ldap_groups")
-JOB_ACCESS_KEYS = ("run_by", "view_by")
+JOB_ACCESS_KEYS = ("run_by", "view_by", "approve_by", "approve_within")
+JOB_NAME_KEYS = ("run_by", "view_by", "approve_by")  # the lists of names among them
 EVERYONE = "*"
 USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*\Z")
 HEADER_RE = re.compile(r"[A-Za-z0-9-]+\Z")
@@ -108,6 +109,13 @@ class AccessChecks:
         elif key == "base_path":
             access.base_path = self.convert(section, key, raw, base_path, "")
 
+    def job_access(self, section: str, key: str, raw: str, job) -> None:
+        """A job's run_by, view_by, approve_by (names) or approve_within (a duration)."""
+        if key == "approve_within":
+            job.approve_within = self.convert(section, key, raw, positive_duration)
+        else:
+            setattr(job, key, self.names(section, key, raw))
+
     def team(self, name: str, section: str, items) -> Team:
         team = Team(name=name)
         for key, raw in items.items():
@@ -135,11 +143,13 @@ class AccessChecks:
     def check_access(self, access: Access, teams: dict[str, Team], jobs: dict) -> None:
         """Every `team:NAME` named must exist; settings that cannot work together are problems."""
         named = [("pushbutton", "admins", access.admins)]
-        named += [(f"job:{job.id}", key, getattr(job, key)) for job in jobs.values() for key in JOB_ACCESS_KEYS]
+        named += [(f"job:{job.id}", key, getattr(job, key)) for job in jobs.values() for key in JOB_NAME_KEYS]
         for section, key, items in named:
             for item in items:
                 if item.startswith("team:") and item[5:] not in teams:
                     self.problem(section, key, f"{item} names no [team:{item[5:]}] section")
+        for job in jobs.values():
+            self.check_approvers(job, teams)
         if (access.certfile is None) != (access.keyfile is None):
             self.problem("pushbutton", "certfile" if access.certfile is None else "keyfile",
                          "certfile and keyfile go together")
@@ -149,3 +159,30 @@ class AccessChecks:
         if access.auth != "token" and not access.admins:
             self.problem("pushbutton", "admins", "nobody is an admin: with auth = local or header, name the admins "
                          "(admins = team:ops, alice), or jobs without run_by/view_by are for nobody", warning=True)
+
+    def check_approvers(self, job, teams: dict[str, Team]) -> None:
+        """Warn when the second pair of eyes may be no second person: approvers who are every
+        possible requester too (`*`, or approve_by covering run_by) approve one another's runs,
+        and a lone approver who may run the job can never have their own runs approved."""
+        section = f"job:{job.id}"
+        if not job.approve_by:
+            if job.approve_within is not None:
+                self.problem(section, "approve_within", "approve_within does nothing without approve_by", warning=True)
+            return
+        if EVERYONE in job.approve_by or (job.run_by and set(job.run_by) <= set(job.approve_by)):
+            self.problem(section, "approve_by", "everyone who may run this job may also approve it: requesters "
+                         "would approve one another's runs (name approvers who do not run it)", warning=True)
+            return
+        team_names = [item[5:] for item in job.approve_by if item.startswith("team:")]
+        people = {item for item in job.approve_by if not item.startswith("team:")}
+        for name in team_names:
+            team = teams.get(name)
+            if team is None or team.header_groups or team.oidc_groups or team.ldap_groups:
+                return  # members come from a provider too: their number is unknown here
+            people |= set(team.members)
+        runner_teams = {item[5:] for item in job.run_by if item.startswith("team:")}
+        runs_it = any(p in job.run_by or any(p in teams[t].members for t in runner_teams if t in teams)
+                      for p in people)
+        if len(people) == 1 and runs_it:
+            self.problem(section, "approve_by", f"the only approver, {next(iter(people))}, may also run this job: "
+                         "their own runs can never be approved", warning=True)

@@ -27,11 +27,14 @@ from server.fanout import exit_code as hosts_exit_code
 from server.fanout import summary as hosts_summary
 from server.fanout import worst as worst_host
 from server.output import OutputStream
-from server.store import Store
+from server.preview import command_of, preview
+from server.store import APPROVAL_LOST, AWAITING, Store
 
 log = logging.getLogger("pushbutton")
-STATES = ("queued", "running", "succeeded", "failed", "cancelled", "timed_out", "interrupted")
-FINAL = frozenset(STATES[2:])
+STATES = (AWAITING, "queued", "running", "succeeded", "failed", "cancelled", "timed_out", "interrupted",
+          "rejected", "expired")
+FINAL = frozenset(STATES[3:])
+MAX_COMMENT = 2000
 
 
 class NotFound(LookupError):
@@ -72,7 +75,7 @@ def iso(t: float | None) -> str | None:
 def public(record: dict) -> dict:
     """A run as the API shows it (secrets were masked before it was ever stored)."""
     out = {k: record.get(k) for k in ("id", "job", "state", "params", "exit_code", "progress", "message",
-                                      "user", "stopped_by")}
+                                      "user", "stopped_by", "preview", "approval")}
     out["hosts"] = record.get("hosts") or []  # remote runs: [{"name", "state", "exit_code", "error"}]
     for key in ("created", "started", "finished"):
         out[key] = iso(record.get(key))
@@ -90,6 +93,7 @@ class Run:
         self.log = EventLog(store, run_id)
         self.stop_reason: str | None = None
         self.process: LocalProcess | Fanout | None = None
+        self.expiry: gevent.Greenlet | None = None  # ends it `expired` while it awaits approval
 
     @property
     def state(self) -> str:
@@ -124,22 +128,31 @@ class Runs:
               rerun_of: int | None = None) -> Run:
         """Validate (raises params.ParamsError), ask (raises ConfirmationRequired unless
         `confirmed`), record as queued (started by `user`), schedule; nothing is recorded or
-        started when it raises. Rights are the caller's to check (server/auth/rules.py)."""
+        started when it raises. Rights are the caller's to check (server/auth/rules.py). A job
+        with `approve_by` records the run `awaiting_approval` instead: it holds its values (secrets
+        too, in memory only) and no slot until `decide`."""
         job = self.job(job_id)
         values = P.validate(job.params, raw)
         if job.confirm and not confirmed:
             raise ConfirmationRequired(P.substitute(job.confirm, P.masked(job.params, values)))
         if self.closing:
             raise Conflict("the server is shutting down")
-        record = {"job": job.id, "state": "queued", "params": P.masked(job.params, values),
+        record = {"job": job.id, "state": AWAITING if job.approve_by else "queued",
+                  "params": P.masked(job.params, values),
                   "created": time.time(), "owner": self.store.owner, "started": None,
                   "finished": None, "exit_code": None, "progress": None, "message": None,
-                  "hosts": initial_hosts(job), "user": user or None, "stopped_by": None}
+                  "hosts": initial_hosts(job), "user": user or None, "stopped_by": None,
+                  "approval": {"approvers": list(job.approve_by), "state": "waiting", "by": None, "at": None,
+                               "comment": None} if job.approve_by else None,
+                  "preview": preview(job, values, P.masked(job.params, values))}
         record["id"] = store_call(self.store, Store.insert_run, record)
         run = Run(record["id"], job, values, record, self.store)
         self.active[run.id] = run
         self.logs[run.id] = run.log
-        self.queue.append(run)
+        if not job.approve_by:
+            self.queue.append(run)
+        elif job.approve_within:
+            run.expiry = gevent.spawn_later(job.approve_within, self._expire, run)
         self._changed(run)
         self._schedule()
         self._audit("run.rerun" if rerun_of else "run.start", user, run,
@@ -181,8 +194,8 @@ class Runs:
     def _execute(self, run: Run) -> None:
         """Build argv and env once, run locally or on the targets, under the job's timeout."""
         job = run.job
-        argv = job.argv if job.shell else P.build_argv(job.argv, run.values)
-        env = {**job.env, **P.build_env(run.values), "PYTHONUNBUFFERED": "1", "PUSHBUTTON_RUN_ID": str(run.id)}
+        command = command_of(job, run.values, run.id)  # what the preview showed (server/preview.py)
+        argv, env = command.argv, command.env
         secrets = P.secret_values(job.params, run.values)
         timer = gevent.spawn_later(job.timeout, self.stop, run, "timed_out") if job.timeout else None
         try:
@@ -260,6 +273,8 @@ class Runs:
             self.audit.record(action, user or None, target=f"job:{run.job.id}", detail={"run": run.id, **detail})
 
     def _finish(self, run: Run, state: str, **fields: Any) -> None:
+        if run.expiry is not None:
+            run.expiry.kill(block=False)
         self._update(run, state=state, finished=time.time(), **fields)
         run.log.emit("end", run.public())
         self.active.pop(run.id, None)
@@ -271,12 +286,50 @@ class Runs:
             run.log.wait(run.log.committed, 60)
         self.logs.pop(run.id, None)
 
+    # -- approving (the two-person rule) ------------------------------------------------------
+
+    def decide(self, run_id: int, user: str, approved: bool, comment: str | None = None) -> dict:
+        """Approve (on to the queue, with the very values requested) or reject a run awaiting
+        approval; anything else is a Conflict. Checked and set with no yield in between: of an
+        approve and a reject at once, one decides and the other gets the Conflict. Rights are the
+        caller's (rule run.approve)."""
+        run = self.active.get(run_id)
+        if run is None or run.state != AWAITING:
+            state = run.state if run is not None else self.get(run_id)["state"]
+            raise Conflict(f"run {run_id} is not awaiting approval: it is {state}")
+        approval = {**run.record["approval"], "state": "approved" if approved else "rejected", "by": user,
+                    "at": iso(time.time()), "comment": comment}
+        self._audit("run.approve" if approved else "run.reject", user, run, {"comment": comment})
+        if approved:
+            if run.expiry is not None:
+                run.expiry.kill(block=False)
+            self.queue.append(run)
+            self._update(run, state="queued", approval=approval)
+            self._schedule()
+        else:
+            self._finish(run, "rejected", approval=approval)
+        return run.public()
+
+    def _expire(self, run: Run) -> None:
+        if run.state == AWAITING:
+            run.expiry = None  # this very greenlet: _finish must not kill it
+            approval = {**run.record["approval"], "state": "expired", "at": iso(time.time())}
+            self._audit("run.expire", "", run, {})
+            self._finish(run, "expired", approval=approval, message="nobody approved it in time")
+
+    def awaiting(self) -> list[Run]:
+        return [run for run in self.active.values() if run.state == AWAITING]
+
     # -- stopping ---------------------------------------------------------------------------
 
     def stop(self, run: Run, reason: str, by: str = "") -> None:
         """Cancel, time out or interrupt: a queued run ends at once, a running one once its
-        whole process tree is gone. `by`: who cancelled it (recorded as `stopped_by`)."""
-        if run.state == "queued":
+        whole process tree is gone. `by`: who cancelled it (recorded as `stopped_by`). One awaiting
+        approval ends at once; at shutdown its secrets, held in memory only, are gone for good."""
+        if run.state == AWAITING:
+            self._stopped_by(run, by)
+            self._finish(run, reason, **({"message": APPROVAL_LOST} if reason == "interrupted" else {}))
+        elif run.state == "queued":
             self.queue.remove(run)
             self._stopped_by(run, by)
             self._finish(run, reason)

@@ -59,11 +59,15 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 RUN_COLUMNS = ("id", "job", "state", "params", "created", "started", "finished", "exit_code",
-               "progress", "message", "hosts", "user", "stopped_by")
+               "progress", "message", "hosts", "user", "stopped_by", "preview", "approval")
 # Columns added after the first release: (name, SQL type); added to older databases on open.
-ADDED_COLUMNS = (("hosts", "TEXT"), ("user", "TEXT"), ("stopped_by", "TEXT"))
-JSON_COLUMNS = ("params", "hosts")
+ADDED_COLUMNS = (("hosts", "TEXT"), ("user", "TEXT"), ("stopped_by", "TEXT"), ("preview", "TEXT"),
+                 ("approval", "TEXT"))
+JSON_COLUMNS = ("params", "hosts", "preview", "approval")
 ACTIVE_STATES = ("queued", "running")
+AWAITING = "awaiting_approval"
+# Why a run that waited for approval ended `interrupted`: its secrets lived in memory only.
+APPROVAL_LOST = "the server restarted before approval; secrets are not kept: request the run again"
 DB_NAME = "history.sqlite3"
 # Everything Pushbutton keeps in a data dir (the desktop window adds its lock and socket).
 OWN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", "desktop.lock", "desktop.sock")
@@ -188,9 +192,11 @@ class Store:
     @staticmethod
     def insert_run(conn: sqlite3.Connection, run: dict) -> int:
         cur = conn.execute(
-            "INSERT INTO runs (job, state, params, created, owner, hosts, user) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO runs (job, state, params, created, owner, hosts, user, preview, approval) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (run["job"], run["state"], json.dumps(run["params"]), run["created"], run["owner"],
-             json.dumps(run.get("hosts") or []), run.get("user")),
+             json.dumps(run.get("hosts") or []), run.get("user"), json.dumps(run.get("preview")),
+             json.dumps(run.get("approval"))),
         )
         return int(cur.lastrowid)
 
@@ -209,24 +215,26 @@ class Store:
         return events[-1][0]
 
     def recover(self) -> dict[int, str]:
-        """Runs left queued or running by a process that is gone become `interrupted`, with an
-        `end` event so a resuming client sees them finish. Returns {run id: its owner}."""
+        """Runs left queued, running or awaiting approval by a process that is gone become
+        `interrupted`, with an `end` event so a resuming client sees them finish. Returns {run id:
+        its owner}."""
 
         def work(conn: sqlite3.Connection) -> dict[int, str]:
             rows = conn.execute(
-                "SELECT id, owner FROM runs WHERE state IN (?, ?)", ACTIVE_STATES
+                "SELECT id, owner, state FROM runs WHERE state IN (?, ?, ?)", (*ACTIVE_STATES, AWAITING)
             ).fetchall()
-            dead = {run_id: owner for run_id, owner in rows if not self._owner_alive(owner)}
+            dead = {run_id: (owner, state) for run_id, owner, state in rows if not self._owner_alive(owner)}
             now = time.time()
-            for run_id in dead:
+            for run_id, (_, state) in dead.items():
+                message = APPROVAL_LOST if state == AWAITING else "the server stopped while this run was active"
                 conn.execute("UPDATE runs SET state = 'interrupted', finished = ?, message = ? "
-                             "WHERE id = ?", (now, "the server stopped while this run was active", run_id))
+                             "WHERE id = ?", (now, message, run_id))
                 _interrupt_hosts(conn, run_id)
                 record = json.dumps(self._record(conn, run_id))
                 last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?",
                                     (run_id,)).fetchone()[0]
                 self.append_events(conn, run_id, [(last + 1, "state", record), (last + 2, "end", record)])
-            return dead
+            return {run_id: owner for run_id, (owner, _) in dead.items()}
 
         return self.call(work)
 
@@ -365,6 +373,8 @@ def _row_to_run(row: tuple) -> dict:
     run = dict(zip(RUN_COLUMNS, row, strict=True))
     run["params"] = json.loads(run["params"])
     run["hosts"] = json.loads(run["hosts"]) if run["hosts"] else []
+    run["preview"] = json.loads(run["preview"]) if run["preview"] else None  # null before previews
+    run["approval"] = json.loads(run["approval"]) if run["approval"] else None
     return run
 
 

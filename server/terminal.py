@@ -137,6 +137,11 @@ def start(runs, job_id: str, raw: dict[str, str], yes: bool, interactive: bool):
     from server.runs import ConfirmationRequired
 
     user = f"cli:{os_user()}"  # who started it, in history beside the server's users
+    job = runs.catalog.jobs.get(job_id)
+    if job is not None and job.approve_by:  # nobody could approve it in this process: never wait
+        print(f"pushbutton: {job_id} needs approval by {', '.join(job.approve_by)}: request it on the server",
+              file=sys.stderr)
+        return 2
     try:
         try:
             return runs.start(job_id, raw, confirmed=yes, user=user)

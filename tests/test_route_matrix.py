@@ -49,6 +49,12 @@ JOBS = """
     param.seconds.type = int
     param.seconds.default = 0
     run_by = team:others
+    [job:guarded]
+    command = sleep {seconds}
+    param.seconds.type = int
+    param.seconds.default = 0
+    run_by = team:analysts
+    approve_by = team:viewers
     """
 
 
@@ -156,8 +162,8 @@ def test_lists_show_only_what_the_user_may_see(server):
     finished(server, annes), finished(server, ottos)
     jobs = {kind: {j["id"]: j["can_run"] for j in c.get("/api/jobs").json()["jobs"]}
             for kind, c in (("ann", ann), ("vic", vic), ("otto", otto), ("olga", olga))}
-    assert jobs == {"ann": {"report": True}, "vic": {"report": False}, "otto": {"other": True},
-                    "olga": {"report": True, "other": True}}
+    assert jobs == {"ann": {"report": True, "guarded": True}, "vic": {"report": False, "guarded": False},
+                    "otto": {"other": True}, "olga": {"report": True, "other": True, "guarded": True}}
     ids = {kind: [r["id"] for r in c.get("/api/runs").json()["runs"]] for kind, c in (("vic", vic), ("otto", otto))}
     assert ids == {"vic": [annes], "otto": [ottos]}
     assert otto.get("/api/runs", params={"job": "report"}).json()["runs"] == []
@@ -221,6 +227,20 @@ def test_the_events_stream_never_carries_a_run_its_user_may_not_see(server):
                 break
     assert seen_by_otto == [(ottos, "queued"), (ottos, "running"), (ottos, "succeeded")]
     assert {run_id for run_id, _ in seen_by_ann} == {annes}
+
+
+def test_approve_and_reject_answer_every_kind_of_user_by_the_run_approve_rule(server):
+    """The table's rows for approve and reject are about a run of a job without approve_by (nobody
+    may decide on it); here the job's approve_by names the viewers' team: they decide (it lets them
+    see the job), the runner who requested the run may not, an admin not named may not."""
+    runner = as_user(server, "runner")
+    for action in ("approve", "reject"):
+        got = {}
+        for kind in KINDS:
+            run = start(runner, "guarded", seconds=0)  # a fresh run awaiting approval for each
+            assert run["state"] == "awaiting_approval"
+            got[kind] = as_user(server, kind).post(f"/api/runs/{run['id']}/{action}").status_code
+        assert got == {"anonymous": 401, "viewer": 202, "runner": 403, "another team": 404, "admin": 403}, action
 
 
 def test_a_run_from_the_terminal_is_recorded_as_cli_and_the_os_user(server, tmp_path, write_jobs):

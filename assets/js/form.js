@@ -1,6 +1,6 @@
 // The job form, generated from the job's parameters; checked as you type, as the server will judge.
 // Labels, help, choices and defaults come from jobs.ini: they go into the DOM as text and values.
-import { $, app, MASK, badge, mayRun, pageError, paramsText, shown, time } from './util.js';
+import { $, app, MASK, badge, mayRun, pageError, paramsText, showPreview, shown, time } from './util.js';
 import { api } from './api.js';
 import { askToRun, startRun } from './confirm.js';
 
@@ -121,8 +121,13 @@ const focusField = name => fieldOf(name).find('input, select, textarea').first()
 const question = (job, params) => job.confirm.replace(/\{\{|\}\}|\{([A-Za-z_]\w*)\}/g, (m, name) => !name ? m[0]
   : job.params.find(p => p.name === name)?.type === 'secret' ? MASK : shown(params[name]));
 
+const PREVIEW_DELAY = 300;  // ms after the last keystroke before asking the server what would run
+
 export const jobView = {
   id: null,
+  preview: null,  // what the form's values would run (api/jobs/<id>/preview), null while invalid
+  previewTimer: 0,
+  previewSeq: 0,
   open(id) {
     const job = app.byId[id];
     this.id = id;
@@ -140,7 +145,30 @@ export const jobView = {
     $('#run-button, .legend').prop('hidden', !mayRun(job));
     $('#run-denied').prop('hidden', mayRun(job));
     $('#fields').find('input, select, textarea').prop('disabled', !mayRun(job));
+    this.showPreview(null);
+    this.schedulePreview();
     this.recent();
+  },
+  // The live preview under the fields: asked for once typing pauses; nothing shown while the
+  // values are invalid (the fields say why) or the server has no preview.
+  schedulePreview() {
+    clearTimeout(this.previewTimer);
+    this.previewTimer = setTimeout(() => this.previewNow(), PREVIEW_DELAY);
+  },
+  async previewNow() {
+    clearTimeout(this.previewTimer);
+    const job = app.byId[this.id];
+    if (!job) return null;
+    const seq = ++this.previewSeq;
+    const params = Object.fromEntries(job.params.map(p => [p.name, readValue(p)]));
+    const {status, data} = await api('POST', `/jobs/${encodeURIComponent(job.id)}/preview`, {params});
+    if (seq !== this.previewSeq || this.id !== job.id) return this.preview;  // a newer one was asked for
+    this.showPreview(status === 200 ? data : null);
+    return this.preview;
+  },
+  showPreview(preview) {
+    this.preview = preview;
+    showPreview($('#form-preview'), preview);
   },
   check(p) {
     const message = problem(p, readValue(p));
@@ -158,12 +186,15 @@ export const jobView = {
     $('#form-error').prop('hidden', true);
     const params = Object.fromEntries(job.params.map(p => [p.name, readValue(p)]));
     const body = {params};
+    const fresh = this.previewNow();  // the dialog opens at once with the last preview, then shows this one
     if (job.confirm) {
-      if (!await askToRun(job.title, question(job, params))) return;
+      const asked = askToRun(job.title, question(job, params), this.preview);
+      fresh.then(p => document.getElementById('ask').open && showPreview($('#ask-preview'), p));
+      if (!await asked) return;
       body.confirm = true;
     }
     const $button = $('#run-button').prop('disabled', true);
-    const res = await startRun(`/jobs/${encodeURIComponent(job.id)}/runs`, body, job.title);
+    const res = await startRun(`/jobs/${encodeURIComponent(job.id)}/runs`, body, job.title, fresh);
     $button.prop('disabled', false);
     if (!res) return;
     const {status, data} = res;

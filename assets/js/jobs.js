@@ -19,13 +19,15 @@ function jobStatus(job) {
   const mine = [...app.active.values()].filter(r => r.job === job.id);
   const running = mine.filter(r => r.state === 'running').length;
   const queued = mine.filter(r => r.state === 'queued').length;
+  const waiting = mine.filter(r => r.state === 'awaiting_approval').length;
   const parts = [];
+  if (waiting) parts.push(`${waiting} awaiting approval`);
   if (running) parts.push(`${running} running`);
   if (queued) parts.push(`${queued} queued`);
   const last = job.last_run;
   parts.push(last ? `last run ${(STATES[last.state] || last.state).toLowerCase()} ${ago(last.finished || last.created)}`
     : 'never run');
-  return {text: parts.join(' · '), state: running ? 'running' : queued ? 'queued' : last ? last.state : 'none'};
+  return {text: parts.join(' · '), state: running ? 'running' : queued ? 'queued' : waiting ? 'awaiting_approval' : last ? last.state : 'none'};
 }
 
 export function renderJobs() {

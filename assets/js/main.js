@@ -1,6 +1,7 @@
 // Pushbutton's page: sign-in, job list, generated forms, live run view, history, audit, API tokens.
 // Routes live in the hash: #/ (jobs), #/jobs/<id> (form), #/runs/<id> (one run),
-// #/history?job=&state=&user= (past runs), #/audit?user=&action=&since= (admins), #/tokens.
+// #/history?job=&state=&user= (past runs), #/audit?user=&action=&since= (admins), #/tokens,
+// #/approvals (runs waiting for my decision).
 import { $, app, FINAL, STATES, pageError } from './util.js';
 import { api } from './api.js';
 import { loadJobs, renderJobs, renderJobsSoon } from './jobs.js';
@@ -9,6 +10,7 @@ import { rerun, runView } from './run.js';
 import { historyView } from './history.js';
 import { ACTIONS, auditView } from './audit.js';
 import { tokensView } from './tokens.js';
+import { approvals } from './approvals.js';
 import { showMe, signOut, whoAmI } from './signin.js';
 
 // One /api/events stream for the whole page: which runs are active, and every change of state.
@@ -18,6 +20,7 @@ function listen() {
     $('#live-lost').prop('hidden', true);
     app.active = new Map(JSON.parse(e.data).active.map(r => [r.id, r]));
     loadJobs();  // a fresh snapshot: last runs may have changed while we were away
+    approvals.refresh();
   });
   es.addEventListener('state', e => onRunChange(JSON.parse(e.data)));
   es.onerror = () => {
@@ -37,6 +40,7 @@ function onRunChange(run) {
   }
   renderJobsSoon();
   historyView.update(run);
+  approvals.changed(run);
   if (jobView.id === run.job) jobView.recent();
 }
 
@@ -44,10 +48,11 @@ function route() {
   const [path, search] = location.hash.replace(/^#/, '').split('?');
   const parts = path.split('/').filter(Boolean).map(decodeURIComponent);
   const view = parts[0] === 'jobs' && parts[1] ? 'job' : parts[0] === 'runs' && /^\d+$/.test(parts[1] || '') ? 'run'
-    : ['history', 'audit', 'tokens'].includes(parts[0]) ? parts[0] : 'home';
+    : ['history', 'audit', 'tokens', 'approvals'].includes(parts[0]) ? parts[0] : 'home';
   pageError('');
   if (view !== 'run') runView.close();
   if (view !== 'job') jobView.id = null;
+  if (view !== 'approvals') approvals.close();
   $('.view').prop('hidden', true);
   $(`#view-${view}`).prop('hidden', false);
   $('body').toggleClass('at-home', view === 'home');
@@ -57,6 +62,7 @@ function route() {
   if (view === 'history') historyView.open(new URLSearchParams(search));
   if (view === 'audit') auditView.open(new URLSearchParams(search));
   if (view === 'tokens') tokensView.open();
+  if (view === 'approvals') approvals.open();
   renderJobs();
   if (view !== app.view && app.view !== undefined) $(`#view-${view} h2`).first().trigger('focus');
   app.view = view;
@@ -70,8 +76,11 @@ $(async () => {
   $('#fields').on('input change', 'input, select, textarea', e => {  // checked as you type
     const p = app.byId[jobView.id]?.params.find(x => x.name === e.target.name);
     if (p) jobView.check(p);
+    jobView.schedulePreview();
   });
   $('#stop').on('click', () => runView.stop());
+  $('#approve').on('click', () => approvals.decide('approve'));
+  $('#reject').on('click', () => approvals.decide('reject'));
   $('#rerun').on('click', () => rerun(runView.run));
   $('#copy').on('click', () => runView.copy());
   $('#download').on('click', () => runView.download());

@@ -8,7 +8,7 @@
 //                 lines {rows, total, queued}, count {total, queued}; each with the `gen` of its open.
 import { Rows } from './ansi.js';
 
-const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'interrupted']);
+const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'interrupted', 'rejected', 'expired']);  // util.js's
 let run = null;
 
 onmessage = ({data}) => {

@@ -2,6 +2,7 @@
 import { $, app, FINAL, MASK, STATES, copyText, duration, mayRun, mayStop, n, pageError, paramsText, time } from './util.js';
 import { api } from './api.js';
 import { ask, startRun } from './confirm.js';
+import { approvals } from './approvals.js';
 
 const MAX_LINES = 5000;    // output lines kept in the DOM: the newest ones
 const FRAME_LINES = 2000;  // output lines appended per animation frame
@@ -42,7 +43,9 @@ export const runView = {
     log.textContent = '';
     $('#run-title').text(`Run ${id}`);
     $('#run-state, #run-started, #run-elapsed, #run-exit, #run-params, #run-note, #run-message, #run-user').text('');
-    $('#run-progress, #log-notice, #follow, #stop, #rerun, #run-conn, #run-stopped').prop('hidden', true);
+    $('#run-progress, #log-notice, #follow, #stop, #rerun, #run-conn, #run-stopped, #run-approval').prop('hidden', true);
+    $('#approval-comment').val('');
+    $('#approval-note').text('');
     $('#log-full').attr('href', `api/runs/${id}/log`);
     reader.postMessage({type: 'open', id, gen: ++this.gen, keep: MAX_LINES, frame: FRAME_LINES});
     this.pull();
@@ -56,6 +59,7 @@ export const runView = {
     this.frame = 0;
     clearInterval(this.timer);
     this.run = null;
+    approvals.leaveRun();
   },
 
   message(m) {
@@ -91,7 +95,8 @@ export const runView = {
     if (first) document.title = `Run ${run.id}: ${name} — ${app.title}`;
     $('#run-job-link').attr('href', `#/jobs/${encodeURIComponent(run.job)}`).text(`← ${name}`);
     $('#run-state').attr('class', `badge s-${run.state}`).text(STATES[run.state] || run.state);
-    $('#run-started').text(run.started ? `${time(run.started)}` : run.state === 'queued' ? 'Waiting for a free slot' : '–');
+    $('#run-started').text(run.started ? `${time(run.started)}` : run.state === 'queued' ? 'Waiting for a free slot'
+      : run.state === 'awaiting_approval' ? 'Waiting for approval' : '–');
     $('#run-elapsed').text(duration(run));
     $('#run-exit').text(run.exit_code ?? '–');
     $('#run-params').text(paramsText(run.params) || 'none');
@@ -101,6 +106,7 @@ export const runView = {
     $('#stop').prop('hidden', FINAL.has(run.state) || !mayStop(run));
     $('#rerun').prop('hidden', !FINAL.has(run.state) || !mayRun(job));
     if (run.progress !== null) this.progress(run.progress, run.message);
+    approvals.panel(run);
   },
 
   progress(percent, message) {

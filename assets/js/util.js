@@ -2,9 +2,10 @@
 // Everything here that reaches the DOM goes in as text: no string from jobs.ini or the server is
 // ever parsed as HTML (jQuery's `$(string)`, `.html()`, `.append(string)` are not used on data).
 export const $ = window.jQuery;
-export const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'interrupted']);
-export const STATES = {queued: 'Queued', running: 'Running', succeeded: 'Succeeded', failed: 'Failed',
-  cancelled: 'Cancelled', timed_out: 'Timed out', interrupted: 'Interrupted'};
+export const FINAL = new Set(['succeeded', 'failed', 'cancelled', 'timed_out', 'interrupted', 'rejected', 'expired']);
+export const STATES = {awaiting_approval: 'Awaiting approval', queued: 'Queued', running: 'Running',
+  succeeded: 'Succeeded', failed: 'Failed', cancelled: 'Cancelled', timed_out: 'Timed out', interrupted: 'Interrupted',
+  rejected: 'Rejected', expired: 'Expired'};
 export const MASK = '********';
 
 // `me`: the signed-in user from api/me ({user, teams, admin, method, auth}); null from a server without users.
@@ -39,7 +40,7 @@ export function ago(iso) {
 }
 
 export function duration(run) {
-  if (!run.started) return run.state === 'queued' ? 'waiting' : '–';
+  if (!run.started) return ['queued', 'awaiting_approval'].includes(run.state) ? 'waiting' : '–';
   const ms = Math.max(0, (run.finished ? Date.parse(run.finished) : Date.now()) - Date.parse(run.started));
   const s = Math.floor(ms / 1000);
   if (s < 60) return run.finished ? `${(ms / 1000).toFixed(1)} s` : `${s} s`;
@@ -58,6 +59,28 @@ export function shown(value) {
 export const paramsText = params => Object.entries(params || {}).map(([k, v]) => `${k}: ${shown(v)}`).join(' · ');
 export const badge = state => $('<span>', {class: `badge s-${state}`, text: STATES[state] || state});
 export const textNode = text => document.createTextNode(text);
+
+// One argument as a POSIX shell would need it written (for showing argv; nothing is executed here).
+const quote = arg => /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
+
+// A command preview ({argv, shell, targets, env, workdir, remote}, from api/jobs/<id>/preview or a
+// run's stored `preview`) as lines of text: what will run, where, with what.
+export function previewLines(preview) {
+  if (!preview) return [];
+  const argv = preview.argv || [];
+  const lines = [`This will run: ${preview.shell && argv.length === 1 ? argv[0] : argv.map(quote).join(' ')}`];
+  if (preview.workdir) lines.push(`In: ${preview.workdir}`);
+  if (preview.env?.length) lines.push(`Environment: ${preview.env.join(', ')}`);
+  if (preview.targets?.length) lines.push(`On: ${preview.targets.join(', ')}`);
+  for (const [host, command] of Object.entries(preview.remote || {})) lines.push(`${host}: ${command}`);
+  return lines;
+}
+
+// Fill a `.preview` element with a preview, one line each (the first, what runs: `.preview-argv`); hidden without one.
+export function showPreview($el, preview) {
+  return $el.empty().append(previewLines(preview).map((line, i) => $('<div>', {class: i ? 'preview-more' : 'preview-argv', text: line})))
+    .prop('hidden', !preview);
+}
 
 // Text to the clipboard; without the clipboard API (not a secure context) the old way.
 export async function copyText(text) {

@@ -25,7 +25,8 @@ from typing import Any
 
 from server.runs import iso
 
-ACTIONS = ("signin", "signin.failed", "signout", "run.start", "run.rerun", "run.stop", "refused",
+ACTIONS = ("signin", "signin.failed", "signout", "run.start", "run.rerun", "run.stop", "run.approve",
+           "run.reject", "run.expire", "refused",
            "token.create", "token.revoke", "user.add", "user.remove", "user.passwd")
 CREDENTIAL_KEYS = frozenset({"password", "token", "secret", "hash"})
 MASK = "********"

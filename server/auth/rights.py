@@ -1,8 +1,9 @@
-"""What a user may do, from jobs.ini: teams, admins, and each job's `run_by` and `view_by`.
+"""What a user may do, from jobs.ini: teams, admins, and each job's `run_by`, `view_by`, `approve_by`.
 
 Read from the catalog on every question, never cached, so what a user may do is always what
-jobs.ini says. A job that names nobody is for admins only (the safe default); `run_by` implies
-view; `*` is every signed-in user. Anonymous (None) may do nothing.
+jobs.ini says. A job that names nobody is for admins only (the safe default); `run_by` and
+`approve_by` imply view (an approver must see what they approve); `*` is every signed-in user.
+Anonymous (None) may do nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Rights:
             return False
         if user.admin:
             return True  # a removed job's runs included
-        return job is not None and _named([*job.run_by, *job.view_by], user.name, user.teams)
+        return job is not None and _named([*job.run_by, *job.view_by, *job.approve_by], user.name, user.teams)
 
     def can_run(self, user: User | None, job: Job | None) -> bool:
         if user is None or job is None:
@@ -52,6 +53,15 @@ class Rights:
         if user.admin:
             return True
         return record.get("user") == user.name and self.can_run(user, self.catalog.jobs.get(record["job"]))
+
+    def can_approve(self, user: User | None, record: dict) -> bool:
+        """Named in the job's approve_by, sees the job, and is not who requested the run: the
+        second person of the two-person rule (the requester's own API tokens carry their name,
+        so they cannot approve either). Admins are approvers only where approve_by names them."""
+        job = self.catalog.jobs.get(record["job"])
+        if user is None or job is None or not self.can_view(user, job) or user.name == record.get("user"):
+            return False
+        return _named(job.approve_by, user.name, user.teams)
 
     def visible_job_ids(self, user: User | None) -> set[str]:
         return {job_id for job_id, job in self.catalog.jobs.items() if self.can_view(user, job)}

@@ -23,8 +23,9 @@ JOB_RUN = "job.run"  # ... and the user may run it
 RUN_VIEW = "run.view"  # the run of <run_id> belongs to a job the user may see
 RUN_RERUN = "run.rerun"  # ... and the user may run that job
 RUN_STOP = "run.stop"  # ... and the user started it (or is an admin)
+RUN_APPROVE = "run.approve"  # ... and the job's approve_by names the user, who did not request it
 ADMIN = "admin"
-RULES = (PUBLIC, SIGNED_IN, JOB_VIEW, JOB_RUN, RUN_VIEW, RUN_RERUN, RUN_STOP, ADMIN)
+RULES = (PUBLIC, SIGNED_IN, JOB_VIEW, JOB_RUN, RUN_VIEW, RUN_RERUN, RUN_STOP, RUN_APPROVE, ADMIN)
 
 USER_KEY = "pushbutton.user"  # environ: the request's User, or None (anonymous)
 RUN_KEY = "pushbutton.run"  # environ: the run record a run.* rule resolved
@@ -100,7 +101,7 @@ class Rules:
                 self.refuse(user, route, rule, f"job:{job_id}", no_job(job_id))
             if rule == JOB_RUN and not rights.can_run(user, job):
                 self.refuse(user, route, rule, f"job:{job_id}", Forbidden("you may view this job but not run it"))
-        elif rule in (RUN_VIEW, RUN_RERUN, RUN_STOP):
+        elif rule in (RUN_VIEW, RUN_RERUN, RUN_STOP, RUN_APPROVE):
             run_id = kwargs["run_id"]
             record = runs.get(run_id)  # NotFound if missing
             target = f"run:{run_id}"
@@ -110,6 +111,9 @@ class Rules:
                 self.refuse(user, route, rule, target, Forbidden("you may view this job but not run it"))
             if rule == RUN_STOP and not rights.can_stop(user, record):
                 self.refuse(user, route, rule, target, Forbidden("you may stop only the runs you started"))
+            if rule == RUN_APPROVE and not rights.can_approve(user, record):
+                self.refuse(user, route, rule, target, Forbidden(
+                    "you may not decide on this run: only those named in approve_by, and never who requested it"))
             request.environ[RUN_KEY] = record
 
     def refuse(self, user: User, route, rule: str, target: str, error: Exception):

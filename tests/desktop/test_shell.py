@@ -44,6 +44,12 @@ def test_notice_for(record, focused, expected):
         assert notice.ok == (record["state"] == "succeeded")
 
 
+def test_notice_for_a_run_waiting_for_approval_names_the_requester():
+    notice = notice_for({"id": 15, "state": "awaiting_approval", "user": "alice"}, "Deploy", False)
+    assert (notice.title, notice.body) == ("Deploy waits for your approval", "Run 15 was requested by alice.")
+    assert notice_for({"id": 16, "state": "awaiting_approval", "user": "alice"}, "Deploy", True) is None
+
+
 # -- geometry --------------------------------------------------------------------------------------
 
 def test_geometry_round_trip_and_defaults(tmp_path):

@@ -1,0 +1,60 @@
+"""What a run executes, built in one place: the executors run it, the preview shows it.
+
+`command_of` is the only code that turns a job and its values into argv, environment and working
+folder; `Runs._execute` hands its result to the local process or to the SSH fan-out, whose remote
+command line comes from `ssh.remote_command`. `preview` is the same two functions plus masking, so
+what a user (or an approver) is shown cannot differ from what runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from server import params as P
+from server.catalog import Job
+from server.executors.ssh import remote_command
+
+# Stands in the preview's remote command line for the wrapper's per-host random token, which is
+# made only when the host is contacted (so that no value can know it: server/executors/ssh.py).
+NONCE = "NONCE"
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: list[str]
+    env: dict[str, str]  # set over the server's environment (locally) or exported by the wrapper (remotely)
+    shell: bool
+    workdir: str | None  # local runs only: a remote command starts in the login directory
+    targets: list[str]  # host names; empty for this machine
+    grace: float
+
+    def remote(self, nonce: str) -> str:
+        """The command line the remote login shell runs, for each target."""
+        return remote_command(self.argv, nonce, self.grace)
+
+
+def command_of(job: Job, values: dict[str, P.Value], run_id: int | None = None) -> Command:
+    """argv, environment and working folder of a run of `job` with these (validated) values.
+    A shell job's command stays as written: its values reach it as $PB_NAME only."""
+    argv = list(job.argv) if job.shell else P.build_argv(job.argv, values)
+    env = {**job.env, **P.build_env(values), "PYTHONUNBUFFERED": "1",
+           "PUSHBUTTON_RUN_ID": "" if run_id is None else str(run_id)}
+    targets = [target.host.name for target in job.targets]
+    return Command(argv, env, job.shell, None if targets else str(job.workdir), targets, job.grace)
+
+
+def preview(job: Job, values: dict[str, P.Value], masked_values: dict[str, P.Value]) -> dict:
+    """What would run, as the API shows it: env as names only, and any secret value that could
+    appear in argv or the remote line (none can: secrets travel in the environment) masked."""
+    command = command_of(job, values)
+    secrets = [P.as_text(values[name]) for name, shown in masked_values.items()
+               if shown == P.MASK and values.get(name)]
+
+    def mask(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, P.MASK)
+        return text
+
+    remote = {host: mask(command.remote(NONCE)) for host in command.targets} if command.targets else None
+    return {"argv": [mask(arg) for arg in command.argv], "shell": command.shell, "targets": command.targets,
+            "env": sorted(command.env), "workdir": command.workdir, "remote": remote}
