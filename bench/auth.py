@@ -50,7 +50,7 @@ class Server:
         self.proc = subprocess.Popen([str(EXE), "--headless", "--port", "0", *common], stdout=subprocess.PIPE,
                                      stderr=subprocess.DEVNULL, text=True)
         assert select.select([self.proc.stdout], [], [], 30)[0], "server did not start"
-        self.url = self.proc.stdout.readline().split(" on ", 1)[1].split("?")[0].rstrip("/")
+        self.url = self.proc.stdout.readline().split(" on ", 1)[1].strip().split("?")[0].rstrip("/")
 
     def client(self, source: str = "127.0.0.1", **kwargs) -> httpx.Client:
         transport = httpx.HTTPTransport(local_address=source,
