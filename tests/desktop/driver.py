@@ -5,8 +5,8 @@
 The app starts exactly as `pushbutton` does (server.cli.main with the desktop window); the
 scenario runs on its own thread once the first page has loaded, talks to the page through
 pywebview's `run_js` (Qt's runJavaScript), to Qt through the app's GUI-thread invoker, and prints
-what it saw as `DRIVER {json}` lines for the test to check. It never reaches into the server
-except through the page, as the analyst would.
+what it saw as `DRIVER {json}` lines for the test to check. It reaches into the server only
+through the page, as the analyst would, except to act as a second person (`as_other_user`).
 """
 
 from __future__ import annotations
@@ -259,6 +259,27 @@ def notify(app):
     wait_until(lambda: len(calls) >= 2, 10)
     report(calls_while_unfocused=calls)
     close_window(app)
+
+
+@scenario
+def approval_notice(app):
+    """A run waiting for this user's approval is announced while unfocused; their own is not."""
+    calls = []
+    original = app.notifier.show
+    app.notifier.show = lambda notice: calls.append({"title": notice.title, "body": notice.body}) or original(notice)
+    report(unfocused=steal_focus(app))
+    own = start_job(app, "guarded")  # requested by the OS user, who may not approve their own run
+    others = as_other_user(app, "guarded", "alice")
+    wait_until(lambda: bool(calls), 10)
+    time.sleep(0.5)  # the watcher handles runs in order: a notice for `own` would have come first
+    report(own=own, own_state=wait_state(app, own, {"awaiting_approval"}), others=others, calls=calls)
+    app.skip_prompt = True  # both runs are still waiting: close without asking
+    close_window(app)
+
+
+def as_other_user(app, job: str, user: str) -> int:
+    """Start a run as `user` in the window's server (the page is always the OS user)."""
+    return app.server.call(lambda: app.server.runs.start(job, {}, confirmed=True, user=user).id, timeout=10)
 
 
 @scenario

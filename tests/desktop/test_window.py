@@ -147,6 +147,33 @@ def test_run_ends_are_notified_only_when_the_window_is_not_focused(desktop_env, 
     assert "Greeting succeeded" in lines[0] and "Disk check failed" in lines[1]
 
 
+def test_a_run_waiting_for_the_users_approval_is_notified_but_not_their_own(desktop_env, tmp_path):
+    from server.auth.identity import os_user
+
+    jobs = tmp_path / "jobs.ini"
+    jobs.write_text(f"[pushbutton]\ntitle = Test Ops Desk\n\n[job:guarded]\ntitle = Guarded restart\n"
+                    f"command = true\napprove_by = {os_user()}\n")
+    bin_dir = tmp_path / "bin"  # no tray under Xvfb: `notify-send` is used; a stand-in records it
+    bin_dir.mkdir()
+    record = tmp_path / "notify-send.log"
+    fake = bin_dir / "notify-send"
+    fake.write_text(f'#!/bin/sh\nprintf "%s|" "$@" >> {record}\necho >> {record}\n')
+    fake.chmod(0o755)
+    env = {**desktop_env, "PATH": f"{bin_dir}:{desktop_env['PATH']}"}
+    code, seen, err = drive("approval_notice", env, "--jobs", str(jobs), "--data-dir", str(tmp_path / "data"))
+    assert code == 0, err[-3000:]
+    assert seen["unfocused"] is True and seen["own_state"] == "awaiting_approval"
+    # Only alice's run: the window's user requested the other one and may not approve it.
+    assert seen["calls"] == [{"title": "Guarded restart waits for your approval",
+                              "body": f"Run {seen['others']} was requested by alice."}]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not (record.exists() and record.read_text().endswith("\n")):
+        time.sleep(0.1)
+    sent = record.read_text()
+    assert f"|Guarded restart waits for your approval|Run {seen['others']} was requested by alice.|" in sent
+    assert history(tmp_path / "data")[seen["others"]]["user"] == "alice"
+
+
 def test_a_second_launch_brings_the_window_forward_and_exits(desktop_env, jobs_ini, tmp_path):
     data = tmp_path / "data"
     args = ["--jobs", str(jobs_ini), "--data-dir", str(data)]
