@@ -26,7 +26,7 @@ import platformdirs
 import webview
 from PySide6.QtCore import QByteArray, QObject, Qt, Signal
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QInputDialog, QLineEdit, QMessageBox
 
 from desktop import links, settings
 from desktop.errorpage import error_page
@@ -40,6 +40,7 @@ from server.runtime import Server, call_via
 
 log = logging.getLogger("pushbutton")
 ICON = Path(__file__).resolve().with_name("icon.png")
+ASK_TIMEOUT = 600  # s an ssh prompt waits for the person; then it counts as Cancel
 
 
 class MainThread(QObject):
@@ -83,6 +84,20 @@ def ask_stop_runs(parent, titles: list[str]) -> bool:
     box.setEscapeButton(keep)
     box.exec()
     return box.clickedButton() is stop
+
+
+def ask_ssh(parent, host: str, prompt: str, secret: bool) -> str | None:
+    """What `ssh` asks (a key passphrase, a password), naming the host. None = Cancel."""
+    dialog = QInputDialog(parent)
+    dialog.setWindowTitle(f"{host} asks")
+    dialog.setLabelText(f"Connecting to {host}, ssh asks:\n{prompt}")
+    dialog.setTextEchoMode(QLineEdit.EchoMode.Password if secret else QLineEdit.EchoMode.Normal)
+    dialog.setInputMode(QInputDialog.InputMode.TextInput)
+    accepted = dialog.exec() == QInputDialog.DialogCode.Accepted
+    answer = dialog.textValue() if accepted else None
+    dialog.setTextValue("")
+    dialog.deleteLater()
+    return answer
 
 
 def prepare_environment() -> str | None:
@@ -154,7 +169,8 @@ class DesktopApp:
             if self.args.host not in ("127.0.0.1", "localhost") or self.args.token:
                 log.warning("--host and --token apply to --headless only; the window uses 127.0.0.1 "
                             "and a new secret")
-            self.server = Server(for_the_window(self.catalog), self.data_dir, "127.0.0.1", self.args.port or 0)
+            self.server = Server(for_the_window(self.catalog), self.data_dir, "127.0.0.1", self.args.port or 0,
+                                 asker=self.ask_ssh)
             try:
                 url = self.server.start()
             except OSError as exc:
@@ -256,6 +272,18 @@ class DesktopApp:
         notice = notice_for(record, title, self.notifier.focused())
         if notice is not None:
             self.notifier.show(notice)
+
+    def ask_ssh(self, host: str, prompt: str, secret: bool) -> str | None:
+        """The server's asker (a threadpool thread): the dialog on the GUI thread; None = Cancel."""
+        if self.closing or self.main is None:
+            return None
+        return self.main.wait(partial(self._ask_on_gui, host, prompt, secret), timeout=ASK_TIMEOUT)
+
+    def _ask_on_gui(self, host: str, prompt: str, secret: bool) -> str | None:
+        if self.closing:
+            return None
+        self.bring_forward()
+        return ask_ssh(self.native, host, prompt, secret)
 
     def active_titles(self) -> list[str]:
         """Titles of the runs queued or running now (any thread but the server's)."""

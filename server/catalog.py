@@ -34,7 +34,7 @@ SETTINGS_KEYS = ("title", "max_concurrent_runs", "retention_days", "allowed_host
                  *LDAP_KEYS)
 JOB_KEYS = ("title", "description", "command", "shell", "workdir", "timeout", "grace",
             "concurrency", "confirm", "targets", *JOB_ACCESS_KEYS)
-HOST_KEYS = ("address", "port", "user", "identity", "known_hosts", "connect_timeout")
+HOST_KEYS = ("address", "port", "user", "identity", "known_hosts", "host_key", "connect_timeout")
 GROUP_KEYS = ("hosts", "parallel")
 JOB_PREFIX_KEYS = ("env.NAME", "param.NAME.KEY")
 

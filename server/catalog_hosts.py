@@ -6,7 +6,11 @@ The reader (`server.catalog._Reader`) mixes `HostChecks` in: it provides `proble
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
 import os
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +29,7 @@ class Host:
     identity: Path | None = None  # None: the SSH agent, then the user's default keys
     known_hosts: Path | None = None  # None: ~/.ssh/known_hosts (and the system-wide file)
     connect_timeout: float = 10.0
+    host_keys: tuple[str, ...] = ()  # `TYPE BASE64` each; when given, the only keys trusted (known_hosts ignored)
 
 
 @dataclass
@@ -43,6 +48,45 @@ class Target:
     parallel: int = 1
 
 
+def host_keys(raw: str) -> tuple[str, ...]:
+    """`host_key = TYPE BASE64, TYPE BASE64`: each checked as ssh would read it, so a truncated or
+    mislabelled paste fails `check` rather than every run on that host."""
+    keys = []
+    for item in split_list(raw):
+        kind, _, data = item.partition(" ")
+        data = data.strip()
+        short = item if len(item) <= 40 else item[:37] + "..."
+        if not kind or not data or " " in data:
+            raise ValueError(f"{short!r}: expected TYPE BASE64, e.g. ssh-ed25519 AAAAC3Nz... (no comment)")
+        if key_type(key_blob(data, short)) != kind:
+            raise ValueError(f"{short!r}: the key data is not a {kind} key")
+        keys.append(f"{kind} {data}")
+    if not keys:
+        raise ValueError("host_key is empty; leave it out to trust known_hosts")
+    return tuple(dict.fromkeys(keys))
+
+
+def key_blob(data: str, label: str = "key") -> bytes:
+    try:
+        return base64.b64decode(data, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{label!r}: the key data is not valid base64") from None
+
+
+def key_type(blob: bytes) -> str:
+    """The SSH wire format's first field (a length-prefixed string): the key's type."""
+    if len(blob) < 4:
+        return ""
+    (size,) = struct.unpack(">I", blob[:4])
+    return blob[4:4 + size].decode("ascii", "replace") if len(blob) >= 4 + size else ""
+
+
+def fingerprint(key: str) -> str:
+    """`TYPE BASE64` -> `SHA256:...`, as `ssh-keygen -l` and ssh's own messages print it."""
+    digest = hashlib.sha256(key_blob(key.split()[1])).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
 class HostChecks:
     """The reader's `[host:NAME]` and `[group:NAME]` sections and `targets` keys."""
 
@@ -59,6 +103,8 @@ class HostChecks:
                 host.connect_timeout = self.convert(section, key, raw, positive_duration, 10.0)
             elif key in ("identity", "known_hosts"):
                 setattr(host, key, self.key_file(section, key, raw))
+            elif key == "host_key":
+                host.host_keys = self.convert(section, key, raw, host_keys, ())
             else:
                 self.problem(section, key, "unknown key")
         if not host.address and (section, "address") not in self.lines.keys:

@@ -9,6 +9,7 @@ not make hundreds of state and progress events.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,7 @@ from gevent.lock import Semaphore
 
 from server.catalog import Job, Target
 from server.events import in_pool
+from server.executors.askpass import Asker, Askpass
 from server.executors.ssh import Outcome, SshProcess
 from server.executors.ssh_client import new_workdir
 from server.output import Emit, Masker, OutputStream, cancel_timer
@@ -56,6 +58,37 @@ def summary(hosts: list[dict]) -> str | None:
     return f"{len(bad)} of {len(hosts)} hosts failed: " + ", ".join(reasons)
 
 
+# A host whose command never started because no SSH session could be had: shown as unreachable
+# (the page's hosts.js uses the same prefixes of ssh_client.explain's reasons).
+UNREACHABLE = ("refused:", "unreachable:", "timed out:", "auth failed:", "host key")
+
+
+SHOWN_ORDER = ("succeeded", "failed", "unreachable", "timed_out", "cancelled", "interrupted", "running",
+               "connecting", "queued")  # hosts.js's ORDER
+
+
+def shown_state(host: dict) -> str:
+    """The state people see: a failed host that was never reached is `unreachable`."""
+    error = host.get("error") or ""
+    if host["state"] == "failed" and host["exit_code"] is None and error.startswith(UNREACHABLE):
+        return "unreachable"
+    return host["state"]
+
+
+def host_lines(hosts: list[dict]) -> list[str]:
+    """One line per host (`name  state  exit N  error`), then the count per state."""
+    width = max((len(h["name"]) for h in hosts), default=0)
+    lines = []
+    counts: dict[str, int] = {}
+    for h in hosts:
+        state = shown_state(h)
+        counts[state] = counts.get(state, 0) + 1
+        code = "-" if h["exit_code"] is None else str(h["exit_code"])
+        lines.append(f"{h['name']:<{width}}  {state:<11}  exit {code:<3}  {h['error'] or ''}".rstrip())
+    lines.append(" · ".join(f"{counts[s]} {s}" for s in SHOWN_ORDER if s in counts))
+    return lines
+
+
 def _why(host: dict) -> str:
     return host["error"].split(":", 1)[0] if host["error"] else f"exit {host['exit_code']}"
 
@@ -63,7 +96,8 @@ def _why(host: dict) -> str:
 class Fanout:
     def __init__(self, job: Job, argv: list[str], env: dict[str, str], secrets: list[str], emit: Emit,
                  progress: Callable[[float, str], None], changed: Callable[[list[dict]], None],
-                 reason: Callable[[], str | None], wait: Callable[[], None] | None = None):
+                 reason: Callable[[], str | None], wait: Callable[[], None] | None = None,
+                 asker: Asker | None = None):
         self.job = job
         self.argv = argv
         self.env = env
@@ -74,6 +108,8 @@ class Fanout:
         self.reason = reason  # the run's stop reason, once it is being stopped
         self.wait = wait  # backpressure: holds a host's reader while the event log's disk is behind
         self.hosts = initial_hosts(job)
+        self.asker = asker  # the window's: ssh may ask a person for a passphrase or password
+        self.askpass: Askpass | None = None
         self.procs: dict[int, SshProcess] = {}
         self.stopping = False
         self.done = 0
@@ -84,12 +120,17 @@ class Fanout:
         workdir = in_pool(new_workdir)  # control sockets and ssh logs
         slots: dict[str, Semaphore] = {}
         try:
+            if self.asker is not None and os.name == "posix":
+                self.askpass = Askpass(self.asker, workdir, [t.host.name for t in self.job.targets])
+                self.askpass.open()  # a local bind and a tiny file: no need for the threadpool
             workers = []
             for index, target in enumerate(self.job.targets):
                 slot = slots.setdefault(target.group, Semaphore(target.parallel)) if target.group else None
                 workers.append(gevent.spawn(self._host, index, target, slot, workdir))
             gevent.joinall(workers)
         finally:
+            if self.askpass is not None:
+                self.askpass.close()
             in_pool(shutil.rmtree, workdir, True)
             self._flush()
 
@@ -118,7 +159,8 @@ class Fanout:
         if self.stopping:
             self._set(record, state=self.reason() or "cancelled")
             return
-        proc = self.procs[index] = SshProcess(target.host, self.argv, self.env, self.job.grace, workdir, index)
+        proc = self.procs[index] = SshProcess(target.host, self.argv, self.env, self.job.grace, workdir, index,
+                                                     self.askpass)
         self._set(record, state="running")
         extra = {"host": target.host.name}
         single = len(self.hosts) == 1  # a lone host's ::progress lines drive the run's bar

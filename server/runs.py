@@ -21,6 +21,7 @@ from server import params as P
 from server.auth.rights import Rights
 from server.catalog import Catalog, Job
 from server.events import EventLog, in_pool, store_call
+from server.executors.askpass import Asker
 from server.executors.local import LocalProcess, StartError, run_marker
 from server.fanout import Fanout, initial_hosts
 from server.fanout import exit_code as hosts_exit_code
@@ -104,8 +105,9 @@ class Run:
 
 
 class Runs:
-    def __init__(self, catalog: Catalog, store: Store):
+    def __init__(self, catalog: Catalog, store: Store, asker: Asker | None = None):
         self.catalog = catalog
+        self.asker = asker  # the window's dialog for ssh's passphrase/password prompts; headless: None
         self.store = store
         self.rights = Rights(catalog)
         self.audit = None  # server.auth.audit.Audit, where the server keeps one
@@ -230,7 +232,7 @@ class Runs:
         """The same argv and environment as a local run, on every target over SSH."""
         fanout = Fanout(run.job, argv, env, secrets, run.log.emit,
                         self._progress_of(run), lambda hosts: self._update(run, hosts=hosts),
-                        lambda: run.stop_reason, run.log.wait_writable)
+                        lambda: run.stop_reason, run.log.wait_writable, self.asker)
         run.process = fanout
         if run.stop_reason:  # stopped before this greenlet first ran
             fanout.stop()

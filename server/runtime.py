@@ -28,6 +28,7 @@ from server.auth.guard import is_loopback
 from server.catalog import Catalog
 from server.connections import Server as HTTPServer
 from server.events import in_pool
+from server.executors.askpass import Asker
 from server.executors.local import kill_orphans, run_marker
 from server.executors.ssh_client import remove_stale_workdirs
 from server.runs import Runs
@@ -123,8 +124,9 @@ def make_bottle_greenlet_local() -> None:
 
 class Server:
     def __init__(self, catalog: Catalog, data_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, assets: Path | None = None):
+                 token: str | None = None, assets: Path | None = None, asker: Asker | None = None):
         self.catalog = catalog
+        self.asker = asker  # ask(host, prompt, secret) -> answer | None: the window's, for ssh (askpass.py)
         self.data_dir = Path(data_dir)
         self.host = host
         self.port = port
@@ -177,7 +179,7 @@ class Server:
                     log.info("stopped %d process(es) those runs left behind", len(orphans))
             remove_stale_workdirs()  # left in TMPDIR by a killed Pushbutton
             store.prune(self.catalog.settings.retention_days)
-            self.runs = Runs(self.catalog, store)
+            self.runs = Runs(self.catalog, store, self.asker)
             self.runs.audit = Audit(store)
             self._stop = Event()
             # Bind first: the Guard needs the real port (for --port 0) to name its cookie.

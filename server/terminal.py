@@ -175,6 +175,8 @@ def follow(runs, run) -> int:
                 after = seq
                 print_event(kind, data)
                 if kind == "end":
+                    if run.record.get("hosts"):
+                        print_hosts(run.record["hosts"])
                     state, code = run.record["state"], run.record["exit_code"]
                     return {"timed_out": 124, "cancelled": 130, "interrupted": 130}.get(state, code)
             run.log.wait(after, 1.0)
@@ -183,6 +185,15 @@ def follow(runs, run) -> int:
     gevent.signal_handler(signal.SIGTERM, interrupt)
     code = gevent.spawn(read).get()
     return 1 if code is None else code
+
+
+def print_hosts(hosts: list[dict]) -> None:
+    """A remote run's per-host summary, after its output: what each host did and why it failed."""
+    from server.fanout import host_lines
+
+    print("pushbutton: hosts:", file=sys.stderr)
+    for line in host_lines(hosts):
+        print(f"  {line}", file=sys.stderr, flush=True)
 
 
 def print_event(kind: str, data: str) -> None:

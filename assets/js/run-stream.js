@@ -3,7 +3,7 @@
 // and only the newest lines kept. The page
 // pulls lines one animation frame's worth at a time, so a million-line flood never blocks it.
 //
-// page -> worker: {type: 'open', id, gen, keep, frame} | {type: 'close'} | {type: 'pull'}
+// page -> worker: {type: 'open', id, gen, keep, frame, host} (host: only that host's lines) | {type: 'close'} | {type: 'pull'}
 // worker -> page: state | progress | end {run}, online | offline, missing {error},
 //                 lines {rows, total, queued}, count {total, queued}; each with the `gen` of its open.
 import { Rows } from './ansi.js';
@@ -29,9 +29,9 @@ function close() {
   run = null;
 }
 
-function open({id, gen, keep, frame}) {
+function open({id, gen, keep, frame, host}) {
   close();
-  run = {id, gen, keep, frame, rows: new Rows(), es: null, seq: 0, state: '', queue: [], queued: 0, total: 0, wanted: false};
+  run = {id, gen, keep, frame, host: host || '', rows: new Rows(), es: null, seq: 0, state: '', queue: [], queued: 0, total: 0, wanted: false};
   connect(run, 0);
 }
 
@@ -79,6 +79,7 @@ function connect(me, after) {
 }
 
 function add(stream, lines, host) {
+  if (run.host && host !== run.host) return;  // filtered out here, so the page never sees them
   run.queue.push({stream, lines, host, i: 0});
   run.queued += lines.length;
   run.total += lines.length;

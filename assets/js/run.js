@@ -3,6 +3,7 @@ import { $, app, FINAL, MASK, STATES, copyText, duration, mayRun, mayStop, n, pa
 import { api } from './api.js';
 import { ask, startRun } from './confirm.js';
 import { approvals } from './approvals.js';
+import { hostsView } from './hosts.js';
 
 const MAX_LINES = 5000;    // output lines kept in the DOM: the newest ones
 const FRAME_LINES = 2000;  // output lines appended per animation frame
@@ -47,9 +48,23 @@ export const runView = {
     $('#approval-comment').val('');
     $('#approval-note').text('');
     $('#log-full').attr('href', `api/runs/${id}/log`);
+    hostsView.reset();
+    hostsView.onFilter = host => this.filter(host);
     reader.postMessage({type: 'open', id, gen: ++this.gen, keep: MAX_LINES, frame: FRAME_LINES});
     this.pull();
     this.timer = setInterval(() => this.run.started && !this.run.finished && $('#run-elapsed').text(duration(this.run)), 1000);
+  },
+
+  // Only one host's output (or all, for ''): the worker reads the run's events again from the
+  // start and keeps that host's lines; the lines shown so far leave.
+  filter(host) {
+    if (!this.run) return;
+    cancelAnimationFrame(this.frame);
+    Object.assign(this, {frame: 0, rows: [], total: 0, queued: 0, inDom: 0, asked: false, follow: true, autoTop: 0});
+    log.textContent = '';
+    $('#log-notice, #follow').prop('hidden', true);
+    reader.postMessage({type: 'open', id: this.run.id, gen: ++this.gen, keep: MAX_LINES, frame: FRAME_LINES, host});
+    this.pull();
   },
 
   close() {
@@ -107,6 +122,7 @@ export const runView = {
     $('#rerun').prop('hidden', !FINAL.has(run.state) || !mayRun(job));
     if (run.progress !== null) this.progress(run.progress, run.message);
     approvals.panel(run);
+    hostsView.update(run.hosts);
   },
 
   progress(percent, message) {

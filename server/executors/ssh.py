@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - Windows
 from gevent.event import Event
 
 from server.catalog import Host
+from server.executors.askpass import Askpass
 from server.executors.local import wait_exit
 from server.executors.ssh_client import (
     SSH,
@@ -122,8 +123,11 @@ def _widen_pipe(fd: int) -> None:
 
 
 class SshProcess:
-    def __init__(self, host: Host, argv: list[str], env: dict[str, str], grace: float, workdir: Path, index: int):
+    def __init__(self, host: Host, argv: list[str], env: dict[str, str], grace: float, workdir: Path, index: int,
+                 askpass: Askpass | None = None):
         self.host = host
+        self.index = index
+        self.askpass = askpass  # the window's: ssh may ask a person (askpass.py); None = BatchMode
         self.grace = grace
         self.nonce = secrets.token_hex(8)
         self.remote = remote_command(argv, self.nonce, grace)
@@ -147,7 +151,9 @@ class SshProcess:
         if self.stopping:
             return Outcome(None, None, False)
         try:
-            self.proc = spawn(ssh_argv(self.host, self.remote, self.log, self.control, True, kex()))
+            batch = self.askpass is None
+            self.proc = spawn(ssh_argv(self.host, self.remote, self.log, self.control, True, kex(), batch),
+                              env=None if batch else self.askpass.env(self.index))
         except OSError as exc:
             stdout.close()
             stderr.close()
@@ -178,8 +184,11 @@ class SshProcess:
                                      f"within {2 * self.host.connect_timeout + 20:g}s", False)
             if self.stopping:
                 return Outcome(None, None, False)
+            cancelled = self.askpass.cancelled.get(self.index) if self.askpass else None
+            if cancelled:
+                return Outcome(None, f"auth failed: cancelled at the {cancelled} prompt", False)
             if code == 255 or log.strip():
-                return Outcome(None, explain(log, self.host), False)
+                return Outcome(None, explain(log, self.host, self.askpass is None), False)
             said = self.chatter.decode("utf-8", "replace").strip().splitlines()[-1:]
             return Outcome(None, f"error: ssh ended before the command started (exit {code})"
                                  + "".join(f": {line.strip()}" for line in said), False)
@@ -275,6 +284,11 @@ class SshProcess:
 
     def _give_up(self) -> None:
         """Connected but never got as far as the wrapper (a server that hangs in key exchange)."""
+        if self.exited.is_set():
+            return
+        if self.askpass is not None and self.index in self.askpass.asking:  # a person is typing
+            gevent.spawn_later(self.host.connect_timeout + 20, self._give_up)
+            return
         if self.pgid is None:
             self.no_answer = True
             self._kill_local()

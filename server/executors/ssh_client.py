@@ -26,6 +26,7 @@ from gevent.lock import Semaphore
 
 from server.catalog import Host
 from server.events import in_pool
+from server.executors.host_keys import alias, pinned_file
 from server.executors.local import wait_exit
 
 SSH = "ssh"
@@ -42,10 +43,11 @@ def _quoted(path: Path) -> str:
 
 
 def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, master: bool = False,
-             kex: bool = True) -> list[str]:
-    """The `ssh` command line for one session. Nothing secret is ever on it."""
+             kex: bool = True, batch: bool = True) -> list[str]:
+    """The `ssh` command line for one session. Nothing secret is ever on it. `batch=False` only
+    with an askpass helper (askpass.py) in ssh's environment: then ssh may ask a person."""
     opts = {
-        "BatchMode": "yes",  # never prompt: a missing key fails, it does not hang
+        "BatchMode": "yes" if batch else "no",  # never prompt headless: a missing key fails, not hangs
         "StrictHostKeyChecking": "yes",
         "UpdateHostKeys": "no",
         "CheckHostIP": "no",
@@ -63,7 +65,11 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
     }
     if kex:
         opts["KexAlgorithms"] = KEX
-    if host.known_hosts is not None:
+    if host.host_keys:  # pinned in jobs.ini: those keys only, whatever any known_hosts says
+        opts["HostKeyAlias"] = alias(host)
+        opts["UserKnownHostsFile"] = _quoted(pinned_file(host, log.parent))
+        opts["GlobalKnownHostsFile"] = "none"
+    elif host.known_hosts is not None:
         opts["UserKnownHostsFile"] = _quoted(host.known_hosts)
         opts["GlobalKnownHostsFile"] = "none"
     if host.identity is not None:
@@ -110,11 +116,11 @@ def ssh_path() -> str:
     return shutil.which(SSH) or SSH
 
 
-def spawn(argv: list[str], stdin=subprocess.PIPE, output=subprocess.PIPE) -> subprocess.Popen:
+def spawn(argv: list[str], stdin=subprocess.PIPE, output=subprocess.PIPE, env: dict | None = None) -> subprocess.Popen:
     """Popen in the hub's threadpool, two at a time: more threads competing for the GIL slow the
     hub's every system call down (a 100-host fan-out would stall it for hundreds of ms)."""
     with SPAWNING:
-        return in_pool(lambda: subprocess.Popen(argv, stdin=stdin, stdout=output, stderr=output,
+        return in_pool(lambda: subprocess.Popen(argv, stdin=stdin, stdout=output, stderr=output, env=env,
                                                 start_new_session=True, close_fds=True))
 
 
@@ -139,10 +145,16 @@ def read_log(path: Path) -> str:
         return ""
 
 
-def explain(log: str, host: Host) -> str:
+def explain(log: str, host: Host, batch: bool = True) -> str:
     """ssh's own messages -> `STATUS: reason`, STATUS one of those `pushbutton hosts` prints."""
     where = f"{host.address}:{host.port}"
     known = str(host.known_hosts or "~/.ssh/known_hosts")
+    if host.host_keys and ("REMOTE HOST IDENTIFICATION HAS CHANGED" in log or "Host key verification failed" in log
+                           or "has changed and you have requested" in log or "host key is known" in log):
+        fingerprint = re.search(r"SHA256:[A-Za-z0-9+/=]+", log)
+        offered = f" ({fingerprint.group(0).rstrip('.')})" if fingerprint else ""
+        return (f"host key changed: the server's identity changed; tell ops; nothing was run. {where} "
+                f"offered a key{offered} that is not pinned in [host:{host.name}] host_key")
     if "REMOTE HOST IDENTIFICATION HAS CHANGED" in log or "has changed and you have requested" in log:
         fingerprint = re.search(r"SHA256:[A-Za-z0-9+/=]+", log)
         offered = f" ({fingerprint.group(0).rstrip('.')})" if fingerprint else ""
@@ -152,6 +164,9 @@ def explain(log: str, host: Host) -> str:
     if "Host key verification failed" in log or "host key is known" in log:
         return (f"host key unknown: {where} is not in {known}; nothing was sent. Check the host's "
                 f"fingerprint, then add its key (e.g. ssh-keyscan -p {host.port} {host.address})")
+    if "Permission denied" in log and batch and _asks_for_password(log):
+        return ("auth failed: this host asks for a password: headless Pushbutton uses keys and agents "
+                "only; see docs/ssh.md")
     if "Permission denied" in log or "Too many authentication failures" in log:
         key = f"key {host.identity}" if host.identity else "the agent's and default keys"
         who = f"{host.user}@" if host.user else ""
@@ -166,6 +181,13 @@ def explain(log: str, host: Host) -> str:
         return f"unreachable: no route to {where}"
     lines = [line.strip() for line in log.splitlines() if line.strip()]
     return "error: " + (lines[-1] if lines else "ssh failed without saying why (exit 255)")
+
+
+def _asks_for_password(log: str) -> bool:
+    """`Permission denied (password,keyboard-interactive).`: no key could ever be enough."""
+    found = re.search(r"Permission denied \(([^)]*)\)", log)
+    methods = set(found.group(1).split(",")) if found else set()
+    return bool(methods) and methods <= {"password", "keyboard-interactive"}
 
 
 def connection_lost(log: str) -> bool:

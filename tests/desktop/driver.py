@@ -317,6 +317,50 @@ def page_text(app):
     close_window(app)
 
 
+def answer_input(app, answer: str | None) -> dict | None:
+    """If an input dialog is open: note what it shows, then type `answer` and press OK, or press
+    Cancel (None), as the analyst would."""
+    from PySide6.QtTest import QTest
+    from PySide6.QtWidgets import QApplication, QDialogButtonBox, QInputDialog, QLineEdit
+
+    def look():
+        box = QApplication.activeModalWidget()
+        if not isinstance(box, QInputDialog):
+            return None
+        seen = {"title": box.windowTitle(), "label": box.labelText(),
+                "password": box.textEchoMode() == QLineEdit.EchoMode.Password}
+        buttons = box.findChild(QDialogButtonBox)
+        if answer is None:
+            buttons.button(QDialogButtonBox.StandardButton.Cancel).click()
+        else:
+            QTest.keyClicks(box.findChild(QLineEdit), answer)
+            buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+        return seen
+
+    return on_gui(app, look)
+
+
+@scenario
+def askpass(app):
+    """Run the `remote` job; answer every ssh prompt with DRIVER_ANSWER, or Cancel when it is unset."""
+    answer = os.environ.get("DRIVER_ANSWER")
+    run_id = start_job(app, "remote")
+    dialogs = []
+    final = {"succeeded", "failed", "cancelled", "timed_out", "interrupted"}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        seen = answer_input(app, answer)
+        if seen:
+            dialogs.append(seen)
+        elif fetch(app, "GET", f"/api/runs/{run_id}")["json"]["state"] in final:
+            break
+        time.sleep(0.2)
+    run = fetch(app, "GET", f"/api/runs/{run_id}")["json"]
+    log = fetch(app, "GET", f"/api/runs/{run_id}/log")["body"]
+    report(run=run_id, state=run["state"], hosts=run["hosts"], dialogs=dialogs, log=log)
+    close_window(app)
+
+
 def main() -> int:
     name = sys.argv[1]
     fn = SCENARIOS[name]

@@ -1,0 +1,79 @@
+"""In the window, ssh may ask the analyst: a passphrase-protected key, against real sshd, the
+dialog answered (or cancelled) in the real window under Xvfb (tests/desktop/driver.py)."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.desktop.conftest import need
+from tests.desktop.test_window import drive
+from tests.ssh import sshd
+
+pytestmark = pytest.mark.timeout(240)
+PASSPHRASE = "Correct-Horse-7"
+
+
+@pytest.fixture(scope="module")
+def lab():
+    need(sshd.missing() is None, sshd.missing() or "")
+    sshd.ensure_user()
+    lab = sshd.Lab()
+    key = lab.root / "locked_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", PASSPHRASE, "-C", "", "-f", str(key)], check=True)
+    with open(lab.root / "authorized_keys", "a") as keys:
+        keys.write(" ".join(key.with_suffix(".pub").read_text().split()[:2]) + "\n")
+    try:
+        lab.start("a1")
+        lab.start("a2")
+        sshd.write_known_hosts(lab)
+        yield lab
+    finally:
+        lab.close()
+
+
+@pytest.fixture
+def jobs_ini(lab, tmp_path) -> Path:
+    hosts = "".join(sshd.host_section(lab, server, identity=lab.root / "locked_key") for server in lab.servers)
+    path = tmp_path / "jobs.ini"
+    path.write_text(hosts + textwrap.dedent("""
+        [job:remote]
+        title = Remote check
+        command = sh -c 'echo "ran on $TESTHOST"'
+        targets = host:a1, host:a2
+        """))
+    return path
+
+
+def leaked(folder: Path, secret: str) -> list[str]:
+    return [str(p) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+
+
+def test_the_window_asks_once_for_a_key_passphrase_and_the_fanout_runs(desktop_env, jobs_ini, tmp_path):
+    data = tmp_path / "data"
+    code, seen, err = drive("askpass", desktop_env, "--jobs", str(jobs_ini), "--data-dir", str(data),
+                            extra_env={"DRIVER_ANSWER": PASSPHRASE})
+    assert code == 0, err[-3000:]
+    assert seen["state"] == "succeeded", seen
+    assert [h["state"] for h in seen["hosts"]] == ["succeeded", "succeeded"]
+    assert "ran on a1" in seen["log"] and "ran on a2" in seen["log"]
+    assert len(seen["dialogs"]) == 1, seen["dialogs"]  # one key, two hosts: asked once per run
+    dialog = seen["dialogs"][0]
+    assert dialog["password"] is True
+    assert dialog["title"] in ("a1 asks", "a2 asks")
+    assert "Enter passphrase for key" in dialog["label"] and "locked_key" in dialog["label"]
+    assert leaked(data, PASSPHRASE) == []  # not in SQLite, not in the event logs
+    assert PASSPHRASE not in err  # nor in the app's log
+    assert not list(Path("/tmp").glob("pb-ssh-*/askpass.sock"))  # the run's socket went with its folder
+
+
+def test_cancel_at_the_passphrase_prompt_fails_each_host_with_the_reason(desktop_env, jobs_ini, tmp_path):
+    code, seen, err = drive("askpass", desktop_env, "--jobs", str(jobs_ini), "--data-dir", str(tmp_path / "data"))
+    assert code == 0, err[-3000:]
+    assert seen["state"] == "failed", seen
+    assert [(h["state"], h["error"]) for h in seen["hosts"]] == [
+        ("failed", "auth failed: cancelled at the passphrase prompt")] * 2
+    assert 1 <= len(seen["dialogs"]) <= 2  # one per host at most: a cancelled host is not asked again
