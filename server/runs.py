@@ -113,6 +113,7 @@ class Runs:
         self.audit = None  # server.auth.audit.Audit, where the server keeps one
         self.active: dict[int, Run] = {}
         self.logs: dict[int, EventLog] = {}  # active runs, and ended ones until all is stored
+        self.ended: dict[int, Run] = {}  # ended here, their last writes not yet committed: read them here
         self.queue: list[Run] = []
         self.watchers: dict[Queue, Callable[[dict], bool]] = {}  # each with what its reader may see
         self.closing = False
@@ -280,6 +281,7 @@ class Runs:
         self._update(run, state=state, finished=time.time(), **fields)
         run.log.emit("end", run.public())
         self.active.pop(run.id, None)
+        self.ended[run.id] = run
         gevent.spawn(self._forget, run)
         self._schedule()
 
@@ -287,6 +289,7 @@ class Runs:
         while not run.log.finished:
             run.log.wait(run.log.committed, 60)
         self.logs.pop(run.id, None)
+        self.ended.pop(run.id, None)
 
     # -- approving (the two-person rule) ------------------------------------------------------
 
@@ -369,7 +372,9 @@ class Runs:
     # -- reading ----------------------------------------------------------------------------
 
     def get(self, run_id: int) -> dict:
-        run = self.active.get(run_id)
+        """The run's record: from memory while it is active or its end is not yet stored (a read of
+        SQLite then could still see it queued or running), else from the store."""
+        run = self.active.get(run_id) or self.ended.get(run_id)
         if run is not None:
             return run.record
         record = in_pool(self.store.run, run_id)

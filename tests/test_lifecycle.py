@@ -352,3 +352,29 @@ def proc_state(pid: int) -> str | None:
             return f.read().rsplit(")", 1)[1].split()[0]
     except FileNotFoundError:
         return None
+
+
+def test_a_cancelled_queued_run_reads_cancelled_at_once_even_before_the_disk_has_it(write_jobs, tmp_path):
+    """The run has left the active set but its end is still in the writer's queue: reading SQLite
+    then would show it queued. Here the writer is held up on purpose."""
+    import threading
+
+    import httpx
+
+    from server import catalog as C
+    from server.runtime import Server
+
+    server = Server(C.load(write_jobs("[job:hold]\ncommand = sleep 30\nconcurrency = 1\n")), tmp_path / "data")
+    server.start()
+    gate = threading.Event()
+    try:
+        api = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.token}"}, timeout=30)
+        api.post("/api/jobs/hold/runs", json={"params": {}})
+        queued = api.post("/api/jobs/hold/runs", json={"params": {}}).json()["run"]
+        assert queued["state"] == "queued"
+        server.runs.store.submit(lambda conn: gate.wait(20))  # the writer thread waits here
+        assert api.post(f"/api/runs/{queued['id']}/cancel").status_code == 202
+        assert api.get(f"/api/runs/{queued['id']}").json()["state"] == "cancelled"
+    finally:
+        gate.set()
+        server.stop(30)
