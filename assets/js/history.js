@@ -26,10 +26,22 @@ export const historyView = {
     if (this.filter.user) q.set('user', this.filter.user);
     if (this.last) q.set('before', this.last);
     const wanted = JSON.stringify(this.filter);
-    const {status, data} = await api('GET', `/runs?${q}`);
+    // State changes that arrive while the page is fetched wait for it: applied first, a run in both
+    // would be listed twice (and a prepended row could land out of order).
+    this.loading = true;
+    let answer;
+    try {
+      answer = await api('GET', `/runs?${q}`);
+    } finally {
+      this.loading = false;
+    }
+    const {status, data} = answer;
+    const waiting = (this.waiting || []).splice(0);
     if (status !== 200) return pageError(data.error);
     if (wanted !== JSON.stringify(this.filter)) return;
-    $('#history-rows').append(data.runs.map(r => this.row(r)));
+    const shown = new Set($('#history-rows tr').map((_, tr) => tr.dataset.run).get());
+    $('#history-rows').append(data.runs.filter(r => !shown.has(String(r.id))).map(r => this.row(r)));
+    for (const run of waiting) this.update(run);
     this.offer([app.me?.user, ...data.runs.map(r => r.user)]);
     if (data.runs.length) this.last = data.runs.at(-1).id;
     $('#history-more').prop('hidden', data.runs.length < 50);
@@ -52,6 +64,7 @@ export const historyView = {
 
   update(run) {
     if ($('#view-history').prop('hidden')) return;
+    if (this.loading) return void (this.waiting ||= []).push(run);
     const $old = $('#history-rows tr').filter((_, tr) => tr.dataset.run === String(run.id));
     if ($old.length) return void $old.replaceWith(this.row(run));
     const newest = Number($('#history-rows tr').first().data('run') || 0);
