@@ -20,9 +20,11 @@ from server.catalog_access import ACCESS_KEYS, JOB_ACCESS_KEYS, Access, AccessCh
 from server.catalog_access import TEAM_KEYS as TEAM_KEYS  # re-exported: the documented keys
 from server.catalog_hosts import Group, Host, HostChecks, Target
 from server.catalog_ldap import LDAP_KEYS, Ldap, LdapChecks
+from server.catalog_notify import Notifier, NotifyChecks
 from server.catalog_oidc import OIDC_KEYS, Oidc, OidcChecks
 from server.catalog_params import PARAM_KEYS as PARAM_KEYS  # re-exported: the documented keys
 from server.catalog_params import ParamChecks
+from server.catalog_schedules import Schedule, ScheduleChecks
 from server.catalog_values import non_negative_int, parse_bool, positive_duration, positive_int
 from server.catalog_values import parse_duration as parse_duration  # re-exported
 from server.params import NAME_RE, Param, placeholders, split_list
@@ -113,6 +115,8 @@ class Catalog:
     hosts: dict[str, Host] = field(default_factory=dict)
     groups: dict[str, Group] = field(default_factory=dict)
     teams: dict[str, Team] = field(default_factory=dict)
+    schedules: dict[str, Schedule] = field(default_factory=dict)  # [schedule:NAME]
+    notifiers: dict[str, Notifier] = field(default_factory=dict)  # [notify:NAME]
     warnings: list[Problem] = field(default_factory=list)  # printed by `check`, logged at start
 
 
@@ -172,7 +176,7 @@ class _Lines:
         return self.sections.get(section, 1)
 
 
-class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks):
+class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, ScheduleChecks, NotifyChecks):
     """Turns one parsed file into a Catalog, collecting problems instead of stopping at one."""
 
     def __init__(self, path: Path, text: str):
@@ -204,6 +208,8 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks):
         hosts: dict[str, Host] = {}
         groups: dict[str, Group] = {}
         teams: dict[str, Team] = {}
+        schedules: dict[str, Schedule] = {}
+        notifiers: dict[str, Notifier] = {}
         for section in parser.sections():
             kind, _, name = section.partition(":")
             if section == "pushbutton":
@@ -225,9 +231,13 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks):
                     hosts[name] = self.host(name, section, parser[section])
                 else:
                     groups[name] = self.group(name, section, parser[section])
+            elif kind == "schedule" and name:
+                schedules[name] = self.schedule(name, section, parser[section])
+            elif kind == "notify" and name:
+                notifiers[name] = self.notifier(name, section, parser[section])
             else:
                 self.problem(section, None, "unknown section; expected [pushbutton], [job:ID], [team:NAME], "
-                             "[host:NAME] or [group:NAME]")
+                             "[host:NAME], [group:NAME], [schedule:NAME] or [notify:NAME]")
         if not jobs and not self.problems:
             self.problems.append(Problem(self.file, 1, "no [job:ID] section"))
         expanded = {name: self.expand(name, hosts, groups) for name in groups}
@@ -236,7 +246,9 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks):
         self.check_access(settings, teams, jobs)
         self.check_oidc(settings.auth, settings.oidc)
         self.check_ldap(settings.auth, settings.ldap, teams)
-        return Catalog(self.path, settings, jobs, hosts, groups, teams)
+        self.check_schedules(schedules, jobs)
+        self.check_notifiers(notifiers, jobs)
+        return Catalog(self.path, settings, jobs, hosts, groups, teams, schedules, notifiers)
 
     def settings(self, section: str, items) -> Settings:
         s = Settings()

@@ -18,6 +18,7 @@ import gevent
 from gevent.queue import Full, Queue
 
 from server import params as P
+from server.approvals import Approvals
 from server.auth.rights import Rights
 from server.catalog import Catalog, Job
 from server.events import EventLog, in_pool, store_call
@@ -104,7 +105,7 @@ class Run:
         return public(self.record)
 
 
-class Runs:
+class Runs(Approvals):
     def __init__(self, catalog: Catalog, store: Store, asker: Asker | None = None):
         self.catalog = catalog
         self.asker = asker  # the window's dialog for ssh's passphrase/password prompts; headless: None
@@ -118,6 +119,7 @@ class Runs:
         self.watchers: dict[Queue, Callable[[dict], bool]] = {}  # each with what its reader may see
         self.closing = False
         self._workers: set[gevent.Greenlet] = set()
+        self.on_end: list[Callable[[Run], None]] = []  # called once a run's end is stored (notifications)
 
     # -- starting ---------------------------------------------------------------------------
 
@@ -290,40 +292,11 @@ class Runs:
             run.log.wait(run.log.committed, 60)
         self.logs.pop(run.id, None)
         self.ended.pop(run.id, None)
-
-    # -- approving (the two-person rule) ------------------------------------------------------
-
-    def decide(self, run_id: int, user: str, approved: bool, comment: str | None = None) -> dict:
-        """Approve (on to the queue, with the very values requested) or reject a run awaiting
-        approval; anything else is a Conflict. Checked and set with no yield in between: of an
-        approve and a reject at once, one decides and the other gets the Conflict. Rights are the
-        caller's (rule run.approve)."""
-        run = self.active.get(run_id)
-        if run is None or run.state != AWAITING:
-            state = run.state if run is not None else self.get(run_id)["state"]
-            raise Conflict(f"run {run_id} is not awaiting approval: it is {state}")
-        approval = {**run.record["approval"], "state": "approved" if approved else "rejected", "by": user,
-                    "at": iso(time.time()), "comment": comment}
-        self._audit("run.approve" if approved else "run.reject", user, run, {"comment": comment})
-        if approved:
-            if run.expiry is not None:
-                run.expiry.kill(block=False)
-            self.queue.append(run)
-            self._update(run, state="queued", approval=approval)
-            self._schedule()
-        else:
-            self._finish(run, "rejected", approval=approval)
-        return run.public()
-
-    def _expire(self, run: Run) -> None:
-        if run.state == AWAITING:
-            run.expiry = None  # this very greenlet: _finish must not kill it
-            approval = {**run.record["approval"], "state": "expired", "at": iso(time.time())}
-            self._audit("run.expire", "", run, {})
-            self._finish(run, "expired", approval=approval, message="nobody approved it in time")
-
-    def awaiting(self) -> list[Run]:
-        return [run for run in self.active.values() if run.state == AWAITING]
+        for hook in list(self.on_end):
+            try:
+                hook(run)
+            except Exception:  # a hook's failure is its own, never the run's
+                log.exception("after run %s ended", run.id)
 
     # -- stopping ---------------------------------------------------------------------------
 
