@@ -120,6 +120,16 @@ class Runs(Approvals):
         self.closing = False
         self._workers: set[gevent.Greenlet] = set()
         self.on_end: list[Callable[[Run], None]] = []  # called once a run's end is stored (notifications)
+        self.on_catalog: list[Callable[[Catalog], None]] = []  # called with each reloaded catalog
+
+    def replace_catalog(self, catalog: Catalog) -> None:
+        """A reloaded jobs.ini: new runs use it, runs already started keep the Job they started
+        with; whatever follows the catalog (schedules, ...) hears of it through `on_catalog`."""
+        self.catalog = catalog
+        self.rights = Rights(catalog)
+        for hook in list(self.on_catalog):
+            hook(catalog)
+        self._schedule()
 
     # -- starting ---------------------------------------------------------------------------
 

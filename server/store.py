@@ -71,7 +71,7 @@ APPROVAL_LOST = "the server restarted before approval; secrets are not kept: req
 DB_NAME = "history.sqlite3"
 # Everything Pushbutton keeps in a data dir (the desktop window adds its lock and socket).
 OWN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", "desktop.lock", "desktop.sock")
-OWN_DIRS = ("owners",)
+OWN_DIRS = ("owners", "runs")
 
 log = logging.getLogger("pushbutton")
 Callback = Callable[[Any, BaseException | None], None]

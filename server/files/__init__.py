@@ -1,0 +1,27 @@
+"""Files that belong to a run: what a user uploads for it, what the job leaves behind for them.
+
+Both live in the run's private folder in the data dir, `DATA/runs/<id>/` (0700, files 0600):
+`uploads/` (server/files/uploads.py) and `artifacts/` (server/files/artifacts.py).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+RUNS_DIR = "runs"
+
+
+def run_folder(data_dir: Path, run_id: int, part: str) -> Path:
+    """`DATA/runs/<id>/<part>/`, created private (0700 whatever the umask)."""
+    folder = Path(data_dir) / RUNS_DIR / str(run_id) / part
+    for path in (folder.parent.parent, folder.parent, folder):
+        path.mkdir(mode=0o700, exist_ok=True)
+        path.chmod(0o700)
+    return folder
+
+
+def remove_run_folder(data_dir: Path, run_id: int, part: str | None = None) -> None:
+    """Remove a run's folder (or one part of it); nothing there is not an error."""
+    folder = Path(data_dir) / RUNS_DIR / str(run_id)
+    shutil.rmtree(folder / part if part else folder, ignore_errors=True)
