@@ -26,7 +26,7 @@ desktop:
 	@scripts/setup.sh test
 	.venv/bin/pushbutton --jobs jobs.ini
 
-# dist/pushbutton (window + headless) and dist/pushbutton-server (headless, no Qt), one file each,
+# dist/pushbutton (window on the system web view + headless) and dist/pushbutton-server (headless), one file each,
 # for this machine's OS; see docs/desktop.md. ONEDIR=1 builds folders in dist/onedir/ instead;
 # UNCOMPRESSED=1 builds one-file executables that start faster but are twice as big (dist/uncompressed/).
 DIST_OUT = dist$(if $(ONEDIR),/onedir)$(if $(UNCOMPRESSED),/uncompressed)

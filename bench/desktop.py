@@ -7,8 +7,11 @@ For each build found (and the unfrozen venv for comparison), copied alone into a
 jobs.ini beside it, started from another working directory, N times:
 - headless: process start -> the login URL answered with the job page (HTTP 200, after the
   token-for-cookie redirect), as a browser would see it;
-- window: process start -> the window reports its first page loaded (under Xvfb if no DISPLAY).
-Prints one line per build and a Markdown table for docs/desktop.md.
+- window: process start -> its stdout line `Pushbutton window showing http://...` (printed once the
+  page has loaded; under Xvfb if no DISPLAY), and process start -> the first window on the screen
+  (the splash or the window itself, polled with xwininfo every 20 ms).
+One-file builds unpack into TMPDIR on every start: each is measured with TMPDIR on disk (what an
+analyst has) and in RAM (/dev/shm, the floor). Prints one line per build and a Markdown table.
 """
 
 from __future__ import annotations
@@ -74,15 +77,32 @@ def headless_first_page(argv: list[str], env: dict, cwd: Path) -> float:
         proc.wait(60)
 
 
-def window_first_page(argv: list[str], env: dict, cwd: Path) -> float:
+def any_window(display: str) -> bool:
+    """Whether a named top-level window is on the screen (mapped, not one of a toolkit's hidden ones)."""
+    tree = subprocess.run(["xwininfo", "-root", "-children", "-display", display], capture_output=True,
+                          text=True, timeout=30).stdout
+    for line in tree.splitlines():
+        if line.strip().startswith("0x") and '"' in line:
+            info = subprocess.run(["xwininfo", "-id", line.split()[0], "-display", display], capture_output=True,
+                                  text=True, timeout=30).stdout
+            if "IsViewable" in info:
+                return True
+    return False
+
+
+def window_first_page(argv: list[str], env: dict, cwd: Path) -> tuple[float, float | None]:
+    """(seconds to the page, seconds to the first window on screen)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first_window = None
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and proc.poll() is None:
-            ready, _, _ = select.select([proc.stderr], [], [], 1)
-            if ready and "first page shown" in proc.stderr.readline():
-                return time.perf_counter() - t0
+            if first_window is None and any_window(env["DISPLAY"]):
+                first_window = time.perf_counter() - t0
+            ready, _, _ = select.select([proc.stdout], [], [], 0.02)
+            if ready and proc.stdout.readline().startswith("Pushbutton window showing "):
+                return time.perf_counter() - t0, first_window
         raise RuntimeError(f"{argv[0]}: the window never reported its first page")
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -110,10 +130,21 @@ def start_xvfb() -> tuple[subprocess.Popen, str]:
         return proc, ":" + pipe.readline().strip()
 
 
+def span(triple) -> str:
+    return "-" if triple is None else f"{triple[0]:.2f} s ({triple[1]:.2f}-{triple[2]:.2f})"
+
+
+def describe(row: dict) -> str:
+    size = "-" if row["size"] is None else f"{row['size'] / MiB:.1f} MiB"
+    return (f"{size:>10}  first page on disk {span(row.get('disk'))}, in RAM {span(row.get('RAM'))}; "
+            f"first window {span(row.get('window'))}; bare start {row['bare'][0]:.2f} s, {row['bare'][1]:.2f} s CPU")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dist", type=Path, default=ROOT / "dist")
+    ap.add_argument("--only", default="", help="measure only the builds whose label contains this")
     opts = ap.parse_args()
 
     builds = []  # (label, kind, path to the executable or None for the venv)
@@ -127,7 +158,8 @@ def main() -> int:
     venv = Path(sys.executable).with_name("pushbutton")
     builds.append(("unfrozen venv (headless)", "headless", venv))
     builds.append(("unfrozen venv (window)", "window", venv))
-    if len(builds) == 2:
+    builds = [b for b in builds if opts.only in b[0]]
+    if not any(b[2] != venv for b in builds):
         print(f"no builds in {opts.dist}: run `make dist` (and `make dist ONEDIR=1`) first", file=sys.stderr)
 
     xvfb = None
@@ -141,6 +173,8 @@ def main() -> int:
             env.update(XDG_DATA_HOME=str(tmp / "share"), XDG_CONFIG_HOME=str(tmp / "config"))
             elsewhere = tmp / "elsewhere"
             elsewhere.mkdir()
+            unpack = {"disk": tmp / "unpack", "RAM": Path(tempfile.mkdtemp(prefix="pb-bench-", dir="/dev/shm"))}
+            unpack["disk"].mkdir()
             for label, kind, exe in builds:
                 if exe.parent == venv.parent:
                     (elsewhere / "jobs.ini").write_text(JOBS)  # the venv finds it in the cwd
@@ -148,25 +182,36 @@ def main() -> int:
                 else:
                     argv = [str(place(exe, tmp))]
                     size = size_of(exe.parent if exe.parent.name == exe.name else exe)
-                measure = window_first_page if kind == "window" else headless_first_page
-                times = [measure(argv, env, elsewhere) for _ in range(opts.runs)]
+                onefile = size is not None and exe.parent.name != exe.name
+                row = {"label": label, "size": size}
+                for where in ("disk", "RAM") if onefile else ("disk",):
+                    run_env = dict(env, TMPDIR=str(unpack[where]))
+                    if kind == "window":
+                        both = [window_first_page(argv, run_env, elsewhere) for _ in range(opts.runs)]
+                        times = [b[0] for b in both]
+                        shown = [b[1] for b in both if b[1] is not None]
+                        if where == "disk" and shown:
+                            row["window"] = statistics.median(shown), min(shown), max(shown)
+                    else:
+                        times = [headless_first_page(argv, run_env, elsewhere) for _ in range(opts.runs)]
+                    row[where] = statistics.median(times), min(times), max(times)
                 bare = [bare_start(argv, env, elsewhere) for _ in range(opts.runs)]
+                row["bare"] = statistics.median(b[0] for b in bare), statistics.median(b[1] for b in bare)
                 (elsewhere / "jobs.ini").unlink(missing_ok=True)
-                row = (label, size, statistics.median(times), min(times), max(times),
-                       statistics.median(b[0] for b in bare), statistics.median(b[1] for b in bare))
                 rows.append(row)
-                print(f"{label:45} {'-' if size is None else f'{size / MiB:7.1f} MiB'}  first page "
-                      f"median {row[2]:.2f} s (min {row[3]:.2f}, max {row[4]:.2f}, {opts.runs} runs); "
-                      f"bare start {row[5]:.2f} s, {row[6]:.2f} s CPU", flush=True)
+                print(f"{label:45} {describe(row)}", flush=True)
+            shutil.rmtree(unpack["RAM"], ignore_errors=True)
     finally:
         if xvfb is not None:
             xvfb.terminate()
             xvfb.wait(10)
-    print("\n| build | size | start to first page: median (min-max) | bare start (`--help`): wall / CPU |\n"
-          "|---|---|---|---|")
-    for label, size, med, low, high, bare_wall, bare_cpu in rows:
-        print(f"| {label} | {'-' if size is None else f'{size / MiB:.1f} MiB'} | {med:.2f} s ({low:.2f}-{high:.2f}) "
-              f"| {bare_wall:.2f} s / {bare_cpu:.2f} s |")
+    print(f"\n{opts.runs} starts each; median (min-max).\n\n"
+          "| build | size | first page, temp on disk | first page, temp in RAM | first window or splash "
+          "| bare start (`--help`): wall / CPU |\n|---|---|---|---|---|---|")
+    for row in rows:
+        size = "-" if row["size"] is None else f"{row['size'] / MiB:.1f} MiB"
+        print(f"| {row['label']} | {size} | {span(row.get('disk'))} | {span(row.get('RAM'))} | "
+              f"{span(row.get('window'))} | {row['bare'][0]:.2f} s / {row['bare'][1]:.2f} s |")
     return 0
 
 

@@ -1,16 +1,17 @@
-"""The desktop window: the headless server, in this process, behind a pywebview (Qt) window.
+"""The desktop window: the headless server, in this process, behind a pywebview window.
 
-Threads: Qt owns the main thread (pywebview requires it); the server runs in its own OS thread on
-its own gevent hub (`server.runtime.Server`); nothing is monkey patched. The window reaches the
-server only through `Server.call`, the server reaches the window only through `MainThread`
-(a queued Qt signal). The per-launch token never leaves this process: the window loads the login
-URL, which swaps it for an HttpOnly cookie that lives in the window's private, in-memory profile.
+The toolkit is the system's web view: GTK + WebKitGTK 4.1 on Linux (`desktop.gtk_ui`), WebView2
+on Windows and WKWebView on macOS through pywebview alone (`desktop.native_ui`).
+Threads: the toolkit owns the main thread (pywebview requires it); the server runs in its own OS
+thread on its own gevent hub (`server.runtime.Server`); nothing is monkey patched. The window
+reaches the server only through `Server.call`, the server reaches the window only through
+`MainThread`. The per-launch token never leaves this process: the window loads the login URL,
+which swaps it for an HttpOnly cookie that lives in the window's private, in-memory profile.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import logging
 import os
 import signal
@@ -24,89 +25,50 @@ from pathlib import Path
 
 import platformdirs
 import webview
-from PySide6.QtCore import QByteArray, QObject, Qt, Signal
-from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import QApplication, QInputDialog, QLineEdit, QMessageBox
 
-from desktop import links, settings
+from desktop import settings
 from desktop.errorpage import error_page
 from desktop.instance import SingleInstance
+from desktop.main import close_splash
 from desktop.notify import Notifier, notice_for
 from server import catalog as C
 from server.auth.identity import User, os_user
 from server.auth.methods import for_the_window
 from server.runs import FINAL
-from server.runtime import Server, call_via
+from server.runtime import Server
 
 log = logging.getLogger("pushbutton")
 ICON = Path(__file__).resolve().with_name("icon.png")
 ASK_TIMEOUT = 600  # s an ssh prompt waits for the person; then it counts as Cancel
+READY_LINE = "Pushbutton window showing {url}"  # on stdout once the page is shown (no token in it)
+
+if sys.platform.startswith("linux"):
+    from desktop import gtk_ui as ui
+    from desktop import links
+
+    GUI = "gtk"
+else:
+    from desktop import native_ui as ui
+
+    links = None
+    GUI = None  # pywebview's default: WebView2 on Windows, WKWebView on macOS
 
 
-class MainThread(QObject):
-    """Run a function on the GUI thread from any thread (a queued signal). Create it on the GUI
-    thread."""
-
-    _call = Signal(object)
-
-    def __init__(self):
-        super().__init__()
-        self._call.connect(self._run, Qt.ConnectionType.QueuedConnection)
-
-    def _run(self, fn: Callable[[], object]) -> None:
-        try:
-            fn()
-        except Exception:
-            log.exception("error on the GUI thread")
-
-    def __call__(self, fn: Callable[[], object]) -> None:
-        self._call.emit(fn)
-
-    def wait(self, fn: Callable[[], object], timeout: float = 10) -> object:
-        """Run `fn` on the GUI thread and return its result (call from another thread only)."""
-        return call_via(self, fn, timeout=timeout)
-
-
-def ask_stop_runs(parent, titles: list[str]) -> bool:
-    """The close prompt, in plain words. True = stop the runs and quit."""
+def close_prompt(titles: list[str]) -> tuple[str, str, str, str, str]:
+    """The close prompt's words: (title, text, details, stop button, keep button)."""
     n = len(titles)
     counts = Counter(titles)
     running = ", ".join(f"{t} (x{c})" if c > 1 else t for t, c in counts.items())
-    box = QMessageBox(parent)
-    box.setIcon(QMessageBox.Icon.Warning)
-    box.setWindowTitle("Jobs are still running" if n > 1 else "A job is still running")
-    box.setText(f"{n} jobs are still running. Stop them and quit, or keep the window open?" if n > 1 else
-                "1 job is still running. Stop it and quit, or keep the window open?")
-    box.setInformativeText(f"Running: {running}. Stopped jobs are recorded as cancelled.")
-    stop = box.addButton("Stop and quit" if n > 1 else "Stop it and quit", QMessageBox.ButtonRole.DestructiveRole)
-    keep = box.addButton("Keep the window open", QMessageBox.ButtonRole.RejectRole)
-    box.setDefaultButton(keep)
-    box.setEscapeButton(keep)
-    box.exec()
-    return box.clickedButton() is stop
-
-
-def ask_ssh(parent, host: str, prompt: str, secret: bool) -> str | None:
-    """What `ssh` asks (a key passphrase, a password), naming the host. None = Cancel."""
-    dialog = QInputDialog(parent)
-    dialog.setWindowTitle(f"{host} asks")
-    dialog.setLabelText(f"Connecting to {host}, ssh asks:\n{prompt}")
-    dialog.setTextEchoMode(QLineEdit.EchoMode.Password if secret else QLineEdit.EchoMode.Normal)
-    dialog.setInputMode(QInputDialog.InputMode.TextInput)
-    accepted = dialog.exec() == QInputDialog.DialogCode.Accepted
-    answer = dialog.textValue() if accepted else None
-    dialog.setTextValue("")
-    dialog.deleteLater()
-    return answer
+    return ("Jobs are still running" if n > 1 else "A job is still running",
+            f"{n} jobs are still running. Stop them and quit, or keep the window open?" if n > 1 else
+            "1 job is still running. Stop it and quit, or keep the window open?",
+            f"Running: {running}. Stopped jobs are recorded as cancelled.",
+            "Stop and quit" if n > 1 else "Stop it and quit", "Keep the window open")
 
 
 def prepare_environment() -> str | None:
-    """Set what QtWebEngine needs; return why no window can open here, if it cannot."""
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
-        # Chromium's sandbox refuses to run as root (CI, containers): without this the page is blank.
-        os.environ.setdefault("QTWEBENGINE_DISABLE_SANDBOX", "1")
-    if (sys.platform.startswith("linux") and not os.environ.get("DISPLAY")
-            and not os.environ.get("WAYLAND_DISPLAY") and not os.environ.get("QT_QPA_PLATFORM")):
+    """Return why no window can open here, if it cannot."""
+    if sys.platform.startswith("linux") and not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
         return ("there is no display to open a window on (DISPLAY is not set); "
                 "serve browsers instead with: pushbutton --headless")
     return None
@@ -126,8 +88,8 @@ class DesktopApp:
         self.instance = SingleInstance(self.data_dir)
         self.server: Server | None = None
         self.window: webview.Window | None = None
-        self.native = None  # the QMainWindow, once created
-        self.main: MainThread | None = None
+        self.native = None  # what desktop.gtk_ui/native_ui take: the toolkit's window, once created
+        self.main: ui.MainThread | None = None
         self.notifier: Notifier | None = None
         self.cancel_runs = False  # the analyst chose "stop and quit": runs end as cancelled
         self.skip_prompt = False  # close without asking (the analyst already answered, or a test)
@@ -170,7 +132,7 @@ class DesktopApp:
                 log.warning("--host and --token apply to --headless only; the window uses 127.0.0.1 "
                             "and a new secret")
             self.server = Server(for_the_window(self.catalog), self.data_dir, "127.0.0.1", self.args.port or 0,
-                                 asker=self.ask_ssh)
+                                 asker=self.ask_ssh if ui.ASKS else None, window=True)
             try:
                 url = self.server.start()
             except OSError as exc:
@@ -182,15 +144,15 @@ class DesktopApp:
 
         geo = settings.load_geometry()
         self.window = webview.create_window(
-            title, url=url, html=html, width=geo.width, height=geo.height,
-            x=None if geo.qt else geo.x, y=None if geo.qt else geo.y,
+            title, url=url, html=html, width=geo.width, height=geo.height, x=geo.x, y=geo.y,
             min_size=settings.MIN_SIZE, text_select=True)
         self.window.events.before_show += partial(self._before_show, geo)
+        self.window.events.shown += close_splash
         self.window.events.loaded += self._loaded
         self.window.events.closing += self._on_closing
         signal.signal(signal.SIGTERM, self._on_sigterm)
         try:
-            webview.start(self._after_start, gui="qt", private_mode=True, icon=str(ICON) if ICON.exists() else None)
+            webview.start(self._after_start, gui=GUI, private_mode=True, icon=str(ICON) if ICON.exists() else None)
         finally:
             self.closing = True
             self._stop_server()
@@ -198,19 +160,19 @@ class DesktopApp:
 
     def _before_show(self, geo: settings.Geometry) -> None:
         """GUI thread, window built but not shown yet."""
-        self.native = self.window.native
-        self.main = MainThread()
+        self.native = ui.handle(self.window)
+        self.main = ui.MainThread()
+        if self.server is not None and links is not None:
+            from webview.platforms.gtk import BrowserView
+
+            browser = BrowserView.instances[self.window.uid]
+            links.guard(browser.webview, self.server.url, browser.on_navigation)
+        if geo.x is not None and not settings.on_a_screen(geo, ui.monitors()):
+            log.info("the saved window position is on no screen now: centring the window")
+            ui.center(self.native)
         if self.server is not None:
-            links.guard(self.native.webview.page(), self.server.url)
-        if ICON.exists():
-            QApplication.setWindowIcon(QIcon(str(ICON)))
-        if geo.qt:
-            try:
-                self.native.restoreGeometry(QByteArray(base64.b64decode(geo.qt)))
-            except ValueError:  # a damaged settings file: keep the default placement
-                log.warning("ignoring an unreadable saved window position")
-        if self.server is not None:
-            self.notifier = Notifier(self.native, self.catalog.settings.title)
+            self.notifier = Notifier(self.catalog.settings.title, partial(ui.focused, self.native),
+                                     partial(ui.alert, self.native))
         try:
             self.instance.listen(self._raise_requested)
         except OSError as exc:  # the window still works; a second launch will say it gets no answer
@@ -219,6 +181,8 @@ class DesktopApp:
     def _loaded(self) -> None:
         if not self.first_page.is_set():
             log.info("window: first page shown after %.2f s", time.monotonic() - self.t0)
+            if self.server is not None:  # for ops scripts, support and the tests
+                print(READY_LINE.format(url=self.server.url), flush=True)
             self.first_page.set()
 
     def _after_start(self) -> None:
@@ -240,13 +204,7 @@ class DesktopApp:
 
     def bring_forward(self) -> None:
         """GUI thread: un-minimise, raise and focus the window."""
-        native = self.native
-        if native.isMinimized():
-            native.showNormal()
-        native.show()
-        native.raise_()
-        native.activateWindow()
-        QApplication.alert(native, 0)
+        ui.bring_forward(self.native)
 
     def _spawn_run_watcher(self) -> None:
         import gevent
@@ -283,7 +241,7 @@ class DesktopApp:
         if self.closing:
             return None
         self.bring_forward()
-        return ask_ssh(self.native, host, prompt, secret)
+        return ui.ask_text(self.native, f"{host} asks", f"Connecting to {host}, ssh asks:\n{prompt}", secret)
 
     def active_titles(self) -> list[str]:
         """Titles of the runs queued or running now (any thread but the server's)."""
@@ -302,7 +260,7 @@ class DesktopApp:
         titles = [] if self.skip_prompt else self.active_titles()
         if titles:
             log.info("close asked with %d active run(s): asking whether to stop them", len(titles))
-            if not ask_stop_runs(self.native, titles):
+            if not ui.ask_stop_runs(self.native, *close_prompt(titles)):
                 log.info("close cancelled: the window stays open")
                 return False
             self.cancel_runs = self.skip_prompt = True
@@ -311,21 +269,18 @@ class DesktopApp:
         return True
 
     def _save_geometry(self) -> None:
-        native = self.native
-        if native is None or native.isFullScreen():
+        if self.native is None or ui.is_fullscreen(self.native):
             return
-        geo = settings.Geometry(width=native.width(), height=native.height(), x=native.x(), y=native.y(),
-                                qt=base64.b64encode(bytes(native.saveGeometry())).decode())
+        width, height, x, y = ui.geometry(self.native)
         try:
-            settings.save_geometry(geo)
+            settings.save_geometry(settings.Geometry(width=width, height=height, x=x, y=y))
         except OSError as exc:
             log.warning("cannot remember the window size: %s", exc)
 
     def _on_sigterm(self, *_) -> None:
         """Stop without asking (logout, kill): runs end as `interrupted`."""
-        app = QApplication.instance()
-        if app is not None:
-            app.quit()
+        self.closing = True
+        ui.quit_app()
 
     def _stop_server(self) -> None:
         server = self.server

@@ -1,9 +1,9 @@
 """Tell the analyst when a run ends, or waits for their approval, while they look at something else.
 
-`notice_for` decides (pure, tested without a display); `Notifier` delivers through what the
-desktop offers: the system tray's balloon/notification centre when there is a tray, else
-`notify-send` (freedesktop notifications: GNOME without a tray extension), and in any case the
-window asks for attention (taskbar flash / dock bounce / urgency hint).
+`notice_for` decides (pure, tested without a display); `Notifier` delivers: on Linux through
+`notify-send` (freedesktop notifications: GNOME, KDE, XFCE...; a desktop without a notification
+service simply shows none), and in any case the window asks for attention (the toolkit's urgency
+hint: taskbar flash, dock bounce).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 
 log = logging.getLogger("pushbutton")
@@ -52,38 +53,22 @@ def notice_for(record: dict, job_title: str, focused: bool) -> Notice | None:
 
 
 class Notifier:
-    """Qt delivery; create and call on the GUI thread only."""
+    """Delivery; call on the GUI thread. `focused()` and `alert()` come from the window's toolkit."""
 
-    def __init__(self, window, app_title: str, icon=None):
-        from PySide6.QtWidgets import QApplication, QSystemTrayIcon
-
-        self.window = window  # the QWidget to flash
+    def __init__(self, app_title: str, focused: Callable[[], bool], alert: Callable[[], None]):
         self.app_title = app_title
-        self.tray = None
-        if QSystemTrayIcon.isSystemTrayAvailable():
-            self.tray = QSystemTrayIcon(icon if icon is not None else QApplication.windowIcon(), window)
-            self.tray.setToolTip(app_title)
-            self.tray.activated.connect(lambda *_: (window.showNormal(), window.raise_(), window.activateWindow()))
-            self.tray.show()
-
-    def focused(self) -> bool:
-        return bool(self.window.isActiveWindow()) and not self.window.isMinimized()
+        self.focused = focused
+        self.alert = alert
 
     def show(self, notice: Notice) -> list[str]:
         """Deliver; return the channels used (for the log and the tests)."""
-        from PySide6.QtWidgets import QApplication, QSystemTrayIcon
-
         used = []
-        if self.tray is not None and self.tray.supportsMessages():
-            kind = QSystemTrayIcon.MessageIcon.Information if notice.ok else QSystemTrayIcon.MessageIcon.Warning
-            self.tray.showMessage(notice.title, notice.body, kind, 10_000)
-            used.append("tray")
-        elif sys.platform.startswith("linux") and shutil.which("notify-send"):
+        if sys.platform.startswith("linux") and shutil.which("notify-send"):
             argv = ["notify-send", "--app-name", self.app_title, "--urgency",
                     "normal" if notice.ok else "critical", notice.title, notice.body]
             threading.Thread(target=_run_quietly, args=(argv,), daemon=True).start()
             used.append("notify-send")
-        QApplication.alert(self.window, 0)
+        self.alert()
         used.append("alert")
         log.info("notified: %s (%s)", notice.title, ", ".join(used))
         return used

@@ -1,7 +1,8 @@
 """Window geometry, remembered between launches in the user config dir (never beside the executable).
 
-Two forms are kept: plain numbers, which any backend understands, and Qt's own `saveGeometry()`
-blob, which also restores the frame and drops a position that is no longer on any screen.
+Plain numbers, which every backend understands: the content size and the frame's position. A
+position no longer on any screen (a monitor unplugged) is dropped when the window opens
+(`on_a_screen`), and the window is centred instead.
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ class Geometry:
     height: int = DEFAULT_SIZE[1]
     x: int | None = None
     y: int | None = None
-    qt: str | None = None  # base64 of QWidget.saveGeometry()
 
 
 def geometry_path() -> Path:
@@ -55,8 +55,19 @@ def load_geometry(path: Path | None = None) -> Geometry:
     geo.x, geo.y = number("x", -100_000), number("y", -100_000)
     if geo.x is None or geo.y is None:
         geo.x = geo.y = None
-    geo.qt = raw.get("qt") if isinstance(raw.get("qt"), str) else None
     return geo
+
+
+def on_a_screen(geo: Geometry, screens: list[tuple[int, int, int, int]], grip: int = 48) -> bool:
+    """Whether the window's top edge (where it is dragged from) shows at least `grip` pixels on one
+    of the `screens` (x, y, width, height)."""
+    if geo.x is None or geo.y is None:
+        return False
+    for sx, sy, sw, sh in screens:
+        visible = min(geo.x + geo.width, sx + sw) - max(geo.x, sx)
+        if visible >= grip and sy <= geo.y < sy + sh - grip // 2:
+            return True
+    return False
 
 
 def save_geometry(geo: Geometry, path: Path | None = None) -> None:

@@ -16,17 +16,20 @@ import bottle
 import gevent
 from bottle import HTTPResponse, request, response
 
-from server import sse
+from server import metrics, openapi, reload, sse
 from server.auth import Guard, audit
 from server.auth import rules as R
 from server.auth.authenticate import Authenticator
 from server.auth.proxies import client_address, mount_path
 from server.auth.routes import add_routes
+from server.choice_routes import add_routes as add_choice_routes
 from server.connections import HEADER_TIMEOUT
 from server.events import in_pool
-from server.params import ParamsError, masked, validate
+from server.files import artifact_routes, uploads
+from server.params import ParamsError, masked
 from server.preview import preview as preview_of
 from server.runs import MAX_COMMENT, ConfirmationRequired, Conflict, NotFound, Runs, public
+from server.schedules import public as public_schedules
 
 MAX_BODY = 1024 * 1024
 MAX_INT = 2**63 - 1  # SQLite's INTEGER: ids and numbers in requests stay within it
@@ -148,8 +151,9 @@ def _read_body() -> bytes:
     return raw
 
 
-def _body() -> dict:
-    raw = _read_body() or b"{}"
+def _body(raw: bytes | None = None) -> dict:
+    """The JSON body (or, given `raw`, a multipart start's `json` part): `{"params": {...}}`."""
+    raw = (_read_body() if raw is None else raw) or b"{}"
     try:
         body = json.loads(raw)
     except ValueError:
@@ -262,14 +266,15 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
             item["queued"] = sum(r.state == "queued" for r in mine)
             item["approve_by"] = job.approve_by
             item["last_run"] = public(last[job.id]) if job.id in last else None
+            item["schedules"] = public_schedules(runs, job.id)  # server/schedules.py
             out.append(item)
-        return {"title": runs.catalog.settings.title, "jobs": out}
+        return {"title": runs.catalog.settings.title, "jobs": out, "config_error": reload.config_error(runs, user)}
 
     @app.post("/api/jobs/<job_id>/runs", rule=R.JOB_RUN)
     def start(job_id: str):
-        body = _body()
-        run = runs.start(job_id, body.get("params", {}), confirmed=body.get("confirm") is True,
-                         user=R.current_user().name)
+        with uploads.received(request.environ, runs.job(job_id), runs.store.dir, _body) as body:  # files too
+            run = runs.start(job_id, body.get("params", {}), confirmed=body.get("confirm") is True,
+                             user=R.current_user().name)
         response.status = 202
         return {"run": run.public()}
 
@@ -277,7 +282,8 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
     def preview(job_id: str):
         """What a start with these values would run, validated as a start is; nothing is recorded."""
         job = runs.job(job_id)
-        values = validate(job.params, _body().get("params", {}))
+        raw = uploads.stand_ins(job, _body().get("params", {}))  # a file is described, not sent
+        values = runs.choices.validate(job, raw)  # lists from commands too
         return preview_of(job, values, masked(job.params, values))
 
     @app.get("/api/runs", rule=R.SIGNED_IN)
@@ -300,9 +306,10 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
 
     @app.post("/api/runs/<run_id:int>/rerun", rule=R.RUN_RERUN)
     def rerun(run_id: int):
-        body = _body()
-        run = runs.rerun(run_id, body.get("params", {}), confirmed=body.get("confirm") is True,
-                         user=R.current_user().name)
+        job = runs.job(R.target_run()["job"])
+        with uploads.received(request.environ, job, runs.store.dir, _body) as body:  # a file is sent again
+            run = runs.rerun(run_id, body.get("params", {}), confirmed=body.get("confirm") is True,
+                             user=R.current_user().name)
         response.status = 202
         return {"run": run.public()}
 
@@ -353,6 +360,11 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
         runs.audit.current_address = _client_address
 
     add_routes(app, authn, _body, _json)  # /api/session, /api/me, /api/tokens
+    add_choice_routes(app, runs, _json)  # /api/jobs/<id>/params/<name>/choices
+    reload.add_routes(app, runs)  # /api/reload
+    artifact_routes.add_routes(app, runs)  # /api/runs/<id>/artifacts
+    metrics.add_routes(app, runs)  # /metrics
+    openapi.add_routes(app)  # /api/openapi.json
     R.check_routes(app)
     return app
 

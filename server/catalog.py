@@ -12,6 +12,7 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import platformdirs
@@ -20,20 +21,24 @@ from server.catalog_access import ACCESS_KEYS, JOB_ACCESS_KEYS, Access, AccessCh
 from server.catalog_access import TEAM_KEYS as TEAM_KEYS  # re-exported: the documented keys
 from server.catalog_hosts import Group, Host, HostChecks, Target
 from server.catalog_ldap import LDAP_KEYS, Ldap, LdapChecks
-from server.catalog_notify import Notifier, NotifyChecks
+from server.catalog_notify import Notifier, NotifyChecks, public_url
 from server.catalog_oidc import OIDC_KEYS, Oidc, OidcChecks
 from server.catalog_params import PARAM_KEYS as PARAM_KEYS  # re-exported: the documented keys
 from server.catalog_params import ParamChecks
 from server.catalog_schedules import Schedule, ScheduleChecks
 from server.catalog_values import non_negative_int, parse_bool, positive_duration, positive_int
 from server.catalog_values import parse_duration as parse_duration  # re-exported
+from server.files.artifacts import ENV as ARTIFACTS_ENV
+from server.files.artifacts import KEYS as ARTIFACT_KEYS
+from server.files.artifacts import Limits as ArtifactLimits
+from server.files.artifacts import setting as artifact_setting
 from server.params import NAME_RE, Param, placeholders, split_list
 
 APP_NAME = "pushbutton"
 
 # Every key the parser accepts (PARAM_KEYS too); docs/jobs-ini.md must document each (a test checks).
-SETTINGS_KEYS = ("title", "max_concurrent_runs", "retention_days", "allowed_hosts", *ACCESS_KEYS, *OIDC_KEYS,
-                 *LDAP_KEYS)
+SETTINGS_KEYS = ("title", "max_concurrent_runs", "retention_days", "allowed_hosts", "public_url", "schedules_in_window",
+                 *ACCESS_KEYS, *OIDC_KEYS, *LDAP_KEYS, *ARTIFACT_KEYS)
 JOB_KEYS = ("title", "description", "command", "shell", "workdir", "timeout", "grace",
             "concurrency", "confirm", "targets", *JOB_ACCESS_KEYS)
 HOST_KEYS = ("address", "port", "user", "identity", "known_hosts", "host_key", "connect_timeout")
@@ -69,6 +74,9 @@ class Settings(Access):
     max_concurrent_runs: int = 8
     retention_days: int = 90
     allowed_hosts: list[str] = field(default_factory=list)
+    artifacts: ArtifactLimits = field(default_factory=ArtifactLimits)  # caps on what runs leave in PB_ARTIFACTS
+    public_url: str = ""  # the base of links in notifications; "": no link
+    schedules_in_window: bool = False  # [schedule:NAME]s also fire in the desktop window
     oidc: Oidc = field(default_factory=Oidc)  # auth = oidc
     ldap: Ldap = field(default_factory=Ldap)  # auth = ldap
 
@@ -261,6 +269,12 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
                 s.retention_days = self.convert(section, key, raw, non_negative_int, 90)
             elif key == "allowed_hosts":
                 s.allowed_hosts = [h.lower() for h in split_list(raw)]
+            elif key == "schedules_in_window":
+                s.schedules_in_window = self.convert(section, key, raw, parse_bool, False)
+            elif key == "public_url":
+                s.public_url = self.convert(section, key, raw, public_url, "")
+            elif key in ARTIFACT_KEYS:
+                self.convert(section, key, raw, partial(artifact_setting, s.artifacts, key))
             elif key in ACCESS_KEYS:
                 self.access_setting(section, key, raw, s)
             elif key in OIDC_KEYS:
@@ -280,6 +294,9 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
                 name, _, pkey = key[len("param."):].rpartition(".")
                 if not name or not NAME_RE.match(name):
                     self.problem(section, key, "expected param.NAME.KEY, NAME made of letters, digits and _")
+                    continue
+                if f"PB_{name.upper()}" == ARTIFACTS_ENV:
+                    self.problem(section, key, f"{ARTIFACTS_ENV} is the run's artifacts folder: rename the parameter")
                     continue
                 param = params.setdefault(name, Param(name=name))
                 param_lines.setdefault(name, key)
@@ -314,6 +331,7 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
                 self.problem(section, key, "unknown key")
         job.params = list(params.values())
         self.check_command(section, job)  # first: it decides which values may not start with '-'
+        self.check_choices_from(section, param_lines, job)  # and so does a choices command
         for p in job.params:
             self.check_param(section, param_lines[p.name], p)
         self.check_dash_warnings(section, param_lines, job)

@@ -12,14 +12,16 @@ import re
 import shlex
 from typing import TYPE_CHECKING
 
-from server.catalog_values import parse_bool
+from server import choices as C
+from server.catalog_values import parse_bool, parse_duration, positive_duration
+from server.files.upload_params import parse_accept, parse_size
 from server.params import TYPES, LeadingDash, Param, leading_names, placeholders, split_list
 
 if TYPE_CHECKING:
     from server.catalog import Job
 
 PARAM_KEYS = ("type", "label", "help", "default", "required", "pattern", "min", "max", "choices",
-              "allow_dash")
+              "allow_dash", "max_size", "accept", "choices_from", "choices_timeout", "choices_cache")
 
 
 def _may_start_with_dash(p: Param) -> bool:
@@ -52,6 +54,18 @@ class ParamChecks:
                 self.problem(section, key, f"bad pattern: {exc}")
         elif pkey == "choices":
             p.choices = split_list(raw)
+        elif pkey == "max_size":
+            p.max_size = self.convert(section, key, raw, parse_size, p.max_size)
+        elif pkey == "accept":
+            p.accept = self.convert(section, key, raw, parse_accept, [])
+        elif pkey in ("choices_from", "choices_timeout", "choices_cache"):
+            source = p.choices_from = p.choices_from or C.Source()
+            if pkey == "choices_from":
+                source.command = raw
+            else:  # a time-out must be above 0; a cache of 0 s makes a list per request
+                attr = pkey.removeprefix("choices_")
+                parse = positive_duration if attr == "timeout" else parse_duration
+                setattr(source, attr, self.convert(section, key, raw, parse, getattr(source, attr)))
         elif pkey in ("default", "min", "max"):
             # Typed once the whole section is read: the type key may come later.
             setattr(p, pkey, raw)
@@ -68,7 +82,7 @@ class ParamChecks:
             return self.param_where(section, first_key, p, pkey)
 
         if p.type in ("choice", "multichoice"):
-            if not p.choices:
+            if not p.choices and p.choices_from is None:
                 self.problem(section, where("type"), f"a {p.type} parameter needs choices")
         elif p.choices:
             self.problem(section, where("choices"), f"choices only apply to choice and multichoice, not {p.type}")
@@ -77,6 +91,12 @@ class ParamChecks:
             self.problem(section, where("choices"), f"choice {dashed[0]!r} starts with '-' and {{{p.name}}} can "
                          f"begin an argument, where the program reads it as an option; if that is meant, set "
                          f"param.{p.name}.allow_dash = yes")
+        for pkey in ("max_size", "accept"):
+            if p.type != "file" and (section, f"param.{p.name}.{pkey}") in self.lines.keys:
+                self.problem(section, where(pkey), f"{pkey} only applies to file, not {p.type}")
+        if p.type == "file" and p.default is not None:
+            self.problem(section, where("default"), "a file parameter cannot have a default: the user uploads it")
+            p.default = None
         if p.pattern is not None and p.type not in ("text", "multiline", "secret"):
             self.problem(section, where("pattern"), f"pattern only applies to text, multiline and secret, not {p.type}")
         bound_parser = Param(name=p.name, type=p.type, choices=p.choices, leads=False)
@@ -159,3 +179,53 @@ class ParamChecks:
                 why = "a secret may always start with '-'" if p.secret else f"{{{p.name}}} never begins an argument"
                 self.warning(section, self.param_where(section, first_keys[p.name], p, "allow_dash"),
                              f"allow_dash has no effect: {why}")
+
+    def check_choices_from(self, section: str, first_keys: dict[str, str], job: Job) -> None:
+        """`choices_from`: split like the command, its inputs known and not secret, no loop of
+        lists; a value it places where an argument begins obeys the leading-dash rule there too.
+        Run after check_command, before check_param (which reads `leads`)."""
+        names = {p.name: p for p in job.params}
+        for p in job.params:
+            source = p.choices_from
+            if source is None:
+                continue
+
+            def where(pkey: str, p: Param = p) -> str:
+                return self.param_where(section, first_keys[p.name], p, pkey)
+
+            if not source.command.strip():
+                self.problem(section, where("choices_from"), "choices_timeout and choices_cache need choices_from")
+            elif p.type not in ("choice", "multichoice"):
+                self.problem(section, where("choices_from"), f"choices_from only applies to choice and multichoice, "
+                             f"not {p.type}")
+            elif p.choices:
+                self.problem(section, where("choices_from"), "give choices or choices_from, not both")
+            else:
+                try:
+                    C.parse(source, job.shell, job.id)
+                except ValueError as exc:
+                    self.problem(section, where("choices_from"), str(exc))
+                else:
+                    self._check_inputs(section, where("choices_from"), p, job)
+                    # by name from here on (a shell script says $PB_REGION for {region})
+                    source.inputs = [o.name for ref in source.inputs if (o := C.input_of(job.params, ref))]
+                    continue
+            p.choices_from = None
+        if loop := C.cycle(job.params):
+            self.problem(section, self.param_where(section, first_keys[loop[0]], names[loop[0]], "choices_from"),
+                         "choices_from lists depend on each other in a loop: " + " -> ".join(loop))
+
+    def _check_inputs(self, section: str, key: str, p: Param, job: Job) -> None:
+        leading = set(p.choices_from.inputs) if job.shell else leading_names(p.choices_from.argv)
+        for ref in p.choices_from.inputs:
+            other = C.input_of(job.params, ref)
+            shown = f"$PB_{ref}" if job.shell else f"{{{ref}}}"
+            if other is None:
+                self.problem(section, key, f"{shown} names no parameter")
+            elif other.secret:
+                self.problem(section, key, f"secret {shown} cannot feed a choices command: the list and its "
+                             f"errors are shown to everyone who may see the job")
+            elif other.type == "file":
+                self.problem(section, key, f"{shown} is a file, which exists only once a run starts")
+            elif ref in leading:
+                other.leads = True

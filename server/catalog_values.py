@@ -1,4 +1,4 @@
-"""jobs.ini scalar values: durations, booleans, counts, ports, and words ssh cannot take for options."""
+"""jobs.ini scalar values: durations, booleans, counts, sizes, ports, and words ssh cannot take for options."""
 
 from __future__ import annotations
 
@@ -39,6 +39,20 @@ def _int_at_least(low: int):
 
 positive_int = _int_at_least(1)
 non_negative_int = _int_at_least(0)
+
+
+SIZE_RE = re.compile(r"(\d{1,16})\s*(b|kb|mb|gb|tb|kib|mib|gib|tib)?", re.IGNORECASE)
+SIZE_UNITS = {"b": 1, "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+              "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4}
+
+
+def parse_size(raw: str) -> int:
+    """`512`, `100KB`, `64MB`, `1GB` -> bytes: KB, MB, GB, TB are powers of 1000, KiB, MiB, GiB, TiB
+    of 1024 (as for file parameters' `max_size`, server/files/upload_params.py)."""
+    match = SIZE_RE.fullmatch(raw.strip())
+    if not match:
+        raise ValueError(f"{raw!r} is not a size like 100KB, 64MB or 1GB")
+    return int(match[1]) * SIZE_UNITS[(match[2] or "b").lower()]
 
 
 def port(raw: str) -> int:

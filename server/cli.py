@@ -22,6 +22,8 @@ from server import catalog as C
 from server.auth.commands import add_parser as users_parser
 from server.auth.commands import main as users_main
 from server.catalog_access import base_path
+from server.logs import FORMATS
+from server.logs import configure as configure_logs
 from server.terminal import RUN_HELP, run_in_terminal
 
 log = logging.getLogger("pushbutton")
@@ -45,6 +47,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--keyfile", metavar="PATH", help="the certificate's private key (PEM)")
     p.add_argument("--base-path", metavar="/PREFIX", help="serve everything under this path, e.g. /ops behind a "
                                                           "reverse proxy (default: jobs.ini's base_path, else /)")
+    p.add_argument("--log-format", choices=FORMATS, default="text",
+                   help="the server log on stderr: text, or JSON lines for log shippers")
     sub = p.add_subparsers(dest="command")
     check = sub.add_parser("check", help="check a jobs.ini and exit")
     check.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
@@ -68,6 +72,11 @@ def parser() -> argparse.ArgumentParser:
     audit.add_argument("--action", help="only these actions, comma-separated (run.start,run.stop)")
     audit.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
     audit.add_argument("--data-dir", metavar="DIR", dest="sub_data_dir")
+    backup = sub.add_parser("backup", help="copy the history, consistently, while the server runs (see "
+                                           "docs/operations.md to restore)")
+    backup.add_argument("file", metavar="FILE", help="where to write the copy (replaced only once it is whole)")
+    backup.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
+    backup.add_argument("--data-dir", metavar="DIR", dest="sub_data_dir")
     users_parser(sub)
     return p
 
@@ -79,7 +88,7 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
 
         return helper(argv[1:])
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="pushbutton: %(message)s", stream=sys.stderr)
+    configure_logs(args.log_format)
     jobs = getattr(args, "sub_jobs", None) or args.jobs
     try:
         path = C.find_jobs_file(jobs)
@@ -107,6 +116,10 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
         return check_hosts(catalog)
     if args.command == "users":
         return users_main(args, catalog, data_dir)
+    if args.command == "backup":
+        from server.backup import main as backup_main
+
+        return backup_main(data_dir, args.file)
     if args.command == "audit":
         from server.auth.audit import print_log
 
@@ -177,6 +190,8 @@ def serve(catalog: C.Catalog, data_dir: Path, host: str, port: int, token: str |
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL line: a caller may stop us at once
         signal.signal(sig, lambda *_: stop.set())
+    if hasattr(signal, "SIGHUP"):  # re-read jobs.ini (server/reload.py); handlers run on this thread only
+        signal.signal(signal.SIGHUP, lambda *_: server.reload())
     print(f"Pushbutton serving on {url}", flush=True)
     while not stop.wait(0.5) and server.alive:
         pass

@@ -19,7 +19,9 @@ from gevent.lock import Semaphore
 
 from server.catalog import Job, Target
 from server.events import in_pool
+from server.executors.agent import RunAgent
 from server.executors.askpass import Asker, Askpass
+from server.executors.remote_files import RemoteFiles
 from server.executors.ssh import Outcome, SshProcess
 from server.executors.ssh_client import new_workdir
 from server.output import Emit, Masker, OutputStream, cancel_timer
@@ -97,8 +99,9 @@ class Fanout:
     def __init__(self, job: Job, argv: list[str], env: dict[str, str], secrets: list[str], emit: Emit,
                  progress: Callable[[float, str], None], changed: Callable[[list[dict]], None],
                  reason: Callable[[], str | None], wait: Callable[[], None] | None = None,
-                 asker: Asker | None = None):
+                 asker: Asker | None = None, files: list[Path] = ()):
         self.job = job
+        self.files = RemoteFiles(files)  # uploads, copied to each host before its command
         self.argv = argv
         self.env = env
         self.secrets = secrets
@@ -110,6 +113,7 @@ class Fanout:
         self.hosts = initial_hosts(job)
         self.asker = asker  # the window's: ssh may ask a person for a passphrase or password
         self.askpass: Askpass | None = None
+        self.agent: RunAgent | None = None  # with the askpass: one passphrase question per key and run
         self.procs: dict[int, SshProcess] = {}
         self.stopping = False
         self.done = 0
@@ -123,12 +127,17 @@ class Fanout:
             if self.asker is not None and os.name == "posix":
                 self.askpass = Askpass(self.asker, workdir, [t.host.name for t in self.job.targets])
                 self.askpass.open()  # a local bind and a tiny file: no need for the threadpool
+                if any(t.host.identity for t in self.job.targets):
+                    agent = RunAgent(workdir, self.askpass, self.job.timeout and self.job.timeout + 60)
+                    self.agent = agent if agent.start() else None
             workers = []
             for index, target in enumerate(self.job.targets):
                 slot = slots.setdefault(target.group, Semaphore(target.parallel)) if target.group else None
                 workers.append(gevent.spawn(self._host, index, target, slot, workdir))
             gevent.joinall(workers)
         finally:
+            if self.agent is not None:
+                self.agent.stop()
             if self.askpass is not None:
                 self.askpass.close()
             in_pool(shutil.rmtree, workdir, True)
@@ -149,8 +158,15 @@ class Fanout:
         if slot is not None:
             slot.acquire()
         try:
-            self._run_host(index, target, workdir)
+            error = None if self.stopping else self.files.copy(index, target.host, workdir)
+            if error:  # the host fails as an unreachable one does
+                self.emit("output", {"stream": "stderr", "host": target.host.name, "lines": [f"pushbutton: {error}"]})
+                self.done += 1
+                self._set(self.hosts[index], state="failed", error=error)
+            else:
+                self._run_host(index, target, workdir)
         finally:
+            self.files.remove(index)
             if slot is not None:
                 slot.release()
 
@@ -159,9 +175,15 @@ class Fanout:
         if self.stopping:
             self._set(record, state=self.reason() or "cancelled")
             return
-        proc = self.procs[index] = SshProcess(target.host, self.argv, self.env, self.job.grace, workdir, index,
-                                                     self.askpass)
-        self._set(record, state="running")
+        argv, env = self.files.command(index, self.argv, self.env)  # uploads: the host's copies
+        self._set(record, state="connecting")  # until the wrapper on the host starts the command
+        agent = self.agent.socket_for(target.host.identity, index) if self.agent else None  # may ask a person
+        if self.stopping:  # stopped while the dialog was open
+            self._set(record, state=self.reason() or "cancelled")
+            return
+        proc = self.procs[index] = SshProcess(target.host, argv, env, self.job.grace, workdir, index,
+                                              self.askpass, on_start=lambda: self._set(record, state="running"),
+                                              agent=agent)
         extra = {"host": target.host.name}
         single = len(self.hosts) == 1  # a lone host's ::progress lines drive the run's bar
         streams = [OutputStream(name, self.emit, self.secrets, self.progress if single else None, extra=extra,

@@ -15,7 +15,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-TYPES = ("text", "multiline", "int", "float", "bool", "choice", "multichoice", "date", "secret")
+from server.files.upload_params import DEFAULT_MAX_SIZE, Upload, accepted, show_size
+
+TYPES = ("text", "multiline", "int", "float", "bool", "choice", "multichoice", "date", "secret", "file")
 MASK = "********"
 # Shorter secrets cannot be masked safely: the masks would show where every chance occurrence is.
 SECRET_MIN_LENGTH = 8
@@ -28,7 +30,7 @@ NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 PLACEHOLDER_RE = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)\}")
 DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}\Z")
 
-Value = str | int | float | bool | list[str] | None
+Value = str | int | float | bool | list[str] | Upload | None
 
 
 class LeadingDash(ValueError):
@@ -56,6 +58,9 @@ class Param:
     max: int | float | str | None = None
     choices: list[str] = field(default_factory=list)
     allow_dash: bool = False  # jobs.ini: a value may start with '-' where it begins an argument
+    choices_from: Any = None  # server.choices.Source: the list comes from a command, checked at start
+    max_size: int = DEFAULT_MAX_SIZE  # file: bytes (server/files/upload_params.py)
+    accept: list[str] = field(default_factory=list)  # file: extensions and media types
     # Set by the catalog from the command: may the value begin an argument that the program still
     # parses for options (or reach one we cannot see, through $PB_NAME)? True until known.
     leads: bool = True
@@ -77,6 +82,8 @@ class Param:
             "min": self.min,
             "max": self.max,
             "pattern": self.pattern,
+            "choices_from": {"inputs": self.choices_from.inputs} if self.choices_from else None,
+            **({"max_size": self.max_size, "accept": self.accept} if self.type == "file" else {}),
         }
 
     def coerce(self, raw: Any) -> Value:
@@ -109,6 +116,8 @@ class Param:
             raise LeadingDash(f"{what}must not start with '-' (it would be read as an option)")
 
     def _check_range(self, value: Value) -> None:
+        if isinstance(value, Upload) and value.size > self.max_size:
+            raise ValueError(f"larger than the {show_size(self.max_size)} allowed")
         if self.type not in ("int", "float", "date"):
             return
         if self.min is not None and value < self.min:  # type: ignore[operator]
@@ -131,6 +140,18 @@ def _text(p: Param, raw: Any) -> str:
     if p.type == "secret" and len(raw) < SECRET_MIN_LENGTH:
         raise ValueError(f"must be at least {SECRET_MIN_LENGTH} characters: "
                          "a shorter secret cannot be masked safely in output")
+    return raw
+
+
+def _file(p: Param, raw: Any) -> Upload:
+    """Only a file the server received itself (server/files/uploads.py): a path or a name given
+    as text is refused, or a request could point a job at any file of the server's."""
+    if isinstance(raw, dict):  # a rerun: history keeps the name, size and SHA-256, never the file
+        raise ValueError("choose the file again: files are not kept after a run")
+    if not isinstance(raw, Upload):
+        raise ValueError("must be a file uploaded with the form (multipart/form-data)")
+    if not accepted(p.accept, raw.name):
+        raise ValueError("must be one of: " + ", ".join(p.accept))
     return raw
 
 
@@ -171,6 +192,8 @@ def _bool(p: Param, raw: Any) -> bool:
 
 
 def _choice(p: Param, raw: Any) -> str:
+    if p.choices_from is not None:  # one line of text; the current list is checked at start (server/choices.py)
+        return _text(p, raw)
     if not isinstance(raw, str) or raw not in p.choices:
         raise ValueError("must be one of: " + ", ".join(p.choices))
     return raw
@@ -180,7 +203,9 @@ def _multichoice(p: Param, raw: Any) -> list[str] | None:
     items = split_list(raw) if isinstance(raw, str) else raw
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
         raise ValueError("must be a list of choices")
-    bad = [i for i in items if i not in p.choices]
+    if p.choices_from is not None:
+        items = [_text(p, i) for i in items]
+    bad = [i for i in items if i not in p.choices and p.choices_from is None]
     if bad:
         raise ValueError(f"{bad[0]!r} is not one of: " + ", ".join(p.choices))
     values = list(dict.fromkeys(items))
@@ -210,6 +235,7 @@ _COERCERS = {
     "choice": _choice,
     "multichoice": _multichoice,
     "date": _date,
+    "file": _file,
 }
 
 
@@ -246,6 +272,8 @@ def as_text(value: Value) -> str:
         return ",".join(value)
     if isinstance(value, float):
         return repr(value)
+    if isinstance(value, Upload):
+        return str(value.path)
     return str(value)
 
 
@@ -305,14 +333,17 @@ def build_argv(template: list[str], values: dict[str, Value]) -> list[str]:
 
 
 def build_env(values: dict[str, Value]) -> dict[str, str]:
-    """`PB_<NAME>` for every parameter: the only way a secret reaches the process."""
-    return {"PB_" + name.upper(): as_text(value) for name, value in values.items()}
+    """`PB_<NAME>` for every parameter: the only way a secret reaches the process. A file's is its
+    path; `PB_<NAME>_FILENAME` the name the user gave it."""
+    env = {"PB_" + name.upper(): as_text(value) for name, value in values.items()}
+    env.update({f"PB_{name.upper()}_FILENAME": v.name for name, v in values.items() if isinstance(v, Upload)})
+    return env
 
 
 def masked(params: list[Param], values: dict[str, Value]) -> dict[str, Value]:
     """Values as history and the API may show them."""
     secret = {p.name for p in params if p.secret}
-    return {k: (MASK if k in secret and v else v) for k, v in values.items()}
+    return {k: (MASK if k in secret and v else v.public() if isinstance(v, Upload) else v) for k, v in values.items()}
 
 
 def secret_values(params: list[Param], values: dict[str, Value]) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from server import params as P
 from server.catalog import Job
 from server.executors.ssh import remote_command
+from server.files.artifacts import ENV as ARTIFACTS_ENV
 
 # Stands in the preview's remote command line for the wrapper's per-host random token, which is
 # made only when the host is contacted (so that no value can know it: server/executors/ssh.py).
@@ -33,13 +34,17 @@ class Command:
         return remote_command(self.argv, nonce, self.grace)
 
 
-def command_of(job: Job, values: dict[str, P.Value], run_id: int | None = None) -> Command:
+def command_of(job: Job, values: dict[str, P.Value], run_id: int | None = None,
+               artifacts: str | None = None) -> Command:
     """argv, environment and working folder of a run of `job` with these (validated) values.
-    A shell job's command stays as written: its values reach it as $PB_NAME only."""
+    A shell job's command stays as written: its values reach it as $PB_NAME only. A local job
+    gets PB_ARTIFACTS, its run's artifacts folder (the preview, before any run, names it only)."""
     argv = list(job.argv) if job.shell else P.build_argv(job.argv, values)
     env = {**job.env, **P.build_env(values), "PYTHONUNBUFFERED": "1",
            "PUSHBUTTON_RUN_ID": "" if run_id is None else str(run_id)}
     targets = [target.host.name for target in job.targets]
+    if not targets:
+        env[ARTIFACTS_ENV] = artifacts or ""
     return Command(argv, env, job.shell, None if targets else str(job.workdir), targets, job.grace)
 
 

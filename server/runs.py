@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from server import params as P
 from server.approvals import Approvals
 from server.auth.rights import Rights
 from server.catalog import Catalog, Job
+from server.choices import Choices
 from server.events import EventLog, in_pool, store_call
 from server.executors.askpass import Asker
 from server.executors.local import LocalProcess, StartError, run_marker
@@ -28,6 +30,7 @@ from server.fanout import Fanout, initial_hosts
 from server.fanout import exit_code as hosts_exit_code
 from server.fanout import summary as hosts_summary
 from server.fanout import worst as worst_host
+from server.files import artifacts, uploads
 from server.output import OutputStream
 from server.preview import command_of, preview
 from server.store import APPROVAL_LOST, AWAITING, Store
@@ -112,6 +115,8 @@ class Runs(Approvals):
         self.store = store
         self.rights = Rights(catalog)
         self.audit = None  # server.auth.audit.Audit, where the server keeps one
+        self.reloader = None  # server.reload.Reloader, where the server watches jobs.ini
+        self.scheduler = None  # server.schedules.Scheduler, where the server fires [schedule:NAME]s
         self.active: dict[int, Run] = {}
         self.logs: dict[int, EventLog] = {}  # active runs, and ended ones until all is stored
         self.ended: dict[int, Run] = {}  # ended here, their last writes not yet committed: read them here
@@ -121,12 +126,17 @@ class Runs(Approvals):
         self._workers: set[gevent.Greenlet] = set()
         self.on_end: list[Callable[[Run], None]] = []  # called once a run's end is stored (notifications)
         self.on_catalog: list[Callable[[Catalog], None]] = []  # called with each reloaded catalog
+        uploads.attach(self)  # a run's uploaded files go when it ends
+        self.on_state: list[Callable[[Run], None]] = []  # called at each change of a run's state (metrics, log)
+        self.metrics = None  # server.metrics.Metrics, where the server keeps them
+        self.streams: Counter[str] = Counter()  # open SSE streams by kind (server/sse.py)
+        self.choices = Choices()  # lists from commands (param.NAME.choices_from), checked at start
 
     def replace_catalog(self, catalog: Catalog) -> None:
         """A reloaded jobs.ini: new runs use it, runs already started keep the Job they started
         with; whatever follows the catalog (schedules, ...) hears of it through `on_catalog`."""
         self.catalog = catalog
-        self.rights = Rights(catalog)
+        self.rights.catalog = catalog  # the one Rights everyone holds (the Authenticator too) follows
         for hook in list(self.on_catalog):
             hook(catalog)
         self._schedule()
@@ -147,7 +157,7 @@ class Runs(Approvals):
         with `approve_by` records the run `awaiting_approval` instead: it holds its values (secrets
         too, in memory only) and no slot until `decide`."""
         job = self.job(job_id)
-        values = P.validate(job.params, raw)
+        values = self.choices.validate(job, raw)  # P.validate, and lists from commands as they are now
         if job.confirm and not confirmed:
             raise ConfirmationRequired(P.substitute(job.confirm, P.masked(job.params, values)))
         if self.closing:
@@ -161,6 +171,7 @@ class Runs(Approvals):
                                "comment": None} if job.approve_by else None,
                   "preview": preview(job, values, P.masked(job.params, values))}
         record["id"] = store_call(self.store, Store.insert_run, record)
+        uploads.adopt(self.store, job, values, record)  # its files move into its folder
         run = Run(record["id"], job, values, record, self.store)
         self.active[run.id] = run
         self.logs[run.id] = run.log
@@ -194,7 +205,7 @@ class Runs(Approvals):
         for run in list(self.queue):
             if len(running) >= limit:
                 return
-            cap = run.job.concurrency
+            cap = self.catalog.jobs.get(run.job.id, run.job).concurrency  # a reloaded limit applies to the queue
             if cap is not None and sum(r.job.id == run.job.id for r in running) >= cap:
                 continue
             self.queue.remove(run)
@@ -209,7 +220,8 @@ class Runs(Approvals):
     def _execute(self, run: Run) -> None:
         """Build argv and env once, run locally or on the targets, under the job's timeout."""
         job = run.job
-        command = command_of(job, run.values, run.id)  # what the preview showed (server/preview.py)
+        command = command_of(job, run.values, run.id,  # what the preview showed (server/preview.py)
+                             artifacts.prepare(self.store.dir, run.id, bool(job.targets)))
         argv, env = command.argv, command.env
         secrets = P.secret_values(job.params, run.values)
         timer = gevent.spawn_later(job.timeout, self.stop, run, "timed_out") if job.timeout else None
@@ -219,7 +231,7 @@ class Runs(Approvals):
         finally:
             if timer is not None:
                 timer.kill(block=False)
-        self._finish(run, state, **fields)
+        self._finish(run, state, **fields, artifacts=artifacts.collect(self, run))  # in its end record
 
     def _execute_local(self, run: Run, argv: list[str], env: dict, secrets: list[str]) -> tuple[str, dict]:
         job = run.job
@@ -245,7 +257,7 @@ class Runs(Approvals):
         """The same argv and environment as a local run, on every target over SSH."""
         fanout = Fanout(run.job, argv, env, secrets, run.log.emit,
                         self._progress_of(run), lambda hosts: self._update(run, hosts=hosts),
-                        lambda: run.stop_reason, run.log.wait_writable, self.asker)
+                        lambda: run.stop_reason, run.log.wait_writable, self.asker, uploads.paths(run.values))
         run.process = fanout
         if run.stop_reason:  # stopped before this greenlet first ran
             fanout.stop()
@@ -270,6 +282,9 @@ class Runs(Approvals):
         run.record.update(fields)
         self.store.submit(Store.update_run, run.id, fields)
         self._changed(run)
+        if "state" in fields:
+            for hook in self.on_state:
+                hook(run)
 
     def _changed(self, run: Run) -> None:
         record = run.public()

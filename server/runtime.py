@@ -12,6 +12,7 @@ import logging
 import ssl
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,12 @@ from server.events import in_pool
 from server.executors.askpass import Asker
 from server.executors.local import kill_orphans, run_marker
 from server.executors.ssh_client import remove_stale_workdirs
+from server.logs import access_log, run_changed
+from server.metrics import Metrics
+from server.notify import Notifications
+from server.reload import Reloader
 from server.runs import Runs
+from server.schedules import Scheduler
 from server.store import Store
 
 log = logging.getLogger("pushbutton")
@@ -124,8 +130,13 @@ def make_bottle_greenlet_local() -> None:
 
 class Server:
     def __init__(self, catalog: Catalog, data_dir: str | Path, host: str = "127.0.0.1", port: int = 0,
-                 token: str | None = None, assets: Path | None = None, asker: Asker | None = None):
+                 token: str | None = None, assets: Path | None = None, asker: Asker | None = None,
+                 window: bool = False, clock=time.time):
         self.catalog = catalog
+        # The desktop window's server fires schedules only with `schedules_in_window = yes`; `clock`
+        # is the wall clock schedules read (tests pass their own).
+        self.scheduler: Scheduler | None = None
+        self.window, self.clock = window, clock
         self.asker = asker  # ask(host, prompt, secret) -> answer | None: the window's, for ssh (askpass.py)
         self.data_dir = Path(data_dir)
         self.host = host
@@ -181,6 +192,11 @@ class Server:
             store.prune(self.catalog.settings.retention_days)
             self.runs = Runs(self.catalog, store, self.asker)
             self.runs.audit = Audit(store)
+            notifications = Notifications(self.runs)  # [notify:NAME]: server/notify.py
+            self.runs.metrics = Metrics(self.runs)  # GET /metrics
+            store.on_commit = self.runs.metrics.write_committed
+            self.runs.on_state.append(run_changed)  # a log line per run start and end
+            reloader = Reloader(self.runs, self.catalog.path)  # jobs.ini live: server/reload.py
             self._stop = Event()
             # Bind first: the Guard needs the real port (for --port 0) to name its cookie.
             tls = {"ssl_context": self.tls} if self.tls else {}
@@ -189,17 +205,23 @@ class Server:
             self.wsgi.init_socket()
             self.port = self.wsgi.server_port
             guard = Guard(self.token, self.host, self.port, self.catalog.settings.allowed_hosts)
-            self.wsgi.application = make_app(self.runs, guard, self.assets, self.base_path)
+            self.wsgi.application = access_log(make_app(self.runs, guard, self.assets, self.base_path))
             self.wsgi.start()
         except BaseException as exc:
             self._error = exc
             self._ready.set()
             return
         pruner = gevent.spawn(self._prune_daily, store)
+        reloader.start()
+        self.scheduler = Scheduler(self.runs, self.window, self.clock)  # [schedule:NAME]: server/schedules.py
+        self.scheduler.start()
         self._ready.set()
         self._stop.wait()
+        reloader.stop()
+        self.scheduler.stop()
         self.wsgi.close()  # no new connections; open streams see the runs end
         self.runs.shutdown("interrupted")
+        notifications.close(timeout=5)  # the runs just interrupted are told too
         pruner.kill()
         self.wsgi.stop(timeout=1)
         store.close()
@@ -207,12 +229,17 @@ class Server:
     def _prune_daily(self, store: Store) -> None:
         while True:
             gevent.sleep(PRUNE_EVERY)
-            in_pool(store.prune, self.catalog.settings.retention_days)
+            in_pool(store.prune, self.runs.catalog.settings.retention_days)  # as jobs.ini says now
 
     def call(self, fn, *args: Any, timeout: float | None = None) -> Any:
         """Run `fn(*args)` in a greenlet of the server's hub from any other thread; wait for it."""
         return call_via(lambda go: self.hub.loop.run_callback_threadsafe(gevent.spawn, go), fn, *args,
                         timeout=timeout)
+
+    def reload(self) -> None:
+        """Re-read jobs.ini on the hub, without waiting (SIGHUP's handler calls it)."""
+        if self.runs is not None and self.runs.reloader is not None:
+            self.hub.loop.run_callback_threadsafe(gevent.spawn, self.runs.reloader.reload, "signal")
 
     def stop(self, timeout: float | None = None) -> None:
         """Stop accepting, stop active runs as a cancel would (recorded `interrupted`), flush

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable, Iterator
 
 import gevent
-from gevent.queue import Empty
+from gevent.queue import Empty, Full
 
 from server.connections import IDLE_TIMEOUT
 from server.events import in_pool
@@ -21,6 +21,7 @@ from server.runs import FINAL, Runs
 KEEPALIVE = IDLE_TIMEOUT / 2  # 15 s by default
 RETRY_MS = 1000
 POLL = 0.25  # a run executed by another process (`pushbutton run`) is followed through the store
+CATALOG = {"catalog": "changed"}  # put into every `changes` queue by catalog_changed
 
 
 def frame(seq: int | None, kind: str, data: str) -> str:
@@ -28,8 +29,21 @@ def frame(seq: int | None, kind: str, data: str) -> str:
     return f"{head}event: {kind}\ndata: {data}\n\n"
 
 
+def _counted(runs: Runs, kind: str, stream: Iterator[bytes]) -> Iterator[bytes]:
+    """`stream`, counted in `runs.streams[kind]` while it is open (GET /metrics shows them)."""
+    runs.streams[kind] += 1
+    try:
+        yield from stream
+    finally:
+        runs.streams[kind] -= 1
+
+
 def run_events(runs: Runs, run_id: int, after: int) -> Iterator[bytes]:
     """Events of one run with seq > after, live until its `end` event, then the stream closes."""
+    return _counted(runs, "run", _run_events(runs, run_id, after))
+
+
+def _run_events(runs: Runs, run_id: int, after: int) -> Iterator[bytes]:
     yield f"retry: {RETRY_MS}\n\n".encode()
     while True:
         live = runs.event_log(run_id)
@@ -51,6 +65,10 @@ def run_events(runs: Runs, run_id: int, after: int) -> Iterator[bytes]:
 def changes(runs: Runs, sees: Callable[[dict], bool]) -> Iterator[bytes]:
     """The state changes of every run the reader `sees`, after a `ready` event listing those
     active now. Filtered as they are queued, so another user's busy jobs cannot fill this queue."""
+    return _counted(runs, "changes", _changes(runs, sees))
+
+
+def _changes(runs: Runs, sees: Callable[[dict], bool]) -> Iterator[bytes]:
     watcher = runs.watch(sees)
     snapshot = [record for record in (r.public() for r in runs.active.values()) if sees(record)]
     try:
@@ -64,8 +82,22 @@ def changes(runs: Runs, sees: Callable[[dict], bool]) -> Iterator[bytes]:
                 yield b": keepalive\n\n"
                 continue
             batch = [record]
-            while not watcher.empty() and len(batch) < 500:
+            while not watcher.empty() and len(batch) < 500 and batch[-1] is not CATALOG:
                 batch.append(watcher.get_nowait())
-            yield "".join(frame(None, "state", json.dumps(r)) for r in batch).encode()
+            text = "".join(frame(None, "state", json.dumps(r)) for r in batch if r is not CATALOG)
+            if batch[-1] is CATALOG:  # the reader's rights may have changed: it reconnects as who it is now
+                yield (text + frame(None, "catalog", "{}")).encode()
+                return
+            yield text.encode()
     finally:
         runs.unwatch(watcher)
+
+
+def catalog_changed(runs: Runs) -> None:
+    """jobs.ini was reloaded (or failed to): every `changes` stream says `catalog` and ends, so
+    each page re-reads its jobs and reconnects with the rights the new file gives."""
+    for watcher in list(runs.watchers):
+        try:
+            watcher.put_nowait(CATALOG)
+        except Full:
+            runs.unwatch(watcher)

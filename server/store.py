@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from server.auth.schema import SCHEMA as AUTH_SCHEMA
+from server.files import remove_run_folder
 
 try:
     import fcntl
@@ -59,11 +60,11 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 """
 RUN_COLUMNS = ("id", "job", "state", "params", "created", "started", "finished", "exit_code",
-               "progress", "message", "hosts", "user", "stopped_by", "preview", "approval")
+               "progress", "message", "hosts", "user", "stopped_by", "preview", "approval", "artifacts")
 # Columns added after the first release: (name, SQL type); added to older databases on open.
 ADDED_COLUMNS = (("hosts", "TEXT"), ("user", "TEXT"), ("stopped_by", "TEXT"), ("preview", "TEXT"),
-                 ("approval", "TEXT"))
-JSON_COLUMNS = ("params", "hosts", "preview", "approval")
+                 ("approval", "TEXT"), ("artifacts", "TEXT"))
+JSON_COLUMNS = ("params", "hosts", "preview", "approval", "artifacts")
 ACTIVE_STATES = ("queued", "running")
 AWAITING = "awaiting_approval"
 # Why a run that waited for approval ended `interrupted`: its secrets lived in memory only.
@@ -85,6 +86,7 @@ class Store:
         _private_file(self.path)  # before SQLite opens it: -wal and -shm inherit its mode
         self._local = threading.local()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self.on_commit: Callable[[float], None] | None = None  # seconds each batch took (metrics)
         self._conn = self._connect()
         self._conn.executescript(SCHEMA + AUTH_SCHEMA)
         _migrate(self._conn)
@@ -164,6 +166,7 @@ class Store:
 
     def _run_batch(self, batch: list) -> None:
         results = []
+        began = time.perf_counter()
         self._conn.execute("BEGIN")
         for fn, args, callback in batch:
             self._conn.execute("SAVEPOINT item")
@@ -175,6 +178,8 @@ class Store:
                 self._conn.execute("RELEASE item")
                 results.append((callback, None, exc))
         self._conn.execute("COMMIT")
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - began)
         for callback, result, error in results:
             if callback is not None:
                 callback(result, error)
@@ -252,9 +257,12 @@ class Store:
                 conn.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
                 conn.execute("DELETE FROM runs WHERE id = ?", (run_id,))
             conn.execute("DELETE FROM audit WHERE time < ?", (cutoff,))
-            return len(ids)
+            return ids
 
-        return self.call(work)
+        ids = self.call(work)
+        for run_id in ids:  # once the runs are gone: their files (artifacts) go with them
+            remove_run_folder(self.dir, run_id)
+        return len(ids)
 
     # -- reads (any thread; call from the hub through its threadpool) ----------------------
 
@@ -375,15 +383,16 @@ def _row_to_run(row: tuple) -> dict:
     run["hosts"] = json.loads(run["hosts"]) if run["hosts"] else []
     run["preview"] = json.loads(run["preview"]) if run["preview"] else None  # null before previews
     run["approval"] = json.loads(run["approval"]) if run["approval"] else None
+    run["artifacts"] = json.loads(run["artifacts"]) if run["artifacts"] else None  # server/files/artifacts.py
     return run
 
 
 def _interrupt_hosts(conn: sqlite3.Connection, run_id: int) -> None:
-    """A remote run's hosts that were queued or running end `interrupted` with it."""
+    """A remote run's hosts that were queued, connecting or running end `interrupted` with it."""
     (raw,) = conn.execute("SELECT hosts FROM runs WHERE id = ?", (run_id,)).fetchone()
     hosts = json.loads(raw) if raw else []
     for host in hosts:
-        if host.get("state") in ACTIVE_STATES:
+        if host.get("state") in (*ACTIVE_STATES, "connecting"):
             host["state"] = "interrupted"
     if hosts:
         conn.execute("UPDATE runs SET hosts = ? WHERE id = ?", (json.dumps(hosts), run_id))

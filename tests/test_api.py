@@ -27,7 +27,7 @@ def test_job_list_describes_forms(sample):
     tag = next(p for p in deploy["params"] if p["name"] == "tag")
     assert tag == {"name": "tag", "type": "text", "label": "Release tag", "help": "The git tag to deploy, like v1.4.2",
                    "required": True, "default": None, "choices": None, "min": None, "max": None,
-                   "pattern": r"^v[0-9]+\.[0-9]+\.[0-9]+$"}
+                   "pattern": r"^v[0-9]+\.[0-9]+\.[0-9]+$", "choices_from": None}
     assert deploy["running"] == 0 and deploy["last_run"] is None
 
 
@@ -199,7 +199,8 @@ def test_global_events_report_every_run_state(sample):
 
 # -- security headers on every answer -----------------------------------------------------------
 
-ROUTE_VALUES = {"job_id": "greet", "path": "index.html", "token_id": 1}  # run_id: a run made by the test
+# run_id: a run made by the test
+ROUTE_VALUES = {"job_id": "greet", "path": "index.html", "token_id": 1, "param_name": "name"}
 
 
 def security_header_problems(res: httpx.Response) -> list[str]:
@@ -253,7 +254,8 @@ def test_every_answer_of_every_route_forbids_framing_and_inline_script(sample):
         url = fill(rule, {**ROUTE_VALUES, "run_id": run_id})
         wrong_method = "PUT" if method != "PUT" else "DELETE"
         with_token = answer(sample.client, method, url)
-        assert with_token.status_code not in (404, 405) and with_token.status_code < 500, (method, url)
+        refused = (405,) if rule.endswith("/artifacts/<path:path>") else (404, 405)  # greet leaves no artifact
+        assert with_token.status_code not in refused and with_token.status_code < 500, (method, url)
         cases = {
             "token": with_token,
             "no token": answer(bare, method, url),

@@ -40,6 +40,8 @@ TEAMS = """
     command = sleep {seconds}
     param.seconds.type = int
     param.seconds.default = 60
+    param.where.type = choice
+    param.where.choices_from = echo here
     run_by = team:analysts
     view_by = team:viewers
     [job:other]
@@ -272,7 +274,8 @@ def test_every_route_gives_users_signed_in_through_the_provider_their_documented
         for kind in KINDS:
             ends_session = (method, rule) in (("DELETE", "/api/session"), ("POST", "/auth/oidc/logout"))
             client = site.signed_in(NAMES[kind]) if ends_session and kind in NAMES else clients[kind]
-            values = {"job_id": "report", "path": "app.css", "run_id": shared, "token_id": 999999}
+            values = {"job_id": "report", "path": "app.css", "run_id": shared, "token_id": 999999,
+                      "param_name": "where"}
             if rule.endswith("/cancel"):
                 values["run_id"] = start(clients["runner"])["id"]
             if "<token_id" in rule and kind != "anonymous":

@@ -243,7 +243,7 @@ def test_out_of_range_or_malformed_numbers_are_4xx_on_every_route(server):
     assert {"limit", "before", "after", "Last-Event-ID"} <= names
     seen = {}
     for method, rule in app_routes():
-        values = {"job_id": "greet", "path": "app.js", "run_id": run_id, "token_id": 1}
+        values = {"job_id": "greet", "path": "app.js", "run_id": run_id, "token_id": 1, "param_name": "name"}
         if "<" in rule:
             for probe in BIG + BAD:
                 url = fill(rule, {**values, **{k: probe for k in re.findall(r"<(\w+):int>", rule)}})

@@ -13,7 +13,6 @@ import sqlite3
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 
-from server import params as P
 from tests import values as V
 from tests.helpers import Pushbutton, lines_of
 
@@ -26,7 +25,7 @@ DUMP_ARGS = f"sh -c '{DUMP}' sh"
 def jobs_ini(extra: str = "") -> str:
     """tests/values.py's jobs (a job per type, place and allow_dash), each dumping its argv."""
     out = []
-    for type_ in P.TYPES:
+    for type_ in V.TYPED:
         for place in V.places(type_):
             for allow in (False, True):
                 if place == "shell":
@@ -128,7 +127,8 @@ def test_a_secret_never_appears_in_a_preview_and_env_names_exactly_the_variables
     assert shown.status_code == 200, shown.text
     assert secret not in shown.text
     preview = shown.json()
-    assert preview["env"] == ["GREETING", "PB_TOKEN", "PB_USER", "PUSHBUTTON_RUN_ID", "PYTHONUNBUFFERED"]
+    assert preview["env"] == ["GREETING", "PB_ARTIFACTS", "PB_TOKEN", "PB_USER", "PUSHBUTTON_RUN_ID",
+                              "PYTHONUNBUFFERED"]
     assert preview["argv"] == ["sh", "-c", 'env; echo "user=$1"', "sh", "ann"]
     run_id = pb.client.post("/api/jobs/login/runs", json=body).json()["run"]["id"]
     out = pb.output(run_id)

@@ -42,6 +42,8 @@ JOBS = """
     command = sleep {seconds}
     param.seconds.type = int
     param.seconds.default = 60
+    param.where.type = choice
+    param.where.choices_from = echo here
     run_by = team:analysts
     view_by = team:viewers
     [job:other]
@@ -115,7 +117,7 @@ def statuses(clients: dict[str, httpx.Client]) -> tuple[dict, dict]:
     got, want = {}, {}
     for method, rule in routes:
         for kind, client in clients.items():
-            values = {"job_id": "report", "path": "app.css", "run_id": shared}
+            values = {"job_id": "report", "path": "app.css", "run_id": shared, "param_name": "where"}
             if rule.endswith("/cancel"):
                 values["run_id"] = start(runner)["id"]  # each stop on a run still going
             if "<token_id" in rule and kind != "anonymous":
@@ -142,9 +144,11 @@ def test_a_hidden_job_or_run_answers_exactly_like_a_missing_one(server):
     missing = hidden + 1000
     for method, rule in app_routes():
         if "<job_id>" in rule:
-            pairs = [({"job_id": "report"}, "report"), ({"job_id": "nope"}, "nope")]
+            pairs = [({"job_id": "report", "param_name": "where"}, "report"),
+                     ({"job_id": "nope", "param_name": "where"}, "nope")]
         elif "<run_id" in rule:
-            pairs = [({"run_id": hidden}, str(hidden)), ({"run_id": missing}, str(missing))]
+            pairs = [({"run_id": hidden, "path": "a.csv"}, str(hidden)), ({"run_id": missing, "path": "a.csv"},
+                                                                            str(missing))]
         else:
             continue
         (seen_values, seen_id), (missing_values, missing_id) = pairs

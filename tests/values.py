@@ -47,10 +47,14 @@ def server(folder: Path, prefix: str = "", extra: str = "") -> Pushbutton:
     return Pushbutton(jobs, folder / "data", folder / "server.log").start()
 
 
+# A file is uploaded, never typed into JSON: tests/test_uploads.py
+TYPED = [t for t in P.TYPES if t != "file"]
+
+
 def jobs_ini(extra: str = "") -> str:
     """A job per type, place and allow_dash; `extra` goes into every job (e.g. targets)."""
     out = []
-    for type_ in P.TYPES:
+    for type_ in TYPED:
         for place in places(type_):
             for allow in (False, True):
                 if place == "shell":
@@ -92,7 +96,7 @@ def raw_values(type_: str, listed: list[str]):
 
 @st.composite
 def cases(draw):
-    type_ = draw(st.sampled_from(P.TYPES))
+    type_ = draw(st.sampled_from(TYPED))
     place = draw(st.sampled_from(places(type_)))
     allow = draw(st.booleans())
     return type_, place, allow, draw(raw_values(type_, choices(place, allow)))

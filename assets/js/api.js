@@ -2,7 +2,9 @@
 // A 401 once the page is signed in means the session ended: then `api.expired` (main.js) runs.
 export async function api(method, path, body) {
   const init = {method, headers: {}};
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body;  // multipart: a start with files (upload.js)
+  } else if (body !== undefined) {
     init.headers['Content-Type'] = 'application/json';
     init.body = JSON.stringify(body);
   }

@@ -9,6 +9,8 @@ export const ACTIONS = {
   'run.start': 'Started a run', 'run.rerun': 'Ran again', 'run.stop': 'Stopped a run', 'refused': 'Refused',
   'token.create': 'Created a token', 'token.revoke': 'Revoked a token',
   'user.add': 'Added a user', 'user.remove': 'Removed a user', 'user.passwd': 'Changed a password',
+  'config.reload': 'Reloaded jobs.ini', 'config.error': 'jobs.ini not reloaded',
+  'notify.failed': 'Notification failed',
 };
 
 // The detail as `key: value` pairs (objects as compact JSON): readable, and always text.

@@ -3,6 +3,8 @@
 import { $, app, MASK, badge, mayRun, pageError, paramsText, showPreview, shown, time } from './util.js';
 import { api } from './api.js';
 import { askToRun, startRun } from './confirm.js';
+import { described, fileControl, fileHint, fileProblem, fileValue, startBody } from './upload.js';
+import { loadChoices } from './choices.js';
 
 const fieldId = name => `f-${name}`;
 const fieldOf = name => $('#fields .field').filter((_, el) => el.dataset.name === name);
@@ -52,6 +54,8 @@ function control(p, value) {
       return $('<input>', {...common, type: 'date', min: p.min, max: p.max}).val(value ?? '');
     case 'secret':
       return $('<input>', {...common, type: 'password', autocomplete: 'off'}).val(value ?? '');
+    case 'file':
+      return fileControl(p, common);  // a file is chosen again each time: never filled in
     default:
       return $('<input>', {...common, type: 'text', autocomplete: 'off'}).val(value ?? '');
   }
@@ -59,7 +63,7 @@ function control(p, value) {
 
 function field(p, value) {
   const id = fieldId(p.name);
-  const help = [p.help, rangeHint(p)].filter(Boolean).join(' ');
+  const help = [p.help, rangeHint(p), fileHint(p)].filter(Boolean).join(' ');
   const $f = $('<div>', {class: `field t-${p.type}`, 'data-name': p.name});
   const $label = $('<span>', {text: p.label});
   if (p.required) $label.append(' ', $('<span>', {class: 'req', 'aria-hidden': 'true', text: '*'}));
@@ -82,6 +86,7 @@ function field(p, value) {
 function readValue(p) {
   if (p.type === 'multichoice') return fieldOf(p.name).find('input:checked').map((_, el) => el.value).get();
   const el = document.getElementById(fieldId(p.name));
+  if (p.type === 'file') return fileValue(el);
   return p.type === 'bool' ? el.checked : el.value;
 }
 
@@ -91,6 +96,7 @@ function problem(p, value) {
   if (el?.validity?.badInput) return p.type === 'date' ? 'Enter a full date.' : 'Enter a number.';
   const empty = value === '' || (Array.isArray(value) && !value.length);
   if (empty) return p.required && p.type !== 'bool' ? 'Required.' : '';
+  if (p.type === 'file') return fileProblem(p, value);
   if (p.type === 'int' && !/^\s*[+-]?\d+\s*$/.test(value)) return 'Enter a whole number.';
   if (['int', 'float'].includes(p.type)) {
     if (!Number.isFinite(Number(value))) return 'Enter a number.';
@@ -145,6 +151,8 @@ export const jobView = {
     $('#run-button, .legend').prop('hidden', !mayRun(job));
     $('#run-denied').prop('hidden', mayRun(job));
     $('#fields').find('input, select, textarea').prop('disabled', !mayRun(job));
+    const wanted = Object.fromEntries(job.params.map(p => [p.name, given && p.name in given.params ? given.params[p.name] : p.default]));
+    loadChoices(job, wanted, readValue, () => this.schedulePreview());  // lists from commands, after render
     this.showPreview(null);
     this.schedulePreview();
     this.recent();
@@ -160,7 +168,7 @@ export const jobView = {
     const job = app.byId[this.id];
     if (!job) return null;
     const seq = ++this.previewSeq;
-    const params = Object.fromEntries(job.params.map(p => [p.name, readValue(p)]));
+    const params = described(Object.fromEntries(job.params.map(p => [p.name, readValue(p)])));
     const {status, data} = await api('POST', `/jobs/${encodeURIComponent(job.id)}/preview`, {params});
     if (seq !== this.previewSeq || this.id !== job.id) return this.preview;  // a newer one was asked for
     this.showPreview(status === 200 ? data : null);
@@ -185,15 +193,16 @@ export const jobView = {
     }
     $('#form-error').prop('hidden', true);
     const params = Object.fromEntries(job.params.map(p => [p.name, readValue(p)]));
-    const body = {params};
+    const extra = {};
     const fresh = this.previewNow();  // the dialog opens at once with the last preview, then shows this one
     if (job.confirm) {
-      const asked = askToRun(job.title, question(job, params), this.preview);
+      const asked = askToRun(job.title, question(job, described(params)), this.preview);
       fresh.then(p => document.getElementById('ask').open && showPreview($('#ask-preview'), p));
       if (!await asked) return;
-      body.confirm = true;
+      extra.confirm = true;
     }
     const $button = $('#run-button').prop('disabled', true);
+    const body = startBody(job, params, extra);  // multipart when the job takes files
     const res = await startRun(`/jobs/${encodeURIComponent(job.id)}/runs`, body, job.title, fresh);
     $button.prop('disabled', false);
     if (!res) return;

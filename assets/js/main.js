@@ -11,6 +11,7 @@ import { historyView } from './history.js';
 import { ACTIONS, auditView } from './audit.js';
 import { tokensView } from './tokens.js';
 import { approvals } from './approvals.js';
+import { notify } from './notify.js';
 import { showMe, signOut, whoAmI } from './signin.js';
 
 // One /api/events stream for the whole page: which runs are active, and every change of state.
@@ -23,6 +24,9 @@ function listen() {
     approvals.refresh();
   });
   es.addEventListener('state', e => onRunChange(JSON.parse(e.data)));
+  // jobs.ini reloaded (or failed to): the server ends the stream; reconnect at once for the new
+  // rights, and `ready` reloads the jobs (and the config banner).
+  es.addEventListener('catalog', () => { es.close(); listen(); });
   es.onerror = () => {
     $('#live-lost').prop('hidden', false);
     // Refused rather than dropped? api/me tells (a 401 there ends the page's session: api.expired).
@@ -41,6 +45,7 @@ function onRunChange(run) {
   renderJobsSoon();
   historyView.update(run);
   approvals.changed(run);
+  notify.changed(run);
   if (jobView.id === run.job) jobView.recent();
 }
 
@@ -72,7 +77,7 @@ $(async () => {
   for (const [state, label] of Object.entries(STATES)) $('#h-state').append($('<option>', {value: state, text: label}));
   for (const [action, label] of Object.entries(ACTIONS)) $('#a-action').append($('<option>', {value: action, text: label}));
   $('#search').on('input', renderJobs);
-  $('#job-form').on('submit', e => { e.preventDefault(); jobView.submit(); });
+  $('#job-form').on('submit', e => { e.preventDefault(); notify.ask(); jobView.submit(); });
   $('#fields').on('input change', 'input, select, textarea', e => {  // checked as you type
     const p = app.byId[jobView.id]?.params.find(x => x.name === e.target.name);
     if (p) jobView.check(p);
@@ -81,7 +86,7 @@ $(async () => {
   $('#stop').on('click', () => runView.stop());
   $('#approve').on('click', () => approvals.decide('approve'));
   $('#reject').on('click', () => approvals.decide('reject'));
-  $('#rerun').on('click', () => rerun(runView.run));
+  $('#rerun').on('click', () => { notify.ask(); rerun(runView.run); });
   $('#copy').on('click', () => runView.copy());
   $('#download').on('click', () => runView.download());
   $('#follow').on('click', () => runView.resume());

@@ -4,9 +4,11 @@ import { api } from './api.js';
 import { ask, startRun } from './confirm.js';
 import { approvals } from './approvals.js';
 import { hostsView } from './hosts.js';
+import { artifactsView } from './artifacts.js';
 
 const MAX_LINES = 5000;    // output lines kept in the DOM: the newest ones
-const FRAME_LINES = 2000;  // output lines appended per animation frame
+const FRAME_LINES = 2000;  // output lines the reader hands over at a time
+const FRAME_MS = 8;        // main-thread time per animation frame for new output (then the next frame)
 const BLOCK_LINES = 200;   // output lines per DOM block
 
 const log = document.getElementById('log');
@@ -123,6 +125,7 @@ export const runView = {
     if (run.progress !== null) this.progress(run.progress, run.message);
     approvals.panel(run);
     hostsView.update(run.hosts);
+    artifactsView.update(run);
   },
 
   progress(percent, message) {
@@ -132,24 +135,30 @@ export const runView = {
   },
 
   // One frame: the rows the reader sent go in, in blocks of BLOCK_LINES (the browser skips laying
-  // out blocks out of view: content-visibility); the oldest lines leave so MAX_LINES remain.
+  // out blocks out of view: content-visibility), until FRAME_MS of this frame are spent, so that
+  // the browser's own work for the frame stays small too; the rest waits for the next frame. The
+  // oldest lines leave so MAX_LINES remain.
   flush() {
     this.frame = 0;
     if (!this.run || !this.follow) return;
-    const rows = this.rows.splice(0, FRAME_LINES);
-    let i = 0;
-    const last = log.lastElementChild;
-    if (last && last.childElementCount < BLOCK_LINES) {
-      i = BLOCK_LINES - last.childElementCount;
-      last.insertAdjacentHTML('beforeend', rows.slice(0, i).join(''));
-      last.style.setProperty('--lines', last.childElementCount);
-      paint(last);
-    }
-    const fragment = document.createDocumentFragment();
-    for (; i < rows.length; i += BLOCK_LINES) fragment.append(block(rows.slice(i, i + BLOCK_LINES)));
-    paint(fragment);
-    log.append(fragment);
-    this.inDom += rows.length;
+    const start = performance.now();
+    let added = 0;
+    do {
+      const last = log.lastElementChild;
+      if (last && last.childElementCount < BLOCK_LINES) {
+        const rows = this.rows.splice(0, BLOCK_LINES - last.childElementCount);
+        last.insertAdjacentHTML('beforeend', rows.join(''));
+        last.style.setProperty('--lines', last.childElementCount);
+        paint(last);
+        added += rows.length;
+      } else {
+        const div = block(this.rows.splice(0, BLOCK_LINES));
+        paint(div);
+        log.append(div);
+        added += div.childElementCount;
+      }
+    } while (this.rows.length && performance.now() - start < FRAME_MS);
+    this.inDom += added;
     for (let extra = this.inDom - MAX_LINES; extra > 0;) {
       const first = log.firstElementChild;
       const lines = first.childElementCount;

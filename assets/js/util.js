@@ -53,7 +53,15 @@ export function shown(value) {
   if (value === null || value === undefined || value === '') return '–';
   if (value === true) return 'yes';
   if (value === false) return 'no';
+  if (typeof value === 'object' && 'size' in value) return `${value.name} (${sizeText(value.size)})`;  // a file
   return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
+export function sizeText(bytes) {
+  for (const [unit, factor] of [['GB', 1e9], ['MB', 1e6], ['KB', 1e3]]) {
+    if (bytes >= factor) return `${Number((bytes / factor).toPrecision(3))}${unit}`;
+  }
+  return `${bytes} bytes`;
 }
 
 export const paramsText = params => Object.entries(params || {}).map(([k, v]) => `${k}: ${shown(v)}`).join(' · ');

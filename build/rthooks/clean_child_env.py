@@ -7,6 +7,11 @@
 import os
 import sys
 
+if "_PYI_SPLASH_IPC" in os.environ:
+    # The window build's splash (Linux): connect to it now, while its variable is still here; the
+    # window closes it once shown (desktop/app.py). pyi_splash removes the variable itself.
+    import pyi_splash  # noqa: F401
+
 _bundle = getattr(sys, "_MEIPASS", None)
 for _name in ("LD_LIBRARY_PATH", "LIBPATH", "DYLD_LIBRARY_PATH"):
     _orig = os.environ.pop(_name + "_ORIG", None)
@@ -20,3 +25,5 @@ for _name in ("LD_LIBRARY_PATH", "LIBPATH", "DYLD_LIBRARY_PATH"):
             del os.environ[_name]
 for _key in [k for k in os.environ if k.startswith("_PYI_") or k == "_MEIPASS2"]:
     del os.environ[_key]
+# A child that is this program again (ssh's askpass helper, a job running pushbutton) shows no splash.
+os.environ["PYINSTALLER_SUPPRESS_SPLASH_SCREEN"] = "1"

@@ -27,7 +27,8 @@ from server.runs import iso
 
 ACTIONS = ("signin", "signin.failed", "signout", "run.start", "run.rerun", "run.stop", "run.approve",
            "run.reject", "run.expire", "refused",
-           "token.create", "token.revoke", "user.add", "user.remove", "user.passwd")
+           "token.create", "token.revoke", "user.add", "user.remove", "user.passwd", "config.reload", "config.error",
+           "notify.failed", "schedule.skip")
 CREDENTIAL_KEYS = frozenset({"password", "token", "secret", "hash"})
 MASK = "********"
 MAX_LIMIT = 500

@@ -3,10 +3,10 @@
 
 Only the desktop window hands the server an asker; headless Pushbutton keeps BatchMode=yes.
 The socket is a Unix socket (0600) in the run's private (0700) folder and answers only there:
-the answer goes to that one ssh process, is never logged and never stored. A key's passphrase
-is kept in memory for the run's other hosts (ask once per run), forgotten when the run ends or
-when a host asks for it again (it was wrong). Cancel makes the helper exit 1: ssh gives up on
-that prompt, and every later prompt of the same host is refused without asking.
+the answer goes to that one ssh (or ssh-add) process, is never logged and never stored. A key
+shared by many hosts is asked for once per run because the run's own agent holds it (agent.py).
+Cancel makes the helper exit 1: ssh gives up on that prompt, and every later prompt of the same
+host is refused without asking.
 
 The helper is this file run by the same Python (`python askpass.py PROMPT`), or in a PyInstaller
 build the app itself (`pushbutton askpass PROMPT`, a hidden subcommand): stdlib only below.
@@ -24,7 +24,7 @@ from pathlib import Path
 Asker = Callable[[str, str, bool], "str | None"]  # ask(host, prompt, secret) -> answer, None = Cancel
 SOCKET_ENV = "PUSHBUTTON_ASKPASS_SOCKET"
 HOST_ENV = "PUSHBUTTON_ASKPASS_HOST"  # the host's index in the run
-PASSPHRASE = "Enter passphrase for key"
+PASSPHRASE = ("Enter passphrase for ", "Bad passphrase, try again for ")  # ssh's and ssh-add's prompts
 
 
 def helper(argv: list[str]) -> int:
@@ -71,7 +71,6 @@ class Askpass:
         self.script = workdir / "askpass"
         self.cancelled: dict[int, str] = {}  # host index -> what it was asking when Cancel was pressed
         self.asking: set[int] = set()  # hosts waiting for a person: their connect watchdog waits too
-        self._passphrases: dict[str, tuple[str, set[int]]] = {}  # prompt -> (answer, hosts that used it)
         self._server = None
 
     def open(self) -> None:
@@ -96,7 +95,6 @@ class Askpass:
     def close(self) -> None:
         if self._server is not None:
             self._server.stop(timeout=1)
-        self._passphrases.clear()
 
     def env(self, index: int) -> dict[str, str]:
         """What one host's ssh process needs to ask through us."""
@@ -130,12 +128,6 @@ class Askpass:
         with self._one_at_a_time:
             if index in self.cancelled:
                 return None
-            kept = self._passphrases.get(prompt)
-            if kept is not None:
-                if index not in kept[1]:  # the same key for another host: ask once per run
-                    kept[1].add(index)
-                    return kept[0]
-                del self._passphrases[prompt]  # asked again by the same host: it was wrong
             self.asking.add(index)
             try:
                 answer = in_pool(self.asker, self.names[index], prompt.strip(), secret)
@@ -145,8 +137,6 @@ class Askpass:
                 self.asking.discard(index)
         if answer is None:
             self.cancelled[index] = "passphrase" if prompt.startswith(PASSPHRASE) else "password"
-        elif prompt.startswith(PASSPHRASE):
-            self._passphrases[prompt] = (answer, {index})
         return answer
 
 

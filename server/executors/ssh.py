@@ -27,6 +27,7 @@ import secrets
 import shlex
 import signal
 import subprocess
+from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -124,8 +125,11 @@ def _widen_pipe(fd: int) -> None:
 
 class SshProcess:
     def __init__(self, host: Host, argv: list[str], env: dict[str, str], grace: float, workdir: Path, index: int,
-                 askpass: Askpass | None = None):
+                 askpass: Askpass | None = None, on_start: Callable[[], None] | None = None,
+                 agent: Path | None = None):
         self.host = host
+        self.agent = agent  # the run's own ssh-agent holding this host's identity (agent.py), if any
+        self.on_start = on_start  # called once, when the wrapper says the command starts
         self.index = index
         self.askpass = askpass  # the window's: ssh may ask a person (askpass.py); None = BatchMode
         self.grace = grace
@@ -150,10 +154,17 @@ class SshProcess:
         """Connect, run, stream both outputs; returns once ssh and any stop have finished."""
         if self.stopping:
             return Outcome(None, None, False)
+        cancelled = self.askpass.cancelled.get(self.index) if self.askpass else None
+        if cancelled:  # at the run's agent's question for this host's key: nothing to connect for
+            stdout.close()
+            stderr.close()
+            return Outcome(None, f"auth failed: cancelled at the {cancelled} prompt", False)
         try:
             batch = self.askpass is None
-            self.proc = spawn(ssh_argv(self.host, self.remote, self.log, self.control, True, kex(), batch),
-                              env=None if batch else self.askpass.env(self.index))
+            env = None if batch else self.askpass.env(self.index)
+            if env is not None and self.agent is not None:
+                env["SSH_AUTH_SOCK"] = str(self.agent)
+            self.proc = spawn(ssh_argv(self.host, self.remote, self.log, self.control, True, kex(), batch), env=env)
         except OSError as exc:
             stdout.close()
             stderr.close()
@@ -255,6 +266,8 @@ class SshProcess:
                         continue
                     self._set_aside(head[:at])
                     chunk, head, started = head[at + len(marker):], b"", True
+                    if self.on_start is not None:
+                        self.on_start()
                     if not chunk:
                         continue
                 stream.feed(chunk)

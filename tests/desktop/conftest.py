@@ -1,7 +1,7 @@
 """Fixtures for the desktop window and the frozen builds.
 
-The window tests need a real X server (Xvfb) and pywebview with Qt; outside CI they are skipped
-with the reason when those are missing, under CI=true they fail instead.
+The window tests need a real X server (Xvfb), pywebview, PyGObject and the system's WebKitGTK 4.1;
+outside CI they are skipped with the reason when those are missing, under CI=true they fail instead.
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ def need(condition: bool, reason: str) -> None:
 def xvfb():
     """A private X display for the session: `:N`."""
     need(shutil.which("Xvfb") is not None, "Xvfb is not installed (apt-get install xvfb xauth)")
-    need(importlib.util.find_spec("webview") is not None and importlib.util.find_spec("PySide6") is not None,
-         "pywebview[pyside6] is not installed (pip install -e '.[desktop]')")
+    need(importlib.util.find_spec("webview") is not None and importlib.util.find_spec("gi") is not None,
+         "pywebview and PyGObject are not installed (pip install -e '.[desktop]')")
+    need(webkit_missing() is None, f"WebKitGTK 4.1 is not installed ({webkit_missing()}): "
+                                   "apt-get install gir1.2-webkit2-4.1 libwebkit2gtk-4.1-0")
     read, write = os.pipe()
     proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1280x800x24", "-nolisten", "tcp",
                              "-noreset"], pass_fds=(write,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -48,15 +50,21 @@ def xvfb():
     proc.wait(10)
 
 
+def webkit_missing() -> str | None:
+    """Why the system's WebKitGTK 4.1 cannot be loaded, or None."""
+    proc = subprocess.run([sys.executable, "-c", "import gi; gi.require_version('WebKit2', '4.1')"],
+                          capture_output=True, text=True, timeout=60)
+    return None if proc.returncode == 0 else (proc.stderr.strip().splitlines() or ["?"])[-1]
+
+
 @pytest.fixture
 def desktop_env(xvfb, tmp_path):
     """Environment for a window process: the Xvfb display, private config/data dirs."""
     env = dict(os.environ)
-    for name in ("WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+    for name in ("WAYLAND_DISPLAY", "GDK_BACKEND"):
         env.pop(name, None)
-    env.update(DISPLAY=xvfb, QT_QPA_PLATFORM="xcb", QTWEBENGINE_DISABLE_SANDBOX="1",
-               XDG_CONFIG_HOME=str(tmp_path / "config"), XDG_DATA_HOME=str(tmp_path / "share"),
-               XDG_RUNTIME_DIR=str(tmp_path / "runtime"), PYTHONUNBUFFERED="1")
+    env.update(DISPLAY=xvfb, NO_AT_BRIDGE="1", XDG_CONFIG_HOME=str(tmp_path / "config"),
+               XDG_DATA_HOME=str(tmp_path / "share"), XDG_RUNTIME_DIR=str(tmp_path / "runtime"), PYTHONUNBUFFERED="1")
     (tmp_path / "runtime").mkdir(mode=0o700)
     return env
 

@@ -4,7 +4,8 @@
 
 The app starts exactly as `pushbutton` does (server.cli.main with the desktop window); the
 scenario runs on its own thread once the first page has loaded, talks to the page through
-pywebview's `run_js` (Qt's runJavaScript), to Qt through the app's GUI-thread invoker, and prints
+pywebview's `run_js` (WebKit's evaluate_javascript), to GTK through the app's GUI-thread invoker
+(`GLib.idle_add`), answers dialogs by clicking their buttons, and prints
 what it saw as `DRIVER {json}` lines for the test to check. It reaches into the server only
 through the page, as the analyst would, except to act as a second person (`as_other_user`).
 """
@@ -19,6 +20,7 @@ import time
 import uuid
 
 from desktop import app as desktop_app
+from desktop import gtk_ui as ui
 from server import cli
 
 SCENARIOS = {}
@@ -98,44 +100,59 @@ def wait_until(predicate, timeout: float = 10, step: float = 0.1) -> bool:
     return bool(predicate())
 
 
+def focused(app) -> bool:
+    return on_gui(app, lambda: ui.focused(app.native))
+
+
 def steal_focus(app):
     """Focus another top-level window, as if the analyst switched to another program."""
-    from PySide6.QtWidgets import QLabel
+    from gi.repository import Gtk
 
     def make():
-        decoy = QLabel("another program")
-        decoy.setWindowTitle("decoy")
-        decoy.setGeometry(10, 10, 200, 80)
-        decoy.show()
-        decoy.raise_()
-        decoy.activateWindow()
+        decoy = Gtk.Window(title="decoy")
+        decoy.add(Gtk.Label(label="another program"))
+        decoy.move(10, 10)
+        decoy.resize(200, 80)
+        decoy.show_all()
+        decoy.present()
         app._decoy = decoy  # keep it alive
 
     on_gui(app, make)
-    return wait_until(lambda: not on_gui(app, app.native.isActiveWindow))
+    return wait_until(lambda: not focused(app))
+
+
+def open_dialog(app, with_entry: bool, timeout: float = 15) -> dict | None:
+    """The dialog on screen now (desktop.gtk_ui.OPEN_DIALOGS), waiting up to `timeout` for one."""
+    def look():
+        found = [d for d in ui.OPEN_DIALOGS if (d["entry"] is not None) == with_entry and d["dialog"].get_visible()]
+        return found[-1] if found else None
+
+    box = []
+    wait_until(lambda: box.append(on_gui(app, look)) or box[-1] is not None, timeout)
+    return box[-1] if box else None
 
 
 def answer_dialog(app, button_text: str) -> list:
-    """Arrange for the next modal dialog to be answered by clicking `button_text`; the list gets
-    the dialog's text once it was seen."""
-    from PySide6.QtCore import QTimer
-    from PySide6.QtWidgets import QApplication
+    """Arrange for the next question box to be answered by clicking `button_text`; the list gets
+    the box's texts once it was seen (it is filled from a helper thread: poll it)."""
+    import threading
 
     seen: list = []
 
-    def look(tries=[0]):  # noqa: B006 - a counter shared by the retries
-        box = QApplication.activeModalWidget()
-        if box is None:
-            tries[0] += 1
-            if tries[0] < 100:
-                QTimer.singleShot(100, look)
+    def answer():
+        found = open_dialog(app, with_entry=False, timeout=20)
+        if found is None:
             return
-        buttons = {b.text(): b for b in box.buttons()}
-        seen.append({"title": box.windowTitle(), "text": box.text(), "informative": box.informativeText(),
-                     "buttons": sorted(buttons)})
-        buttons[button_text].click()
+        dialog = found["dialog"]
 
-    on_gui(app, lambda: QTimer.singleShot(200, look))
+        def read_and_click():
+            seen.append({"title": dialog.get_title(), "text": dialog.props.text,
+                         "informative": dialog.props.secondary_text, "buttons": sorted(found["buttons"])})
+            found["buttons"][button_text].clicked()
+
+        app.main(read_and_click)
+
+    threading.Thread(target=answer, daemon=True).start()
     return seen
 
 
@@ -181,7 +198,7 @@ def screenshot(path: str) -> None:
 @scenario
 def run_job(app):
     """Title, authenticated page, a job run to `succeeded`, a screenshot."""
-    report(title=on_gui(app, app.native.windowTitle), url=app.window.get_current_url())
+    report(title=on_gui(app, app.native.get_title), url=app.window.get_current_url())
     # Record what the page's security policy refuses from now on; a canary proves the recording works.
     js(app, "window.cspViolations = []; document.addEventListener('securitypolicyviolation',"
             " e => cspViolations.push(e.effectiveDirective + ' ' + e.blockedURI));"
@@ -227,7 +244,7 @@ def close_prompt(app):
     close_window(app)
     wait_until(lambda: bool(seen), 15)
     time.sleep(0.5)
-    report(first_dialog=seen[0] if seen else None, visible=on_gui(app, app.native.isVisible),
+    report(first_dialog=seen[0] if seen else None, visible=on_gui(app, app.native.get_visible),
            state_after_keep=fetch(app, "GET", f"/api/runs/{run_id}")["json"]["state"])
     seen = answer_dialog(app, "Stop it and quit")
     close_window(app)
@@ -247,7 +264,7 @@ def notify(app):
 
     app.notifier.show = spy
     on_gui(app, app.bring_forward)  # no window manager under Xvfb: nothing focuses a new window
-    focused_first = wait_until(lambda: on_gui(app, app.native.isActiveWindow))
+    focused_first = wait_until(lambda: focused(app))
     run_id = start_job(app, "greet")
     wait_state(app, run_id, {"succeeded"})
     time.sleep(1)
@@ -284,15 +301,17 @@ def as_other_user(app, job: str, user: str) -> int:
 
 @scenario
 def single_instance(app):
-    """A second launch on the same data brings this window forward and exits 0."""
-    on_gui(app, app.native.showMinimized)
-    wait_until(lambda: on_gui(app, app.native.isMinimized), 5)
-    report(minimized=on_gui(app, app.native.isMinimized), unfocused=steal_focus(app))
+    """A second launch on the same data brings this window forward and exits 0. Without a window
+    manager (Xvfb) nothing can minimise a window, so it is hidden instead: gone from the screen,
+    as minimised is."""
+    on_gui(app, app.native.hide)
+    wait_until(lambda: not on_gui(app, app.native.get_visible), 5)
+    report(minimized=not on_gui(app, app.native.get_visible), unfocused=steal_focus(app))
     second = [a for a in sys.argv[2:]]
     t0 = time.monotonic()
     proc = subprocess.run([os.environ["DRIVER_PUSHBUTTON"], *second], capture_output=True, text=True, timeout=60)
     took = time.monotonic() - t0
-    forward = wait_until(lambda: on_gui(app, lambda: app.native.isActiveWindow() and not app.native.isMinimized()))
+    forward = wait_until(lambda: focused(app))
     report(second_code=proc.returncode, second_stderr=proc.stderr, second_seconds=took, forward=forward)
     close_window(app)
 
@@ -305,36 +324,35 @@ def geometry(app):
         size, x, y = want.split("+")
         w, h = map(int, size.split("x"))
         on_gui(app, lambda: (app.native.resize(w, h), app.native.move(int(x), int(y))))
-        time.sleep(0.5)
-    report(geometry=on_gui(app, lambda: [app.native.width(), app.native.height(), app.native.x(), app.native.y()]))
+        wait_until(lambda: list(on_gui(app, lambda: ui.geometry(app.native))) == [w, h, int(x), int(y)], 5)
+    report(geometry=list(on_gui(app, lambda: ui.geometry(app.native))))
     close_window(app)
 
 
 @scenario
 def page_text(app):
     """What the window shows (for the error pages)."""
-    report(title=on_gui(app, app.native.windowTitle), text=js(app, "document.body.innerText"))
+    report(title=on_gui(app, app.native.get_title), text=js(app, "document.body.innerText"))
     close_window(app)
 
 
 def answer_input(app, answer: str | None) -> dict | None:
-    """If an input dialog is open: note what it shows, then type `answer` and press OK, or press
+    """If a text dialog is open: note what it shows, then type `answer` and press OK, or press
     Cancel (None), as the analyst would."""
-    from PySide6.QtTest import QTest
-    from PySide6.QtWidgets import QApplication, QDialogButtonBox, QInputDialog, QLineEdit
-
     def look():
-        box = QApplication.activeModalWidget()
-        if not isinstance(box, QInputDialog):
+        found = [d for d in ui.OPEN_DIALOGS if d["entry"] is not None and d["dialog"].get_visible()]
+        if not found:
             return None
-        seen = {"title": box.windowTitle(), "label": box.labelText(),
-                "password": box.textEchoMode() == QLineEdit.EchoMode.Password}
-        buttons = box.findChild(QDialogButtonBox)
+        box = found[-1]
+        seen = {"title": box["dialog"].get_title(), "label": box["label"].get_text(),
+                "password": not box["entry"].get_visibility()}
         if answer is None:
-            buttons.button(QDialogButtonBox.StandardButton.Cancel).click()
+            box["buttons"]["Cancel"].clicked()
         else:
-            QTest.keyClicks(box.findChild(QLineEdit), answer)
-            buttons.button(QDialogButtonBox.StandardButton.Ok).click()
+            box["entry"].grab_focus()
+            for char in answer:  # typed: the same signal a key press ends in
+                box["entry"].emit("insert-at-cursor", char)
+            box["buttons"]["OK"].clicked()
         return seen
 
     return on_gui(app, look)
@@ -371,7 +389,8 @@ def main() -> int:
         except BaseException as exc:
             report(error=f"{type(exc).__name__}: {exc}")
             app.skip_prompt = True
-            app.main(app.native.close)
+            if app.main is not None:
+                app.main(app.native.close)
             raise
 
     def window(args, catalog, problems=None):

@@ -16,19 +16,26 @@ LINK = "https://example.com/pb-link-test"
 
 
 def click(app, selector: str) -> None:
-    """A real left click (Qt mouse events) in the middle of the element, as the analyst clicks."""
-    from PySide6.QtCore import QPoint, Qt
-    from PySide6.QtTest import QTest
+    """A real left click (button press and release events delivered to the web view, as the X
+    server would) in the middle of the element, as the analyst clicks."""
+    from gi.repository import Gdk, Gtk
+
+    from desktop import gtk_ui
 
     box = json.loads(js(app, f"(() => {{ const r = document.querySelector({selector!r}).getBoundingClientRect();"
                             " return JSON.stringify([r.left + r.width / 2, r.top + r.height / 2]); })()"))
-    view = app.native.webview
 
     def press():
-        ratio = view.zoomFactor()
-        target = view.focusProxy() or view
-        QTest.mouseClick(target, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier,
-                         QPoint(int(box[0] * ratio), int(box[1] * ratio)))
+        view = gtk_ui.webkit_view(app.window)
+        pointer = Gdk.Display.get_default().get_default_seat().get_pointer()
+        for kind in (Gdk.EventType.BUTTON_PRESS, Gdk.EventType.BUTTON_RELEASE):
+            event = Gdk.Event.new(kind)
+            event.button.window = view.get_window()
+            event.button.x, event.button.y = box
+            event.button.button = 1
+            event.button.time = Gtk.get_current_event_time()
+            event.set_device(pointer)
+            Gtk.main_do_event(event)
 
     on_gui(app, press)
 
@@ -50,7 +57,7 @@ def links(app):
             " document.body.append(a); a.click(); true")
     time.sleep(2)
     report(url=js(app, "location.href"), shows_run=js(app, "document.querySelector('#run-state').textContent"),
-           title=on_gui(app, app.native.windowTitle))
+           title=on_gui(app, app.native.get_title))
     driver.close_window(app)
 
 

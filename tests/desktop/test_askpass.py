@@ -29,6 +29,7 @@ def lab():
     try:
         lab.start("a1")
         lab.start("a2")
+        lab.start("a3")
         sshd.write_known_hosts(lab)
         yield lab
     finally:
@@ -43,7 +44,7 @@ def jobs_ini(lab, tmp_path) -> Path:
         [job:remote]
         title = Remote check
         command = sh -c 'echo "ran on $TESTHOST"'
-        targets = host:a1, host:a2
+        targets = host:a1, host:a2, host:a3
         """))
     return path
 
@@ -52,19 +53,22 @@ def leaked(folder: Path, secret: str) -> list[str]:
     return [str(p) for p in folder.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
-def test_the_window_asks_once_for_a_key_passphrase_and_the_fanout_runs(desktop_env, jobs_ini, tmp_path):
+def test_the_window_asks_once_for_a_key_passphrase_and_the_fanout_runs(desktop_env, lab, jobs_ini, tmp_path):
     data = tmp_path / "data"
     code, seen, err = drive("askpass", desktop_env, "--jobs", str(jobs_ini), "--data-dir", str(data),
                             extra_env={"DRIVER_ANSWER": PASSPHRASE})
     assert code == 0, err[-3000:]
     assert seen["state"] == "succeeded", seen
-    assert [h["state"] for h in seen["hosts"]] == ["succeeded", "succeeded"]
-    assert "ran on a1" in seen["log"] and "ran on a2" in seen["log"]
-    assert len(seen["dialogs"]) == 1, seen["dialogs"]  # one key, two hosts: asked once per run
+    assert [h["state"] for h in seen["hosts"]] == ["succeeded"] * 3
+    assert all(f"ran on {name}" in seen["log"] for name in ("a1", "a2", "a3"))
+    assert len(seen["dialogs"]) == 1, seen["dialogs"]  # one key, three hosts: asked once per run
     dialog = seen["dialogs"][0]
     assert dialog["password"] is True
-    assert dialog["title"] in ("a1 asks", "a2 asks")
-    assert "Enter passphrase for key" in dialog["label"] and "locked_key" in dialog["label"]
+    assert dialog["title"] in ("a1 asks", "a2 asks", "a3 asks")
+    assert f"Enter passphrase for {lab.root / 'locked_key'}" in dialog["label"]  # the run's agent loads it
+    for server in lab.servers:  # each host logged in with the key, through the agent
+        assert "Accepted publickey for" in server.log.read_text()
+    assert not agents_left()  # the run's agent ended with the run
     assert leaked(data, PASSPHRASE) == []  # not in SQLite, not in the event logs
     assert PASSPHRASE not in err  # nor in the app's log
     assert not list(Path("/tmp").glob("pb-ssh-*/askpass.sock"))  # the run's socket went with its folder
@@ -75,5 +79,11 @@ def test_cancel_at_the_passphrase_prompt_fails_each_host_with_the_reason(desktop
     assert code == 0, err[-3000:]
     assert seen["state"] == "failed", seen
     assert [(h["state"], h["error"]) for h in seen["hosts"]] == [
-        ("failed", "auth failed: cancelled at the passphrase prompt")] * 2
-    assert 1 <= len(seen["dialogs"]) <= 2  # one per host at most: a cancelled host is not asked again
+        ("failed", "auth failed: cancelled at the passphrase prompt")] * 3
+    assert len(seen["dialogs"]) == 1  # the key's question, once: its hosts are not asked again
+    assert not agents_left()
+
+
+def agents_left() -> list[str]:
+    out = subprocess.run(["pgrep", "-af", "ssh-agent -a .*/pb-ssh-"], capture_output=True, text=True).stdout
+    return [line for line in out.splitlines() if "pgrep" not in line]

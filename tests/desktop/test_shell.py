@@ -21,7 +21,7 @@ from desktop.notify import notice_for
 from server import cli
 from tests.desktop.conftest import ROOT
 
-GUI_MODULES = ("webview", "PySide6", "shiboken6", "qtpy", "desktop.app", "desktop.notify")
+GUI_MODULES = ("webview", "gi", "cairo", "PySide6", "shiboken6", "qtpy", "desktop.app", "desktop.gtk_ui")
 
 
 # -- notices ---------------------------------------------------------------------------------------
@@ -55,7 +55,7 @@ def test_notice_for_a_run_waiting_for_approval_names_the_requester():
 def test_geometry_round_trip_and_defaults(tmp_path):
     path = tmp_path / "cfg" / "window.json"
     assert settings.load_geometry(path) == settings.Geometry()
-    geo = settings.Geometry(width=900, height=640, x=-20, y=30, qt="AAEC")
+    geo = settings.Geometry(width=900, height=640, x=-20, y=30)
     settings.save_geometry(geo, path)
     assert settings.load_geometry(path) == geo
     assert list(path.parent.iterdir()) == [path]  # no temp file left behind
@@ -69,7 +69,26 @@ def test_unreadable_geometry_falls_back_to_something_sane(tmp_path, text):
     geo = settings.load_geometry(path)
     assert geo.width >= settings.MIN_SIZE[0] and geo.height >= settings.MIN_SIZE[1]
     assert (geo.x is None) == (geo.y is None)
-    assert geo.qt is None
+
+
+# Two screens side by side, 1920x1080 and 1280x1024 to its right.
+SCREENS = [(0, 0, 1920, 1080), (1920, 0, 1280, 1024)]
+
+
+@pytest.mark.parametrize("x, y, shown", [
+    (100, 100, True), (2000, 500, True),  # on the first, on the second
+    (1900, 30, True),  # straddling both: the grip shows across the edge
+    (-900, 100, True),  # mostly off the left edge, but 200 px still show
+    (3300, 100, False), (-1080, 100, False), (100, 1070, False),  # right of all, 20 px left, below the bottom
+    (2000, 1040, False),  # below the second screen (it is shorter)
+])
+def test_a_saved_position_counts_only_on_a_screen(x, y, shown):
+    assert settings.on_a_screen(settings.Geometry(width=1100, height=760, x=x, y=y), SCREENS) is shown
+    assert settings.on_a_screen(settings.Geometry(), SCREENS) is False  # nothing saved
+
+
+def test_a_position_on_an_unplugged_screen_is_off_screen():
+    assert settings.on_a_screen(settings.Geometry(width=1100, height=760, x=2000, y=100), SCREENS[:1]) is False
 
 
 def test_geometry_lives_in_the_user_config_dir(tmp_path, monkeypatch):
@@ -265,6 +284,6 @@ def test_headless_never_imports_a_gui(tmp_path):
 def test_desktop_main_itself_is_light():
     code = ("import sys, json; import desktop.main; "
             "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('webview', 'PySide6', 'qtpy', 'shiboken6'))))")
+            "('webview', 'gi', 'cairo', 'PySide6', 'qtpy', 'shiboken6'))))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == []

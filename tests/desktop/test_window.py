@@ -53,10 +53,12 @@ def drive(scenario: str, env: dict, *args: str, cwd: Path = ROOT, timeout: float
     env = {**env, "PYTHONPATH": str(ROOT), **(extra_env or {})}
     proc = subprocess.run([sys.executable, "-m", "tests.desktop.driver", scenario, *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
-    reports: dict = {}
+    reports: dict = {"stdout": []}  # the app's own lines on stdout
     for line in proc.stdout.splitlines():
         if line.startswith("DRIVER "):
             reports.update(json.loads(line[7:]))
+        else:
+            reports["stdout"].append(line)
     assert "error" not in reports, f"driver failed: {reports['error']}\n{proc.stderr[-3000:]}"
     return proc.returncode, reports, proc.stderr
 
@@ -84,6 +86,9 @@ def test_window_runs_a_job_on_the_sample_and_shows_it(desktop_env, artifacts, tm
     # itself is authenticated.
     assert seen["url"].startswith("http://127.0.0.1:") and "token" not in seen["url"]
     assert seen["page_status"] == 200 and seen["jobs_status"] == 200
+    # Once the page showed, one line for ops scripts and support: where, and no secret.
+    origin = seen["url"].split("/")[2]
+    assert seen["stdout"] == [f"Pushbutton window showing http://{origin}/"]
     # Under the page's security policy (no framing, only its own scripts) the window still works:
     # the job list below was rendered by the page's script, and the policy refused nothing it did.
     assert "frame-ancestors 'none'" in seen["page_headers"]["content-security-policy"]
@@ -201,11 +206,23 @@ def test_window_size_and_position_are_remembered(desktop_env, jobs_ini, tmp_path
     assert seen["geometry"] == [900, 640, 50, 60]
 
 
+def test_a_saved_position_off_every_screen_opens_the_window_centred(desktop_env, jobs_ini, tmp_path):
+    # Saved on a second monitor that is gone now (Xvfb's one screen is 1280x800).
+    saved = Path(desktop_env["XDG_CONFIG_HOME"]) / "pushbutton" / "window.json"
+    saved.parent.mkdir(parents=True)
+    saved.write_text(json.dumps({"width": 900, "height": 640, "x": 3000, "y": 200}))
+    code, seen, err = drive("geometry", desktop_env, "--jobs", str(jobs_ini), "--data-dir", str(tmp_path / "data"))
+    assert code == 0, err[-3000:]
+    assert seen["geometry"] == [900, 640, (1280 - 900) // 2, (800 - 640) // 2]  # size kept, centred
+    assert "on no screen now" in err
+
+
 def test_a_broken_jobs_ini_opens_a_window_listing_the_problems(desktop_env, tmp_path):
     bad = tmp_path / "jobs.ini"
     bad.write_text("[job:x]\ncommand = echo {missing}\n\n[job:y]\ntimeout = soon\ncommand = true\n")
     code, seen, err = drive("page_text", desktop_env, "--jobs", str(bad), "--data-dir", str(tmp_path / "data"))
     assert code == 2
+    assert seen["stdout"] == []  # no page of the app: no "showing" line
     assert "jobs.ini has problems" in seen["text"]
     assert f"{bad}:2:" in seen["text"] and f"{bad}:5:" in seen["text"]
     assert "Traceback" not in err
@@ -223,7 +240,7 @@ def test_no_jobs_ini_anywhere_shows_where_one_is_looked_for(desktop_env, tmp_pat
 
 def test_without_a_display_the_window_says_to_use_headless(jobs_ini, tmp_path):
     need(importlib.util.find_spec("webview") is not None, "pywebview is not installed")
-    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     proc = subprocess.run([PUSHBUTTON, "--jobs", str(jobs_ini), "--data-dir", str(tmp_path / "d")], env=env,
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2

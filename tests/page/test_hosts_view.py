@@ -20,13 +20,16 @@ def hosts_lab():
     if reason:
         pytest.fail(f"the hosts view is tested against real sshd: {reason}")
     sshd.ensure_user()
-    lab = sshd.Lab()
+    lab = sshd.Lab(remote_cpu=True)  # the hosts stand for other machines: see CpuGroup
     try:
         lab.start("a")
         lab.start("b")
         sshd.write_known_hosts(lab)
+        lab.slow = sshd.SlowProxy(lab.servers[0].port, delay=2)  # a host slow to answer
         yield lab
     finally:
+        if hasattr(lab, "slow"):
+            lab.slow.close()
         lab.close()
 
 
@@ -40,6 +43,8 @@ def catalog(lab: sshd.Lab) -> str:
               "command = sh -c 'echo \"hello from $TESTHOST\"; while [ ! -e \"$PB_GATE\" ]; do sleep 0.05; done; "
               "echo \"bye from $TESTHOST\"; [ \"$TESTHOST\" != b ] || exit 3'\n"
               "param.gate.type = text\nparam.gate.label = Gate\nparam.gate.required = yes\n\n"
+            + sshd.host_section(lab, a, "slow", port=lab.slow.port, host_key=a.host_key)
+            + "[job:slow]\ntitle = A slow host\ntargets = host:slow\ncommand = echo hi\n\n"
             + "[group:many]\nhosts = " + ", ".join(f"t{i}" for i in range(1, 101)) + "\nparallel = 100\n\n"
             + "[job:hundred]\ntitle = A hundred hosts\ntargets = group:many\n"
               "command = seq -f 'line %g' 1 200\n")
@@ -84,6 +89,16 @@ def test_hosts_show_live_states_counts_exit_codes_and_reasons(ui, site, hosts_la
     assert row(page, "ok").locator("details").is_hidden()  # a host without an error has no reason
 
 
+def test_a_host_is_connecting_until_its_command_runs(ui, site):
+    page = ui.open(site)
+    ui.open_job(page, "A slow host")
+    ui.run(page)
+    expect(counts(page)).to_have_text("1 connecting")
+    expect(row(page, "slow").locator(".badge")).to_have_text("connecting")
+    expect(counts(page)).to_have_text("1 succeeded")
+    expect(page.locator("#log .l")).to_have_text(["slowhi"])
+
+
 def test_filter_shows_only_one_hosts_lines(ui, site, hosts_lab):
     gate = hosts_lab.scratch / "gate-filter"
     gate.touch()
@@ -105,10 +120,21 @@ def test_filter_shows_only_one_hosts_lines(ui, site, hosts_lab):
     expect(page.locator("#log .l")).to_have_count(5)
 
 
-def test_a_hundred_hosts_show_their_rows_counts_and_one_hosts_output(ui, site):
-    """The rows, counts and filter for a 100-host fan-out. Issue 12's 'no main-thread task over
-    200 ms' is not met yet (294-718 ms under load, in the output path's rendering): left open."""
+LONG_TASKS = """() => {
+    window.longTasks = [];
+    new PerformanceObserver(list => {
+        for (const e of list.getEntries()) window.longTasks.push(Math.round(e.duration));
+    }).observe({type: 'longtask'});
+}"""
+
+
+def test_a_hundred_hosts_keep_the_page_responsive_with_rows_counts_and_one_hosts_output(ui, site):
+    """The rows, counts and filter for a 100-host fan-out, every main-thread task under 200 ms
+    (issue 12), from the run's start through the filter's re-read of all 20,000 lines. (Measured
+    before the fix: 294-718 ms, nearly all of it waiting for the CPU, which 100 ssh clients, each
+    its own autogroup, took from the page: see ssh_client.background.)"""
     page = ui.open(site)
+    page.evaluate(LONG_TASKS)
     ui.open_job(page, "A hundred hosts")
     ui.run(page)
     expect(counts(page)).to_have_text("100 succeeded", timeout=120_000)
@@ -118,3 +144,7 @@ def test_a_hundred_hosts_show_their_rows_counts_and_one_hosts_output(ui, site):
     page.get_by_label("Output of").select_option("t42")
     expect(page.locator("#log .l")).to_have_count(200)
     assert set(page.locator("#log .l .host").all_text_contents()) == {"t42"}
+    page.get_by_label("Output of").select_option("")
+    expect(page.locator("#log .l")).to_have_count(5000)
+    long_tasks = page.evaluate("window.longTasks")
+    assert max(long_tasks, default=0) <= 200, f"main-thread tasks over 50 ms: {long_tasks}"

@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,9 +107,13 @@ class Sshd:
 
 class Lab:
     """A temp dir with a user key (authorized), a second key (not), an inspector key (authorized,
-    for looking at hosts over a second connection), and any number of sshd."""
+    for looking at hosts over a second connection), and any number of sshd.
 
-    def __init__(self):
+    `remote_cpu`: the hosts' sessions share one CPU group (see CpuGroup), as if they ran on other
+    machines, so a test of this machine's own responsiveness is not measuring 100 sshd."""
+
+    def __init__(self, remote_cpu: bool = False):
+        self.cpu = CpuGroup() if remote_cpu else None
         self.root = Path(tempfile.mkdtemp(prefix="pb-sshd-"))
         self.root.chmod(0o755)  # sshd reads authorized_keys as the login user
         self.user_key = self.root / "user_key"
@@ -135,6 +140,8 @@ class Lab:
             with open(folder / "sshd.log", "w") as log:
                 proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(folder / "sshd_config")],
                                         stdout=log, stderr=subprocess.STDOUT)
+            if self.cpu is not None:
+                self.cpu.add(proc.pid)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and proc.poll() is None:
                 if "Server listening" in (folder / "sshd.log").read_text():
@@ -179,6 +186,45 @@ class Lab:
                 server.proc.kill()
                 server.proc.wait()
         shutil.rmtree(self.root, ignore_errors=True)
+        if self.cpu is not None:
+            self.cpu.close()
+
+
+class CpuGroup:
+    """A cgroup (v1 `cpu` or v2) for the lab's sshd and every session they start: together they
+    weigh as much as one program. Without it each SSH session is its own session, so Linux's
+    autogroup scheduling gives each as much CPU weight as the whole browser: 100 "remote" hosts on
+    this machine would take 100 shares of its two cores. Where cgroups cannot be written, nothing."""
+
+    ROOTS = (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup"))
+
+    def __init__(self):
+        self.path: Path | None = None
+        for root in self.ROOTS:
+            if (root / "cgroup.procs").exists() and ((root / "cpu.shares").exists() or root == self.ROOTS[1]):
+                path = root / f"pushbutton-lab-{os.getpid()}-{id(self)}"
+                try:
+                    path.mkdir()
+                except OSError:
+                    continue
+                self.path = path
+                return
+
+    def add(self, pid: int) -> None:
+        if self.path is not None:
+            with open(self.path / "cgroup.procs", "w") as procs:
+                procs.write(str(pid))
+
+    def close(self) -> None:
+        if self.path is None:
+            return
+        deadline = time.monotonic() + 5  # the sessions' last processes may take a moment to go
+        while time.monotonic() < deadline:
+            try:
+                self.path.rmdir()
+                return
+            except OSError:
+                time.sleep(0.05)
 
 
 def host_section(lab: Lab, server: Sshd, name: str | None = None, **keys: str | Path) -> str:
@@ -191,3 +237,40 @@ def host_section(lab: Lab, server: Sshd, name: str | None = None, **keys: str | 
 
 def write_known_hosts(lab: Lab) -> Path:
     return lab.known_hosts("known_hosts", [server.known_hosts_line() for server in lab.servers])
+
+
+class SlowProxy:
+    """A host that is slow to answer: accepts TCP at once, forwards to `port` only after `delay`
+    seconds (so ssh waits for the SSH banner meanwhile, as with a far or busy host)."""
+
+    def __init__(self, port: int, delay: float):
+        self.target, self.delay = port, delay
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        time.sleep(self.delay)
+        with client, socket.create_connection(("127.0.0.1", self.target)) as server:
+            threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+            self._pipe(client, server)
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+            sink.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.listener.close()

@@ -202,3 +202,16 @@ def test_an_older_database_gains_the_hosts_column(tmp_path):
     assert columns.count("hosts") == 1
     assert json.loads(sqlite3.connect(tmp_path / "history.sqlite3").execute(
         "SELECT hosts FROM runs WHERE id = 2").fetchone()[0])[0]["state"] == "interrupted"
+
+
+def test_hosts_still_queued_connecting_or_running_end_interrupted_when_their_run_is_recovered(tmp_path):
+    store = Store(tmp_path)
+    try:
+        hosts = [{"name": name, "state": state, "exit_code": None, "error": None}
+                 for name, state in (("q", "queued"), ("c", "connecting"), ("r", "running"), ("f", "failed"))]
+        run_id = store.call(Store.insert_run, {"job": "remote", "state": "running", "params": {}, "created": 1,
+                                               "owner": "gone", "hosts": hosts})
+        assert list(store.recover()) == [run_id]
+        assert [h["state"] for h in store.run(run_id)["hosts"]] == ["interrupted"] * 3 + ["failed"]
+    finally:
+        store.close()

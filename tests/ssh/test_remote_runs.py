@@ -199,7 +199,7 @@ def test_down_and_silent_hosts_fail_alone_without_stalling_the_others(pushbutton
             return hosts if all(hosts[h]["state"] == "succeeded" for h in good) else None
 
         hosts = wait_for(settled, timeout=10)
-        assert hosts["silent"]["state"] == "running"  # still waiting for its banner: it holds up no one
+        assert hosts["silent"]["state"] == "connecting"  # still waiting for its banner: it holds up no one
         assert hosts["down"]["state"] == "failed"
         lag = time.monotonic()
         assert httpx.get(pb.url + "/healthz").status_code == 200

@@ -1,0 +1,94 @@
+"""A run's uploaded files on its remote hosts: copied to a private temporary folder on each host
+before the command starts, the job's argv and environment pointed at the copies, removed after.
+
+The copy is `cat` over ssh with the file on ssh's stdin: the same command line as the run's own
+session (strict, pinned host keys, BatchMode), so nothing is sent to a host whose key is wrong,
+and the remote end needs nothing but `mktemp` and `cat`. The folder comes from `mktemp -d`
+(0700) and the files are written under `umask 077` (0600). A host whose connection drops before
+the removal keeps the folder in its temp dir (named `pb-upload.*`).
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from pathlib import Path
+
+import gevent
+import gevent.os
+
+from server.catalog import Host
+from server.executors.local import wait_exit
+from server.executors.ssh_client import explain, kex, read_log, spawn, ssh_argv
+
+MARK = "pb-upload-dir:"
+MAKE = ('umask 077 && d=$(mktemp -d "${TMPDIR:-/tmp}/pb-upload.XXXXXXXXXX") && printf "%s%s\\n" '
+        f'{MARK} "$d"')
+
+
+class RemoteFiles:
+    """The files of one run, and where each host has its copies."""
+
+    def __init__(self, files: list[Path]):
+        self.files = list(files)
+        self.folders: dict[int, tuple[Host, str, Path]] = {}  # host index -> (host, remote folder, log)
+
+    def copy(self, index: int, host: Host, workdir: Path) -> str | None:
+        """Make the host's folder and copy every file into it; an error message, or None."""
+        if not self.files:
+            return None
+        log = workdir / f"{index}.files.log"
+        code, out = _ssh(host, MAKE, log)
+        folder = next((line[len(MARK):] for line in out.splitlines() if line.startswith(MARK)), None)
+        if code != 0 or not folder:
+            return explain(read_log(log), host) if code == 255 else f"error: no temporary folder there (exit {code})"
+        self.folders[index] = (host, folder, log)
+        for path in self.files:
+            with open(path, "rb") as source:
+                code, _ = _ssh(host, f"umask 077 && cat > {shlex.quote(f'{folder}/{path.name}')}", log, source)
+            if code != 0:
+                return explain(read_log(log), host) if code == 255 else f"error: copying a file failed (exit {code})"
+        return None
+
+    def command(self, index: int, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        """argv and environment with each local path replaced by the host's copy."""
+        if index not in self.folders:
+            return argv, env
+        folder = self.folders[index][1]
+
+        def moved(text: str) -> str:
+            for path in self.files:
+                text = text.replace(str(path), f"{folder}/{path.name}")
+            return text
+
+        return [moved(arg) for arg in argv], {name: moved(value) for name, value in env.items()}
+
+    def remove(self, index: int) -> None:
+        """Remove the host's copies (whatever the command's end)."""
+        if index in self.folders:
+            host, folder, log = self.folders.pop(index)
+            _ssh(host, f"rm -rf -- {shlex.quote(folder)}", log)
+
+
+def _ssh(host: Host, remote: str, log: Path, stdin=subprocess.DEVNULL) -> tuple[int, str]:
+    """Run one short remote command (stdin: a file, read by ssh itself); its exit code and stdout."""
+    try:
+        proc = spawn(ssh_argv(host, shlex.join(["exec", "/bin/sh", "-c", remote]), log, kex=kex()), stdin)
+    except OSError as exc:
+        return 255, str(exc)
+    readers = [gevent.spawn(_read_all, proc.stdout), gevent.spawn(_read_all, proc.stderr)]
+    code = wait_exit(proc)
+    gevent.joinall(readers, timeout=5)
+    return code, (readers[0].value or b"").decode("utf-8", "replace")
+
+
+def _read_all(pipe) -> bytes:
+    fd = pipe.fileno()
+    gevent.os.make_nonblocking(fd)
+    out = b""
+    try:
+        while chunk := gevent.os.nb_read(fd, 65536):
+            out = (out + chunk)[-65536:]  # a login banner must not grow this without bound
+    finally:
+        pipe.close()
+    return out

@@ -1,0 +1,171 @@
+"""For operators: `pushbutton backup` while the server works, `GET /metrics`, and the server's
+log (a line per request and per run start/end, JSON with --log-format json)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import threading
+
+from tests.auth_helpers import add_user, local_jobs, sign_in
+from tests.helpers import BIN, TOKEN, wait_for
+
+FLOOD = """
+[job:flood]
+command = seq 1 300000
+
+[job:hello]
+command = echo hello {who}
+param.who.type = text
+
+[job:secret]
+command = sh -c 'echo done'
+param.key.type = secret
+"""
+
+
+def test_a_backup_taken_during_a_flood_is_whole_consistent_and_restores(pushbutton, write_jobs, tmp_path):
+    pb = pushbutton(write_jobs(FLOOD))
+    first = pb.start_run("hello", who="before")
+    pb.wait(first["id"])
+    flooding = pb.start_run("flood")
+    target = tmp_path / "backup" / "history.sqlite3"
+    target.parent.mkdir()
+    wait_for(lambda: pb.run(flooding["id"])["state"] == "running")
+    done = subprocess.run([BIN, "backup", str(target), "--jobs", str(pb.jobs), "--data-dir", str(pb.data_dir)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "run(s)" in done.stdout
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert not list(target.parent.glob(".*partial"))
+    with sqlite3.connect(target) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        copied = dict(conn.execute("SELECT id, state FROM runs"))
+    assert copied[first["id"]] == "succeeded"
+    assert flooding["id"] in copied  # as it was at that moment: running, or already ended
+    pb.wait(flooding["id"], timeout=60)
+    pb.stop()
+
+    restored = tmp_path / "restored"
+    restored.mkdir(mode=0o700)
+    (restored / "history.sqlite3").write_bytes(target.read_bytes())
+    again = pushbutton(pb.jobs, data_dir=restored)
+    assert again.run(first["id"])["state"] == "succeeded"
+    assert again.output(first["id"]) == ["hello before"]
+    assert again.run(flooding["id"])["state"] in ("running", "succeeded", "interrupted")
+    if copied[flooding["id"]] == "running":  # restored without its server: recovered, never left running
+        assert again.run(flooding["id"])["state"] == "interrupted"
+
+
+def test_a_backup_onto_the_history_itself_or_without_history_fails_and_says_why(write_jobs, tmp_path):
+    jobs = write_jobs(FLOOD)
+    missing = subprocess.run([BIN, "backup", str(tmp_path / "b.sqlite3"), "--jobs", str(jobs),
+                              "--data-dir", str(tmp_path / "nothing")], capture_output=True, text=True, timeout=60)
+    assert missing.returncode == 1
+    assert "no history" in missing.stderr
+    assert not (tmp_path / "b.sqlite3").exists()
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    want = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    key = f"{name}{{{want}}}" if labels else name
+    for line in text.splitlines():
+        if line.startswith(key + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{key} not in metrics:\n{text}")
+
+
+def test_metrics_count_runs_by_job_and_state_and_show_live_queues_and_streams(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs("""
+        [pushbutton]
+        max_concurrent_runs = 1
+
+        [job:slow]
+        command = sleep 30
+
+        [job:ok]
+        command = true
+
+        [job:bad]
+        command = false
+    """))
+    for job in ("ok", "ok", "bad"):
+        pb.wait(pb.start_run(job)["id"])
+    slow = pb.start_run("slow")
+    queued = pb.start_run("ok")
+    wait_for(lambda: pb.run(slow["id"])["state"] == "running")
+    opened = threading.Event()
+
+    def follow():
+        with pb.client.stream("GET", f"/api/runs/{slow['id']}/events", timeout=60) as res:
+            for _ in res.iter_bytes():
+                opened.set()
+
+    threading.Thread(target=follow, daemon=True).start()
+    assert opened.wait(10)
+    res = pb.client.get("/metrics")
+    assert res.status_code == 200
+    assert res.headers["content-type"].startswith("text/plain")
+    text = res.text
+    assert _metric(text, "pushbutton_runs_started_total", job="ok") == 2
+    assert _metric(text, "pushbutton_runs_finished_total", job="ok", state="succeeded") == 2
+    assert _metric(text, "pushbutton_runs_finished_total", job="bad", state="failed") == 1
+    assert _metric(text, "pushbutton_run_duration_seconds_count", job="ok") == 2
+    assert _metric(text, "pushbutton_runs", state="running") == 1
+    assert _metric(text, "pushbutton_runs", state="queued") == 1
+    assert _metric(text, "pushbutton_sse_clients", stream="run") >= 1
+    assert _metric(text, "pushbutton_history_write_seconds_count") > 0
+    pb.client.post(f"/api/runs/{slow['id']}/cancel")
+    pb.wait(queued["id"])
+    text = pb.client.get("/metrics").text
+    assert _metric(text, "pushbutton_runs_finished_total", job="slow", state="cancelled") == 1
+    assert _metric(text, "pushbutton_runs", state="queued") == 0
+
+
+def test_metrics_need_an_admin(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs(local_jobs()))
+    add_user(pb, "alice")
+    add_user(pb, "bob")
+    anonymous = sign_in(pb, "bob")
+    anonymous.cookies.clear()
+    assert anonymous.get("/metrics").status_code == 401
+    assert sign_in(pb, "bob").get("/metrics").status_code == 403
+    token = sign_in(pb, "alice").post("/api/tokens", json={"name": "prometheus"}).json()["token"]
+    scraper = sign_in(pb, "bob")
+    scraper.cookies.clear()
+    res = scraper.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert res.status_code == 200
+    assert "pushbutton_runs_started_total" in res.text or "pushbutton_runs_started" in res.text
+
+
+def test_json_logs_have_a_line_per_request_and_per_run_start_and_end_without_tokens_or_secrets(
+        pushbutton, write_jobs):
+    pb = pushbutton(write_jobs(FLOOD), "--log-format", "json")
+    pb.client.get("/", params={"token": TOKEN})
+    run = pb.client.post("/api/jobs/secret/runs", json={"params": {"key": "hunter2-very-secret"}}).json()["run"]
+    pb.wait(run["id"])
+    pb.stop()
+    text = pb.log.read_text()
+    assert TOKEN not in text
+    assert "hunter2-very-secret" not in text
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert lines and len(lines) == len([line for line in text.splitlines() if line.strip()])
+    requests = [line for line in lines if line["logger"] == "pushbutton.access"]
+    index = next(line for line in requests if line["path"] == "/")
+    assert index["method"] == "GET" and index["status"] == 303 and index["ms"] >= 0
+    started = next(line for line in requests if line["path"] == "/api/jobs/secret/runs")
+    assert started["status"] == 202 and started["user"]
+    ran = [line for line in lines if line.get("run") == run["id"]]
+    assert [line["state"] for line in ran] == ["running", "succeeded"]
+    assert ran[-1]["exit_code"] == 0 and ran[-1]["job"] == "secret"
+    assert all({"time", "level", "message"} <= set(line) for line in lines)
+
+
+def test_text_logs_are_the_default_and_name_each_request(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs(FLOOD))
+    pb.client.get("/api/jobs")
+    pb.stop()
+    text = pb.log.read_text()
+    assert "pushbutton: GET /api/jobs 200" in text
+    assert not any(line.startswith("{") for line in text.splitlines())
