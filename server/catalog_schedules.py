@@ -14,7 +14,6 @@ import re
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import tzdata  # noqa: F401  (bundled, so zone names work on Windows and in frozen builds)
 import tzlocal
 from cronsim import CronSim, CronSimError
 

@@ -8,6 +8,7 @@ hang it. Other threads talk to the server only through `call()`, which hands wor
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import ssl
 import sys
@@ -146,6 +147,9 @@ class Server:
         settings = catalog.settings
         self.base_path = settings.base_path
         self.tls = tls_context(settings.certfile, settings.keyfile) if settings.certfile else None
+        if settings.auth == "oidc" and importlib.util.find_spec("joserfc") is None:
+            raise ConfigError("auth = oidc needs joserfc and cryptography, which the window build leaves out "
+                              "to start faster: serve teams with pushbutton-server (docs/desktop.md)")
         self.runs: Runs | None = None
         self.hub = None
         self._thread = threading.Thread(target=self._main, name="pushbutton-server", daemon=True)

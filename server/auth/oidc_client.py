@@ -17,13 +17,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
-from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet
+
+if TYPE_CHECKING:  # joserfc (and cryptography under it) is imported where used: only auth = oidc needs it,
+    from joserfc.jwk import KeySet  # and the window build leaves both out (build/pushbutton.spec)
 
 log = logging.getLogger("pushbutton")
 logging.getLogger("httpx").setLevel(logging.WARNING)  # not a log line per call to the provider
@@ -90,6 +90,9 @@ class OidcClient:
         return found
 
     def keys(self, refresh: bool = False) -> KeySet:
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         with self._lock:
             keys, fresh = self._keys, time.monotonic() - self._keys_at < CACHE_FOR
         if keys is not None and fresh and not refresh:
@@ -131,6 +134,9 @@ class OidcClient:
 
     def verify(self, id_token: str, nonce: str) -> dict[str, Any]:
         """The ID token's claims, if its signature and claims hold; else TokenRefused."""
+        from joserfc import jwt
+        from joserfc.errors import InvalidKeyIdError, JoseError
+
         meta = self.metadata()
         allowed = [a for a in meta.get("id_token_signing_alg_values_supported", ["RS256"]) if a in ALGORITHMS]
         try:

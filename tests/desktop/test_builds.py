@@ -181,8 +181,32 @@ def test_window_build_carries_no_browser_and_no_system_toolkit(window_build):
     assert "Splash" in names  # the splash screen's resources
     for absent in ("PySide6", "libQt6", "qtpy", "shiboken6", "webview.platforms.qt", "webview.platforms.winforms",
                    "libgtk-3", "libwebkit2gtk", "libjavascriptcore", "libglib-2.0", "libstdc++", "libsqlite3",
-                   "libX11", "gi_typelibs", "pyi_rth_gtk"):
+                   "libX11", "gi_typelibs", "pyi_rth_gtk", "cryptography", "joserfc", "tzdata/"):
         assert absent not in names, absent
+
+
+def test_window_build_served_headless_with_oidc_says_to_use_the_server_build(window_build, folder, tmp_path):
+    """The window build leaves out the OpenID Connect libraries (cryptography's core alone is
+    11 MiB to unpack at every start): asked to sign teams in through a provider, it says which
+    build does, instead of failing at the first sign-in."""
+    app, elsewhere = folder
+    exe = copy_alone(window_build, app)
+    (app / "secret").write_text("a-client-secret-1234\n")
+    (app / "jobs.ini").write_text(textwrap.dedent(f"""
+        [pushbutton]
+        auth = oidc
+        admins = alice
+        oidc_issuer = https://sso.example.com
+        oidc_client_id = pushbutton
+        oidc_client_secret_file = {app / "secret"}
+
+        [job:hello]
+        command = echo hello
+    """).lstrip())
+    done = subprocess.run([str(exe), "--headless", "--port", "0"], cwd=elsewhere, env=frozen_env(tmp_path),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "auth = oidc needs joserfc and cryptography" in done.stderr and "pushbutton-server" in done.stderr
 
 
 def test_window_build_alone_in_a_folder_opens_the_page(window_build, folder, tmp_path, desktop_env, artifacts):
