@@ -225,7 +225,9 @@ class DesktopApp:
     def _run_ended(self, record: dict) -> None:
         if self.closing or self.notifier is None:
             return
-        job = self.catalog.jobs.get(record.get("job"))
+        runs = self.server.runs if self.server is not None else None
+        catalog = runs.catalog if runs is not None else self.catalog  # as jobs.ini says now (live reload)
+        job = catalog.jobs.get(record.get("job"))
         title = (job.title or job.id) if job else str(record.get("job"))
         notice = notice_for(record, title, self.notifier.focused())
         if notice is not None:
