@@ -1,9 +1,10 @@
 """Spine benchmark: output delivery through the real server over loopback.
 
 Starts `pushbutton --headless` on a bench catalog, then measures, from an SSE client in this
-process: start request -> last line for `seq N`; the delay of a line printed every 10 ms; start
-request -> first output of `echo hi`; 20 concurrent `seq 100000`; idle RSS and RSS after a
-1M-line run. Every run's lines are checked: none lost, none repeated.
+process: start request -> last line for `seq N`; the delay of a line printed every 10 ms and the
+server's CPU seconds per 1,000 such lines; start request -> first output of `echo hi`; 20
+concurrent `seq 100000`; idle RSS and RSS after a 1M-line run. Every run's lines are checked: none
+lost, none repeated.
 
     .venv/bin/python bench/run.py          (or: make bench)
 """
@@ -25,6 +26,7 @@ import httpx
 import psutil
 
 TOKEN = "bench"
+TICKS = 1000  # lines of `job:tick` below, one every 10 ms
 JOBS = """
 [pushbutton]
 max_concurrent_runs = 32
@@ -35,7 +37,7 @@ command = seq {n}
 param.n.type = int
 
 [job:tick]
-command = python3 -u -c "import time; [(print(repr(time.time())), time.sleep(0.01)) for _ in range(300)]"
+command = python3 -u -c "import time; [(print(repr(time.time())), time.sleep(0.01)) for _ in range(1000)]"
 
 [job:hi]
 command = echo hi
@@ -43,12 +45,12 @@ command = echo hi
 
 
 class Server:
-    def __init__(self, folder: Path):
-        (folder / "jobs.ini").write_text(JOBS)
+    def __init__(self, folder: Path, jobs: str = JOBS, env: dict | None = None):
+        (folder / "jobs.ini").write_text(jobs)
         exe = Path(sys.executable).parent / "pushbutton"
         self.proc = subprocess.Popen(
             [str(exe), "--headless", "--jobs", str(folder / "jobs.ini"), "--port", "0", "--token", TOKEN,
-             "--data-dir", str(folder / "data")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             "--data-dir", str(folder / "data")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
         assert select.select([self.proc.stdout], [], [], 30)[0], "server did not start"
         self.url = self.proc.stdout.readline().split(" on ", 1)[1].split("?")[0].rstrip("/")
         self.ps = psutil.Process(self.proc.pid)
@@ -126,7 +128,14 @@ def seq_to_last_line(server: Server, n: int) -> float:
     return took
 
 
-def tick_delays(server: Server) -> list[float]:
+def server_cpu(server: Server) -> float:
+    """CPU seconds of the server process so far, all its threads (the SQLite writer included)."""
+    times = server.ps.cpu_times()
+    return times.user + times.system
+
+
+def tick_delays(server: Server) -> tuple[list[float], float]:
+    """A line every 10 ms for 10 s: each line's delay, and the server's CPU seconds per 1,000."""
     delays: list[float] = []
 
     def arrived(lines):
@@ -134,9 +143,11 @@ def tick_delays(server: Server) -> list[float]:
         delays.extend(now - float(line) for line in lines)
 
     with server.client() as client:
+        began = server_cpu(server)
         follow(client, start(client, "tick"), arrived)
-    assert len(delays) == 300
-    return sorted(delays)
+        cpu = server_cpu(server) - began
+    assert len(delays) == TICKS
+    return sorted(delays), cpu * 1000 / TICKS
 
 
 def first_output(server: Server) -> float:
@@ -192,9 +203,10 @@ def main() -> None:
                 figures[f"`seq {n}`: start request to last line at the client"] = \
                     f"{best(lambda n=n: seq_to_last_line(server, n)) * 1000:.0f} ms"
             after_1m = server.rss_mib()
-            delays = tick_delays(server)
+            delays, cpu = tick_delays(server)
             figures["line printed every 10 ms: delay until the client has it, p50 / p99"] = (
                 f"{statistics.median(delays) * 1000:.1f} / {delays[int(len(delays) * 0.99) - 1] * 1000:.1f} ms")
+            figures["the same job (10 s): server CPU per 1,000 lines"] = f"{cpu:.2f} s"
             figures["`echo hi`: start request to first output at the client"] = \
                 f"{best(lambda: first_output(server), 5) * 1000:.1f} ms"
             took, peak = concurrent_seq(server)

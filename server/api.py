@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from pathlib import Path
 
 import bottle
@@ -111,6 +112,8 @@ def _errors(callback):
             return _json(409, {"error": str(exc)})
         except ConfirmationRequired as exc:
             return _json(428, {"error": "confirmation required", "confirm": exc.question})
+        except sqlite3.OperationalError as exc:  # a full disk, a database locked past its timeout
+            return _json(503, {"error": f"history could not be written or read: {exc}"})
 
     return wrapper
 

@@ -8,6 +8,7 @@ line, and finds the duplicates configparser would otherwise stop at one by one.
 from __future__ import annotations
 
 import configparser
+import contextlib
 import os
 import re
 import sys
@@ -160,7 +161,9 @@ class _Lines:
         self.keys: dict[tuple[str, str], int] = {}
         self.duplicates: list[Problem] = []
         section = None
-        for number, line in enumerate(text.splitlines(), 1):
+        # Lines as configparser counts them: split at "\n" only (splitlines() also splits at
+        # \x0c, \x85, \u2028..., which a value may hold, and every later line number would be off).
+        for number, line in enumerate(text.split("\n"), 1):
             stripped = line.strip()
             if not stripped or stripped[0] in "#;" or line[0].isspace():
                 continue
@@ -197,6 +200,7 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
 
     def problem(self, section: str, key: str | None, message: str, warning: bool = False) -> None:
         where = f"[{section}] {key}: " if key else f"[{section}]: "
+        message = message.replace("\n", " ")  # a value continued on indented lines: one line still
         found = Problem(self.file, self.lines.of(section, key), where + message, warning)
         (self.warnings if warning else self.problems).append(found)
 
@@ -311,8 +315,10 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
             elif key == "shell":
                 job.shell = self.convert(section, key, raw, parse_bool, False)
             elif key == "workdir":
-                job.workdir = (self.path.parent / os.path.expanduser(raw)).resolve()
-                if not job.workdir.is_dir():
+                job.workdir, exists = (self.path.parent / os.path.expanduser(raw)).resolve(), False
+                with contextlib.suppress(OSError):  # a name too long: no folder either
+                    exists = job.workdir.is_dir()
+                if not exists:
                     self.problem(section, key, f"folder {str(job.workdir)!r} does not exist")
             elif key == "timeout":
                 job.timeout = self.convert(section, key, raw, positive_duration)
@@ -351,9 +357,16 @@ def load(path: str | os.PathLike) -> Catalog:
     """Parse and check a jobs.ini; raise CatalogError listing every problem."""
     path = Path(path).resolve()
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = path.read_bytes()
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() would
+    except OSError as exc:
         raise CatalogError([Problem(str(path), 0, f"cannot read: {exc}")]) from None
+    except UnicodeDecodeError as exc:  # located: the line of the first byte that is not UTF-8
+        line = data[:exc.start].replace(b"\r\n", b"\n").replace(b"\r", b"\n").count(b"\n") + 1
+        raise CatalogError([Problem(str(path), line, f"not UTF-8: {exc.reason} at byte {exc.start}")]) from None
+    if "\0" in text:  # no value may hold one: paths, argv and env would fail later, each its own way
+        raise CatalogError([Problem(str(path), n, "NUL character (is this a binary file?)")
+                            for n, line in enumerate(text.split("\n"), 1) if "\0" in line])
     parser = configparser.RawConfigParser(
         delimiters=("=",),
         comment_prefixes=("#", ";"),

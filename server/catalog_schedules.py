@@ -109,7 +109,7 @@ def parse_cron(raw: str) -> str:
 def parse_zone(raw: str) -> dt.tzinfo:
     try:
         return ZoneInfo(raw.strip())
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a file
         raise ValueError(f"{raw!r} is not a time zone: use an IANA name such as Europe/Berlin or UTC") from None
 
 

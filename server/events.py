@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 import gevent
 import orjson
 from gevent.event import Event
 
-from server.store import Store
+from server.store import READ_BYTES, Store
 
 log = logging.getLogger("pushbutton")
 RECENT_EVENTS = 256  # kept in memory after commit, for live readers...
@@ -60,6 +61,8 @@ class EventLog:
         self.ended = False
         self._changed = Event()
         self._loop = gevent.get_hub().loop
+        self.failure: str | None = None  # why an event could not be stored (the first time)
+        self.on_failure: Callable[[], None] | None = None  # called then, once (Runs stops the run)
 
     def emit(self, kind: str, data: Any) -> int:
         self.seq += 1
@@ -78,9 +81,14 @@ class EventLog:
 
     def _commit(self, seq: int | None, error: BaseException | None) -> None:
         if error is not None:
-            # Disk full or similar: keep the run going and serve the event from memory.
+            # Disk full or similar: serve the event from memory, and say so once (the run is
+            # stopped: output that cannot be kept must not go on as if it were).
             log.error("run %s: could not store event: %s", self.run_id, error)
             seq = self.seq
+            if self.failure is None:
+                self.failure = f"history could not be written: {error}"
+                if self.on_failure is not None:
+                    self.on_failure()
         self.committed = max(self.committed, seq or 0)
         while (len(self.recent) > RECENT_EVENTS or self.recent_bytes > RECENT_BYTES) \
                 and self.recent and self.recent[0][0] <= self.committed:
@@ -100,14 +108,20 @@ class EventLog:
         return self.ended and self.committed == self.seq
 
     def read(self, after: int, limit: int = 200) -> list[Row]:
-        """Committed events after `after`, from memory when they are still there."""
-        if self.recent and self.recent[0][0] <= after + 1:
-            out = []
-            for row in self.recent:
-                if row[0] > self.committed or len(out) >= limit:
+        """Committed events after `after`, from memory when they are still there. `recent` holds
+        consecutive numbers, so the first wanted row is found by index: a live reader costs the
+        rows it gets, not the window's length (scanning 256 rows twice per event was most of the
+        server's CPU for slow output, per client)."""
+        recent = self.recent
+        if recent and recent[0][0] <= after + 1:
+            out, size = [], 0
+            start = after + 1 - recent[0][0]
+            for i in range(start, min(len(recent), start + limit)):
+                row = recent[i]  # deque indexing near either end is cheap
+                if row[0] > self.committed or size >= READ_BYTES:
                     break
-                if row[0] > after:
-                    out.append(row)
+                out.append(row)
+                size += len(row[2])
             return out
         return in_pool(self.store.events, self.run_id, after, limit)
 

@@ -224,6 +224,7 @@ class Runs(Approvals):
                              artifacts.prepare(self.store.dir, run.id, bool(job.targets)))
         argv, env = command.argv, command.env
         secrets = P.secret_values(job.params, run.values)
+        run.log.on_failure = lambda: self.stop(run, "failed")  # its history cannot be written
         timer = gevent.spawn_later(job.timeout, self.stop, run, "timed_out") if job.timeout else None
         try:
             execute = self._execute_remote if job.targets else self._execute_local
@@ -231,6 +232,8 @@ class Runs(Approvals):
         finally:
             if timer is not None:
                 timer.kill(block=False)
+        if run.log.failure:
+            fields["message"] = run.log.failure
         self._finish(run, state, **fields, artifacts=artifacts.collect(self, run))  # in its end record
 
     def _execute_local(self, run: Run, argv: list[str], env: dict, secrets: list[str]) -> tuple[str, dict]:

@@ -34,6 +34,7 @@ from server.executors.askpass import Asker
 from server.executors.local import kill_orphans, run_marker
 from server.executors.ssh_client import remove_stale_workdirs
 from server.logs import access_log, run_changed
+from server.memory import fixed_thresholds, trim_after_load
 from server.metrics import Metrics
 from server.notify import Notifications
 from server.reload import Reloader
@@ -184,6 +185,7 @@ class Server:
 
     def _main(self) -> None:
         self.hub = gevent.get_hub()
+        fixed_thresholds()  # large buffers are not kept once freed: server/memory.py
         try:
             store = Store(self.data_dir)
             recovered = store.recover()
@@ -216,6 +218,7 @@ class Server:
             self._ready.set()
             return
         pruner = gevent.spawn(self._prune_daily, store)
+        trimmer = gevent.spawn(trim_after_load, self.runs)  # memory back to the OS after load: server/memory.py
         reloader.start()
         self.scheduler = Scheduler(self.runs, self.window, self.clock)  # [schedule:NAME]: server/schedules.py
         self.scheduler.start()
@@ -227,6 +230,7 @@ class Server:
         self.runs.shutdown("interrupted")
         notifications.close(timeout=5)  # the runs just interrupted are told too
         pruner.kill()
+        trimmer.kill()
         self.wsgi.stop(timeout=1)
         store.close()
 

@@ -18,7 +18,6 @@ import logging
 import os
 import queue
 import sqlite3
-import stat
 import threading
 import time
 import uuid
@@ -27,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from server.auth.schema import SCHEMA as AUTH_SCHEMA
+from server.datadir import DB_NAME, private_data_dir
+from server.datadir import private_dir as _private_dir
+from server.datadir import private_file as _private_file
 from server.files import remove_run_folder
 
 try:
@@ -69,10 +71,7 @@ ACTIVE_STATES = ("queued", "running")
 AWAITING = "awaiting_approval"
 # Why a run that waited for approval ended `interrupted`: its secrets lived in memory only.
 APPROVAL_LOST = "the server restarted before approval; secrets are not kept: request the run again"
-DB_NAME = "history.sqlite3"
-# Everything Pushbutton keeps in a data dir (the desktop window adds its lock and socket).
-OWN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", "desktop.lock", "desktop.sock")
-OWN_DIRS = ("owners", "runs")
+READ_BYTES = 1024 * 1024  # the most event data one read returns (at least one event)
 
 log = logging.getLogger("pushbutton")
 Callback = Callable[[Any, BaseException | None], None]
@@ -165,8 +164,40 @@ class Store:
             self._run_batch(batch)
 
     def _run_batch(self, batch: list) -> None:
-        results = []
+        """One transaction. If it fails (a full disk, say), each item alone, so what fits is stored
+        and each failed item's caller hears why; a database locked past the busy timeout fails them
+        all at once. The writer never dies of a write: that would leave every run waiting forever."""
         began = time.perf_counter()
+        try:
+            results = self._transaction(batch)
+        except sqlite3.Error as exc:
+            self._rollback()
+            results = [] if _may_fit_alone(exc) else [(item[2], None, exc) for item in batch]
+            for item in batch if _may_fit_alone(exc) else ():
+                try:
+                    results.extend(self._transaction([item]))
+                except sqlite3.Error as error:
+                    self._rollback()
+                    results.append((item[2], None, error))
+        else:
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - began)
+        for callback, result, error in results:
+            if callback is not None:
+                callback(result, error)
+
+    def _transaction(self, batch: list) -> list:
+        if len(batch) == 1:  # alone, the transaction is the item's savepoint: 2 statements fewer per event
+            fn, args, callback = batch[0]
+            self._conn.execute("BEGIN")
+            try:
+                result = fn(self._conn, *args)
+            except Exception as exc:  # as a failed item of a batch: undone, its caller told
+                self._rollback()
+                return [(callback, None, exc)]
+            self._conn.execute("COMMIT")
+            return [(callback, result, None)]
+        results = []
         self._conn.execute("BEGIN")
         for fn, args, callback in batch:
             self._conn.execute("SAVEPOINT item")
@@ -178,11 +209,12 @@ class Store:
                 self._conn.execute("RELEASE item")
                 results.append((callback, None, exc))
         self._conn.execute("COMMIT")
-        if self.on_commit is not None:
-            self.on_commit(time.perf_counter() - began)
-        for callback, result, error in results:
-            if callback is not None:
-                callback(result, error)
+        return results
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
+                self._conn.execute("ROLLBACK")
 
     def close(self) -> None:
         """Flush every queued write, then stop the writer."""
@@ -316,65 +348,31 @@ class Store:
 
     def events(self, run_id: int, after: int, limit: int = 200,
                kind: str | None = None) -> list[tuple[int, str, str]]:
-        """Events with seq > after, in order; only one type if `kind` is given."""
+        """Events with seq > after, in order; only one type if `kind` is given. At most READ_BYTES
+        of data (but at least one event): a reader far behind a flood must not hold 200 events of
+        256 KiB each at once, and a client that stops reading holds only what it was given."""
         if kind is None:
             sql, args = "", ()
         else:
             sql, args = " AND type = ?", (kind,)
-        return self._reader().execute(
+        cursor = self._reader().execute(
             f"SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ?{sql} ORDER BY seq LIMIT ?",
             (run_id, after, *args, limit),
-        ).fetchall()
+        )
+        rows, size = [], 0
+        for row in cursor:  # stepped row by row: the rest is never read
+            rows.append(row)
+            size += len(row[2])
+            if size >= READ_BYTES:
+                break
+        cursor.close()
+        return rows
 
 
-def private_data_dir(path: Path) -> None:
-    """Make the data dir 0700 and Pushbutton's files in it 0600, whatever the umask.
-
-    A folder that holds only what Pushbutton keeps there (or nothing) is Pushbutton's and is
-    tightened if an older version or a loose umask left it open. A folder the user pointed
-    --data-dir at that holds other things too (their home, say) keeps its mode: only
-    Pushbutton's own files in it are made private."""
-    if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    names = set(os.listdir(path))
-    if names <= {*OWN_FILES, *OWN_DIRS}:
-        _private_dir(path)
-    elif path.stat().st_mode & 0o077:
-        log.warning("%s holds other files and is open to other users: only Pushbutton's own files in it "
-                    "are made private", path)
-    for name in names & set(OWN_FILES):
-        _private_mode(path / name, 0o600)
-    for name in names & set(OWN_DIRS):
-        _private_dir(path / name)
-        for entry in os.scandir(path / name):
-            if entry.is_file(follow_symlinks=False):
-                _private_mode(Path(entry.path), 0o600)
-
-
-def _private_dir(path: Path) -> None:
-    path.mkdir(exist_ok=True, mode=0o700)  # the umask can only narrow 0700
-    _private_mode(path, 0o700)
-
-
-def _private_file(path: Path, keep_open: bool = False) -> int | None:
-    """Create `path` 0600 if missing (an existing one is narrowed); an fd if `keep_open`."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    _private_mode(path, 0o600)
-    if keep_open:
-        return fd
-    os.close(fd)
-    return None
-
-
-def _private_mode(path: Path, mode: int) -> None:
-    """Narrow to `mode`; never widen (a user may have made it tighter still)."""
-    try:
-        current = path.lstat().st_mode
-    except OSError:
-        return
-    if current & 0o777 & ~mode and not stat.S_ISLNK(current):
-        with contextlib.suppress(OSError):  # not ours to change (another user's file)
-            os.chmod(path, current & mode & 0o777)
+def _may_fit_alone(error: sqlite3.Error) -> bool:
+    """Whether items of a failed batch are worth trying one by one: not when the database is
+    locked (each try would wait out the busy timeout again), yes when, say, the disk is full."""
+    return getattr(error, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 def _row_to_run(row: tuple) -> dict:

@@ -155,3 +155,27 @@ def wait_for(predicate, timeout: float = 10, interval: float = 0.02):
 
 def in_ci() -> bool:
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def in_own_thread(fn, *args, timeout: float = 300):
+    """`fn(*args)` on a fresh thread, its result or its exception here. For asyncio code and
+    Playwright's sync API outside tests/page: the page tests' session-wide browser keeps an event
+    loop running on the main thread for the rest of the session, and a loop cannot run in another's."""
+    import threading
+
+    box: list = []
+
+    def go():
+        try:
+            box.append((fn(*args), None))
+        except BaseException as exc:  # handed to the caller
+            box.append((None, exc))
+
+    worker = threading.Thread(target=go, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    assert box, f"{fn!r} did not finish within {timeout} s"
+    result, error = box[0]
+    if error is not None:
+        raise error
+    return result

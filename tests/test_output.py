@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import timeit
+
 import gevent
 
 from server import output as O
+from server.events import RECENT_EVENTS, EventLog
 from server.output import OutputStream
+from server.store import Store
 
 
 def collect(**kw):
@@ -83,3 +87,36 @@ def test_an_endless_line_is_sent_once_it_reaches_max_line():
     stream.feed(b"y\n")
     stream.close()
     assert [len(line) for line in lines(events)] == [O.MAX_LINE + 10, 1]
+
+
+def _stored_log(store: Store, run_id: int, events: int) -> EventLog:
+    log = EventLog(store, run_id)
+    for i in range(events):
+        log.emit("output", {"stream": "stdout", "lines": [str(i)]})
+    while log.committed < log.seq:
+        gevent.sleep(0.005)
+    return log
+
+
+def test_a_live_reader_costs_the_events_it_gets_not_the_memory_window(tmp_path):
+    """Each SSE client reads twice per event; a read that scanned the whole in-memory window
+    (256 events) was most of the server's CPU for a job printing a line every 10 ms."""
+    store = Store(tmp_path / "data")
+    try:
+        full = _stored_log(store, 1, RECENT_EVENTS)
+        assert len(full.recent) == RECENT_EVENTS
+        for after in (0, 1, 57, RECENT_EVENTS - 1, RECENT_EVENTS):  # what a read returns is unchanged
+            assert [row[0] for row in full.read(after)] == list(range(after + 1, min(after + 200, RECENT_EVENTS) + 1))
+        assert [row[0] for row in full.read(10, limit=3)] == [11, 12, 13]
+        slid = _stored_log(store, 3, RECENT_EVENTS + 44)  # the window has moved on: 45..300 in memory
+        assert slid.recent[0][0] == 45
+        assert [row[0] for row in slid.read(100)] == list(range(101, 301))
+        assert [row[0] for row in slid.read(10, limit=50)] == list(range(11, 61))  # from SQLite
+        short = _stored_log(store, 2, 1)
+
+        def cost(log: EventLog) -> float:  # a reader that is up to date, and one with one new event
+            return min(timeit.repeat(lambda: (log.read(log.seq), log.read(log.seq - 1)), number=300, repeat=7))
+
+        assert cost(full) < 3 * cost(short)
+    finally:
+        store.close()

@@ -123,15 +123,23 @@ export const runView = {
     $('#stop').prop('hidden', FINAL.has(run.state) || !mayStop(run));
     $('#rerun').prop('hidden', !FINAL.has(run.state) || !mayRun(job));
     if (run.progress !== null) this.progress(run.progress, run.message);
+    else this.note(run.message);
     approvals.panel(run);
     hostsView.update(run.hosts);
     artifactsView.update(run);
   },
 
   progress(percent, message) {
-    $('#run-progress').prop('hidden', false);
+    $('#run-progress, #run-bar').prop('hidden', false);
     $('#run-bar').val(percent).attr('aria-valuetext', `${Math.round(percent)}%${message ? `: ${message}` : ''}`);
     $('#run-message').text(`${Math.round(percent)}%${message ? ` · ${message}` : ''}`);
+  },
+
+  // A message without progress: why a run ended as it did ("history could not be written: ...").
+  note(message) {
+    $('#run-progress').prop('hidden', !message);
+    $('#run-bar').prop('hidden', true);
+    $('#run-message').text(message || '');
   },
 
   // One frame: the rows the reader sent go in, in blocks of BLOCK_LINES (the browser skips laying

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 import shlex
 import signal
@@ -61,6 +62,8 @@ READ_SIZE = 64 * 1024
 # ssh's stdout pipe: ssh keeps decrypting into it while the hub turns the last read into lines,
 # and one read takes what has piled up: 1M lines from one host stream in about half the time.
 PIPE_SIZE = 1024 * 1024
+# ssh's last words when the server's end of the connection went away (its sshd killed, say).
+CLOSED_BY_REMOTE = re.compile(rb"(?:^|\n)Connection to \S+ closed by remote host\.\r?\n?$")
 CHATTER_MAX = 4096  # bytes of the server's own pre-command output kept for an error message
 
 # POSIX sh. $1 = nonce, $2 = grace in tenths of a second, the rest = the job's argv.
@@ -146,6 +149,7 @@ class SshProcess:
         self.no_answer = False
         self.exited = Event()
         self.chatter = b""  # what the server printed before the command started, for errors
+        self.said = b""  # the end of stderr once the command started: ssh's own last words come there
         self._killer: gevent.Greenlet | None = None
 
     # -- running ----------------------------------------------------------------------------
@@ -206,6 +210,9 @@ class SshProcess:
         if code == 255 and connection_lost(log):
             last = [line for line in log.splitlines() if line.strip()][-1:]
             return Outcome(None, "connection lost: " + (last[0].strip() if last else "ssh exited"), True)
+        if code == 255 and CLOSED_BY_REMOTE.search(self.said):  # ssh says so on stderr, not in its log
+            return Outcome(None, f"connection lost: {self.host.address}:{self.host.port} closed the connection "
+                                 "while the command ran (the host went down or its sshd stopped)", True)
         if code < 0 and not self.stopping:  # only we may kill our ssh; someone else did
             return Outcome(None, f"connection lost: the ssh client was killed by signal {-code}", True)
         return Outcome(code if code >= 0 else 128 - code, None, True)
@@ -271,6 +278,7 @@ class SshProcess:
                     if not chunk:
                         continue
                 stream.feed(chunk)
+                self.said = (self.said + chunk[-CHATTER_MAX:])[-CHATTER_MAX:]
         finally:
             self._set_aside(head)
             stream.close()

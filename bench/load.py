@@ -1,0 +1,225 @@
+"""Load campaign: many browsers following many runs at once, through the real server.
+
+Starts `pushbutton --headless`, starts RUNS runs of a printer that writes `<index> <time>` every
+EVERY ms for SECONDS, and has CLIENTS simulated browsers (bench/load_client.py: asyncio + aiohttp
+in worker processes of their own) hold the page's two streams each, spread over the runs. All
+streams open before the first line is printed. Reports lines lost or duplicated per client, the
+delay from print to arrival, the server's CPU and peak RSS (/proc via psutil), `/healthz` timings
+during the load, and the server's RSS once the clients have gone (memory given back).
+
+    .venv/bin/python bench/load.py --quick     (100 clients, 10 runs, 10 s: about a minute)
+    .venv/bin/python bench/load.py             (1,000 clients, 50 runs, 60 s)
+
+Clients connect from 127.0.x.y source addresses, 20 per address (40 connections), under the
+server's cap of 64 connections per client address.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+from load_client import BUCKET, Tally, work
+from run import Server, start
+
+JOBS = """
+[pushbutton]
+max_concurrent_runs = 64
+retention_days = 0
+
+[job:talk]
+command = python3 -u {printer} {start} {lines} {every}
+param.start.type = text
+param.lines.type = int
+param.every.type = float
+"""
+
+PRINTER = """import sys, time
+start, lines, every = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000
+time.sleep(max(0.0, start - time.time()))
+out = sys.stdout
+for i in range(lines):
+    delay = start + i * every - time.time()
+    if delay > 0:
+        time.sleep(delay)
+    out.write(f"{i} {time.time()!r}\\n")
+    out.flush()
+"""
+
+
+def percentile(histogram: dict[int, int], fraction: float) -> float:
+    """The latency (s) below which `fraction` of the lines arrived."""
+    total = sum(histogram.values())
+    target, seen = total * fraction, 0
+    for bucket in sorted(histogram):
+        seen += histogram[bucket]
+        if seen >= target:
+            return (bucket + 1) * BUCKET
+    return float("nan")
+
+
+class Sampler:
+    """The server's RSS every 50 ms (its peak) and its CPU time between two marks."""
+
+    def __init__(self, proc: psutil.Process):
+        self.proc, self.peak, self._done = proc, 0.0, threading.Event()
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(0.05):
+            self.peak = max(self.peak, self.rss())
+
+    def rss(self) -> float:
+        return self.proc.memory_info().rss / 2**20
+
+    def cpu(self) -> float:
+        times = self.proc.cpu_times()
+        return times.user + times.system
+
+    def stop(self) -> None:
+        self._done.set()
+
+
+def held_by(proc: psutil.Process) -> str:
+    """Where the server's resident memory is: malloc's main heap, anonymous maps (thread arenas,
+    Python's arenas, big buffers), files (code, SQLite's shared memory)."""
+    kinds = {"heap": 0, "anonymous": 0, "files": 0}
+    for m in proc.memory_maps(grouped=True):
+        kind = "heap" if m.path == "[heap]" else "files" if m.path.startswith("/") else "anonymous"
+        kinds[kind] += m.rss
+    return ", ".join(f"{kind} {rss / 2**20:.0f} MiB" for kind, rss in kinds.items())
+
+
+class Prober:
+    """GET /healthz every 50 ms from its own address, timing each answer."""
+
+    def __init__(self, url: str):
+        self.times: list[float] = []
+        self._done = threading.Event()
+        transport = httpx.HTTPTransport(local_address="127.0.0.250")
+        self.client = httpx.Client(base_url=url, timeout=30, transport=transport)
+        threading.Thread(target=self._loop, daemon=True).start()
+
+    def _loop(self) -> None:
+        while not self._done.wait(0.05):
+            began = time.perf_counter()
+            self.client.get("/healthz").raise_for_status()
+            self.times.append(time.perf_counter() - began)
+
+    def stop(self) -> list[float]:
+        self._done.set()
+        return sorted(self.times)
+
+
+def campaign(clients: int, runs: int, seconds: float, every_ms: float, workers: int, env: dict | None) -> dict:
+    lines = int(seconds * 1000 / every_ms)
+    connect_budget = 5 + clients / 100  # seconds for every stream to open before the first line
+    with tempfile.TemporaryDirectory() as folder:
+        printer = Path(folder) / "printer.py"
+        printer.write_text(PRINTER)
+        server = Server(Path(folder), JOBS.replace("{printer}", str(printer)), env=env)
+        try:
+            time.sleep(1)
+            sampler = Sampler(server.ps)
+            idle, idle_held = sampler.rss(), held_by(server.ps)
+            begins = time.time() + connect_budget
+            with server.client() as api:
+                ids = [start(api, "talk", start=repr(begins), lines=lines, every=every_ms) for _ in range(runs)]
+            plan = [(c, ids[c % runs]) for c in range(clients)]
+            until = begins + seconds + 120
+            results = multiprocessing.get_context("spawn").Queue()
+            procs = [multiprocessing.get_context("spawn").Process(
+                target=work, args=(server.url, "bench", plan[w::workers], lines, begins, until, results))
+                for w in range(workers)]
+            for proc in procs:
+                proc.start()
+            time.sleep(max(0.0, begins - time.time()))
+            prober = Prober(server.url)
+            cpu0, wall0 = sampler.cpu(), time.perf_counter()
+            tallies: list[Tally] = [results.get(timeout=seconds + 300) for _ in procs]
+            cpu, wall = sampler.cpu() - cpu0, time.perf_counter() - wall0
+            health = prober.stop()
+            for proc in procs:
+                proc.join(30)
+            time.sleep(5)  # the server settles once its clients have gone
+            after = [sampler.rss()]
+            time.sleep(10)  # two of server/memory.py's looks at the load later
+            after.append(sampler.rss())
+            held = held_by(server.ps)
+            sampler.stop()
+        finally:
+            server.stop()
+    total = Tally()
+    for t in tallies:
+        for name in ("clients", "opened", "finished", "lines", "lost", "duplicated", "clients_with_errors",
+                     "changes_complete", "cpu"):
+            setattr(total, name, getattr(total, name) + getattr(t, name))
+        total.errors += t.errors
+        for bucket, count in t.histogram.items():
+            total.histogram[bucket] = total.histogram.get(bucket, 0) + count
+    return {"clients": clients, "runs": runs, "seconds": seconds, "every": every_ms, "lines": lines,
+            "total": total, "wall": wall, "cpu": cpu, "idle": idle, "peak": sampler.peak, "after": after,
+            "health": health, "workers": workers, "held": held,
+            "idle_held": idle_held}
+
+
+def report(r: dict) -> str:
+    t: Tally = r["total"]
+    health = r["health"]
+    rows = {
+        "load": f"{r['clients']} clients x 2 streams ({t.opened} of {2 * r['clients']} open before the first line), "
+                f"{r['runs']} runs printing a line every {r['every']:g} ms for {r['seconds']:g} s "
+                f"({r['lines']} lines each)",
+        "lines delivered / lost / duplicated": f"{t.lines} / {t.lost} / {t.duplicated}",
+        "clients with a lost, repeated or failed stream": f"{t.clients_with_errors} of {t.clients}",
+        "run streams read to their end / state streams that saw every run end":
+            f"{t.finished} / {t.changes_complete} of {t.clients}",
+        "print -> client delay, p50 / p99 / max":
+            f"{percentile(t.histogram, 0.5) * 1000:.1f} / {percentile(t.histogram, 0.99) * 1000:.1f} / "
+            f"{percentile(t.histogram, 1.0) * 1000:.1f} ms",
+        "server CPU during the load": f"{r['cpu'] / r['wall'] * 100:.0f}% of one core ({r['cpu']:.1f} s in "
+                                      f"{r['wall']:.1f} s)",
+        "server RSS idle / peak / 5 s and 15 s after the clients left":
+            f"{r['idle']:.0f} / {r['peak']:.0f} / {r['after'][0]:.0f} / {r['after'][1]:.0f} MiB "
+            f"(idle: {r['idle_held']}; after: {r['held']})",
+        "`/healthz` during the load, p50 / p99 / max":
+            f"{statistics.median(health) * 1000:.1f} / {health[int(len(health) * 0.99) - 1] * 1000:.1f} / "
+            f"{health[-1] * 1000:.1f} ms ({len(health)} probes)" if health else "no probe",
+        "load clients' CPU": f"{t.cpu:.1f} s in {r['workers']} processes",
+    }
+    out = [f"Pushbutton load campaign ({psutil.cpu_count()} cores shared by server, printers and clients; "
+           f"loopback)\n", "| measure | figure |", "|---|---|"]
+    out += [f"| {name} | {value} |" for name, value in rows.items()]
+    if t.errors:
+        out += ["", "first errors:"] + [f"- {e}" for e in t.errors]
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="100 clients, 10 runs, 10 s")
+    parser.add_argument("--clients", type=int)
+    parser.add_argument("--runs", type=int)
+    parser.add_argument("--seconds", type=float)
+    parser.add_argument("--every", type=float, default=5, help="ms between two lines of a run (default 5)")
+    parser.add_argument("--workers", type=int, default=2, help="client processes (default 2)")
+    args = parser.parse_args()
+    clients, runs, seconds = (100, 10, 10) if args.quick else (1000, 50, 60)
+    result = campaign(args.clients or clients, args.runs or runs, args.seconds or seconds, args.every,
+                      args.workers, dict(os.environ))
+    print(report(result))
+    t = result["total"]
+    sys.exit(1 if t.lost or t.duplicated or t.clients_with_errors else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,67 @@
+"""The data dir is private whatever the umask: the folder 0700, every file Pushbutton makes in it
+0600, created with that mode rather than through a process-wide umask, which the desktop window's
+process shares. (SQLite gives `-wal` and `-shm` the database's own mode.)"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import stat
+from pathlib import Path
+
+log = logging.getLogger("pushbutton")
+DB_NAME = "history.sqlite3"
+# Everything Pushbutton keeps in a data dir (the desktop window adds its lock and socket).
+OWN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", "desktop.lock", "desktop.sock")
+OWN_DIRS = ("owners", "runs")
+
+
+def private_data_dir(path: Path) -> None:
+    """Make the data dir 0700 and Pushbutton's files in it 0600, whatever the umask.
+
+    A folder that holds only what Pushbutton keeps there (or nothing) is Pushbutton's and is
+    tightened if an older version or a loose umask left it open. A folder the user pointed
+    --data-dir at that holds other things too (their home, say) keeps its mode: only
+    Pushbutton's own files in it are made private."""
+    if not path.is_dir():
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    names = set(os.listdir(path))
+    if names <= {*OWN_FILES, *OWN_DIRS}:
+        private_dir(path)
+    elif path.stat().st_mode & 0o077:
+        log.warning("%s holds other files and is open to other users: only Pushbutton's own files in it "
+                    "are made private", path)
+    for name in names & set(OWN_FILES):
+        private_mode(path / name, 0o600)
+    for name in names & set(OWN_DIRS):
+        private_dir(path / name)
+        for entry in os.scandir(path / name):
+            if entry.is_file(follow_symlinks=False):
+                private_mode(Path(entry.path), 0o600)
+
+
+def private_dir(path: Path) -> None:
+    path.mkdir(exist_ok=True, mode=0o700)  # the umask can only narrow 0700
+    private_mode(path, 0o700)
+
+
+def private_file(path: Path, keep_open: bool = False) -> int | None:
+    """Create `path` 0600 if missing (an existing one is narrowed); an fd if `keep_open`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    private_mode(path, 0o600)
+    if keep_open:
+        return fd
+    os.close(fd)
+    return None
+
+
+def private_mode(path: Path, mode: int) -> None:
+    """Narrow to `mode`; never widen (a user may have made it tighter still)."""
+    try:
+        current = path.lstat().st_mode
+    except OSError:
+        return
+    if current & 0o777 & ~mode and not stat.S_ISLNK(current):
+        with contextlib.suppress(OSError):  # not ours to change (another user's file)
+            os.chmod(path, current & mode & 0o777)

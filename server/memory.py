@@ -1,0 +1,68 @@
+"""Memory given back after load: a long-lived server returns near its idle size.
+
+Measured with bench/load.py and a 200-client fan-out of one run's history: glibc kept most of the
+peak as free but resident pages, the server staying at 116-126 MiB (45 MiB idle) once the
+clients had gone (now 63-74 MiB). Two causes, two remedies (glibc only; other allocators return memory themselves):
+
+- glibc raises its mmap threshold each time a large buffer is freed (up to 32 MiB), after which
+  every SSE frame and history page is carved from a thread's heap, whose free top it keeps up to
+  twice that threshold (malloc_trim does not touch it in a thread's heap). `fixed_thresholds()`
+  turns that adjustment off: buffers from 2 MiB are mapped and unmapped, a heap keeps at most
+  1 MiB free on top. (At glibc's 128 KiB default `seq 1000000` took twice as long: every large
+  frame paid fresh page faults; at 2 MiB bench/run.py's figures are unchanged.)
+- Freed small blocks scattered through a heap are only returned by `malloc_trim(0)`. It runs when
+  the load (open streams plus active runs) has fallen since the last look (each second), on the
+  hub's threadpool (ctypes releases the GIL, so the hub keeps serving while glibc walks its heaps).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+import gevent
+
+from server.events import in_pool
+
+CHECK_EVERY = 1.0  # seconds between two looks at the load (a sum of counters: cheap)
+MMAP_THRESHOLD = 2 * 2**20  # a buffer this large gets its own mapping, returned when freed
+TRIM_THRESHOLD = 2**20  # free memory a heap may keep on its top
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # <malloc.h>
+
+
+def _glibc() -> ctypes.CDLL | None:
+    if not sys.platform.startswith("linux"):
+        return None  # macOS and Windows return freed memory themselves
+    libc = ctypes.CDLL(None)
+    return libc if hasattr(libc, "malloc_trim") and hasattr(libc, "mallopt") else None  # musl has neither
+
+
+_LIBC = _glibc()
+
+
+def fixed_thresholds() -> None:
+    """Keep glibc from holding large freed buffers (see above); call once at start-up."""
+    if _LIBC is not None:
+        _LIBC.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        _LIBC.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+
+
+def give_back() -> None:
+    """Return the free pages of every malloc heap to the OS (no-op where there is no glibc)."""
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+
+
+def load_of(runs) -> int:
+    return sum(runs.streams.values()) + len(runs.active)
+
+
+def trim_after_load(runs, every: float = CHECK_EVERY) -> None:
+    """Forever (a greenlet): give memory back each time the load has dropped since the last look."""
+    high = load_of(runs)
+    while True:
+        gevent.sleep(every)
+        load = load_of(runs)
+        if load < high:
+            in_pool(give_back)
+        high = load
