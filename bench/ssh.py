@@ -59,10 +59,7 @@ class Bench(Server):
     """bench/run.py's server, on this benchmark's catalog (written where that server reads it)."""
 
     def __init__(self, folder: Path, text: str):
-        import run
-
-        run.JOBS = text  # Server writes run.JOBS to the jobs.ini it starts on
-        super().__init__(folder)
+        super().__init__(folder, text)
 
 
 def pushbutton_run(bench: Bench, job: str, check, executor: list[float] | None = None) -> float:
