@@ -225,6 +225,8 @@ class Runs(Approvals):
         argv, env = command.argv, command.env
         secrets = P.secret_values(job.params, run.values)
         run.log.on_failure = lambda: self.stop(run, "failed")  # its history cannot be written
+        if run.log.failure:  # already, while it was queued: nothing runs that could not be kept
+            self.stop(run, "failed")
         timer = gevent.spawn_later(job.timeout, self.stop, run, "timed_out") if job.timeout else None
         try:
             execute = self._execute_remote if job.targets else self._execute_local
@@ -318,8 +320,9 @@ class Runs(Approvals):
     def _forget(self, run: Run) -> None:
         while not run.log.finished:
             run.log.wait(run.log.committed, 60)
-        self.logs.pop(run.id, None)
-        self.ended.pop(run.id, None)
+        if not run.log.failure:  # else its last records may be missing from SQLite: memory answers
+            self.logs.pop(run.id, None)
+            self.ended.pop(run.id, None)
         for hook in list(self.on_end):
             try:
                 hook(run)
