@@ -377,11 +377,8 @@ def _may_fit_alone(error: sqlite3.Error) -> bool:
 
 def _row_to_run(row: tuple) -> dict:
     run = dict(zip(RUN_COLUMNS, row, strict=True))
-    run["params"] = json.loads(run["params"])
-    run["hosts"] = json.loads(run["hosts"]) if run["hosts"] else []
-    run["preview"] = json.loads(run["preview"]) if run["preview"] else None  # null before previews
-    run["approval"] = json.loads(run["approval"]) if run["approval"] else None
-    run["artifacts"] = json.loads(run["artifacts"]) if run["artifacts"] else None  # server/files/artifacts.py
+    for name in JSON_COLUMNS:  # null in rows from before the column existed: [] for hosts, else None
+        run[name] = json.loads(run[name]) if run[name] else ([] if name == "hosts" else None)
     return run
 
 
