@@ -6,8 +6,11 @@ connections to one local sshd). Then, alternating Pushbutton and OpenSSH in each
 the same machine load:
 
 - `echo hi` on 1, 20 and 100 targets: Pushbutton from the start request to the run's `end` event
-  at an SSE client (every host's `hi` checked); OpenSSH as that many `ssh host echo hi` processes
-  started at once from this script, until the last one exits (its output read).
+  at an SSE client (every host's `hi` checked), on hosts it has not connected to yet (each round
+  has hosts of its own: the first run connects) and again on hosts whose connections the last run
+  left open (`control_persist`, server/executors/ssh_shared.py); OpenSSH as that many
+  `ssh host echo hi` processes started at once from this script, until the last one exits (its
+  output read).
 - `seq 1000000` from one host: Pushbutton start request to `end`, all 1M lines checked at the
   client; beside `ssh host seq 1000000` with its output read to the end.
 - the server's responsiveness during the 100-host fan-out: the slowest `/healthz` answer.
@@ -40,16 +43,25 @@ from server.executors.ssh_client import KEX  # noqa: E402
 from tests.ssh import sshd  # noqa: E402
 
 ROUNDS = 5
+SIZES = (1, 20, 100)
 SEQ_ROUNDS = 3
 LINES = 1_000_000
 
 
 def catalog(lab: sshd.Lab, server: sshd.Sshd) -> str:
+    """t1..t100 for the runs that reuse connections; for each round and size, hosts of their own
+    (`rRnNhI`), so that every "first run" really connects."""
     hosts = "".join(sshd.host_section(lab, server, f"t{i}") for i in range(1, 101))
     groups = "".join(f"[group:g{n}]\nhosts = {', '.join(f't{i}' for i in range(1, n + 1))}\nparallel = 100\n\n"
-                     for n in (1, 20, 100))
+                     for n in SIZES)
     groups += f"[group:default100]\nhosts = {', '.join(f't{i}' for i in range(1, 101))}\n\n"
-    jobs = "".join(f"[job:hi{n}]\ncommand = echo hi\ntargets = group:g{n}\n\n" for n in (1, 20, 100))
+    jobs = "".join(f"[job:hi{n}]\ncommand = echo hi\ntargets = group:g{n}\n\n" for n in SIZES)
+    for r in range(ROUNDS):
+        for n in SIZES:
+            names = [f"r{r}n{n}h{i}" for i in range(1, n + 1)]
+            hosts += "".join(sshd.host_section(lab, server, name) for name in names)
+            groups += f"[group:r{r}n{n}]\nhosts = {', '.join(names)}\nparallel = 100\n\n"
+            jobs += f"[job:first{n}r{r}]\ncommand = echo hi\ntargets = group:r{r}n{n}\n\n"
     jobs += "[job:hi100default]\ncommand = echo hi\ntargets = group:default100\n\n"
     jobs += f"[job:seq]\ncommand = seq {LINES}\ntargets = host:t1\n\n[job:seqlocal]\ncommand = seq {LINES}\n"
     return "[pushbutton]\nmax_concurrent_runs = 4\nretention_days = 0\n\n" + hosts + groups + jobs
@@ -162,26 +174,30 @@ def measure(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> list[tuple[str, s
     def seq_check(lines):
         assert len(lines) == LINES and lines[0] == "1" and lines[-1] == str(LINES)
 
-    pushbutton_run(bench, "hi1", his(1))  # warm up: first connection, page cache
+    pushbutton_run(bench, "hi100", his(100))  # warm up: page cache, and t1..t100's connections
     rows = []
-    for n in (1, 20, 100):
-        pb, plain = [], []
+    for n in SIZES:
+        first, reused, plain = [], [], []
         lag: list[float] = []
         idle_lag: list[float] = []  # the same server, idle, while OpenSSH does the same fan-out
-        for _ in range(ROUNDS):
-            pb.append(watched(bench, lag, pushbutton_run, bench, f"hi{n}", his(n)))
+        for r in range(ROUNDS):
+            first.append(watched(bench, lag, pushbutton_run, bench, f"first{n}r{r}", his(n)))
             plain.append(watched(bench, idle_lag, openssh, lab, server, "echo hi", n))
-        rows.append((f"`echo hi` on {n} target{'s' if n > 1 else ''}", fmt(pb), f"{fmt(plain)} ({n} at once)"))
+            reused.append(watched(bench, lag, pushbutton_run, bench, f"hi{n}", his(n)))
+        s = "s" if n > 1 else ""
+        rows.append((f"`echo hi` on {n} target{s}, first run (connects)", fmt(first), f"{fmt(plain)} ({n} at once)"))
+        rows.append((f"`echo hi` on {n} target{s}, next run (reuses the connections, `control_persist`)",
+                     fmt(reused), f"{fmt(plain)} ({n} at once)"))
         if n == 100:
-            rows.append(("slowest `/healthz` answer during the 100-target fan-out (Pushbutton: doing it; "
+            rows.append(("slowest `/healthz` answer during the 100-target fan-outs (Pushbutton: doing them; "
                          "OpenSSH column: Pushbutton idle while the `ssh` processes load the machine)",
                          f"{max(lag) * 1000:.0f} ms", f"{max(idle_lag) * 1000:.0f} ms"))
     default, default_kex = [], []
     for _ in range(ROUNDS):
         default.append(pushbutton_run(bench, "hi100default", his(100)))
         default_kex.append(openssh(lab, server, "echo hi", 100, kex=None))
-    rows.append(("`echo hi` on 100 targets, Pushbutton at the default `parallel = 10` (OpenSSH: the 100 at once "
-                 "above)", fmt(default), rows[2][2]))
+    rows.append(("`echo hi` on 100 targets, next run, Pushbutton at the default `parallel = 10` (OpenSSH: the "
+                 "100 at once above)", fmt(default), rows[-2][2]))
     rows.append(("`echo hi` on 100 targets, OpenSSH with its default (post-quantum) key exchange", "",
                  f"{fmt(default_kex)} (100 at once)"))
     pb, plain, local, executor, local_executor = [], [], [], [], []

@@ -42,7 +42,7 @@ SETTINGS_KEYS = ("title", "max_concurrent_runs", "retention_days", "allowed_host
                  *ACCESS_KEYS, *OIDC_KEYS, *LDAP_KEYS, *ARTIFACT_KEYS)
 JOB_KEYS = ("title", "description", "command", "shell", "workdir", "timeout", "grace",
             "concurrency", "confirm", "targets", *JOB_ACCESS_KEYS)
-HOST_KEYS = ("address", "port", "user", "identity", "known_hosts", "host_key", "connect_timeout")
+HOST_KEYS = ("address", "port", "user", "identity", "known_hosts", "host_key", "connect_timeout", "control_persist")
 GROUP_KEYS = ("hosts", "parallel")
 JOB_PREFIX_KEYS = ("env.NAME", "param.NAME.KEY")
 

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.catalog_values import port, positive_duration, positive_int, ssh_word
+from server.catalog_values import parse_duration, port, positive_duration, positive_int, ssh_word
 from server.params import split_list
 
 
@@ -30,6 +30,7 @@ class Host:
     known_hosts: Path | None = None  # None: ~/.ssh/known_hosts (and the system-wide file)
     connect_timeout: float = 10.0
     host_keys: tuple[str, ...] = ()  # `TYPE BASE64` each; when given, the only keys trusted (known_hosts ignored)
+    control_persist: float = 60.0  # seconds the connection stays open for the next session; 0: not kept
 
 
 @dataclass
@@ -101,6 +102,8 @@ class HostChecks:
                 host.port = self.convert(section, key, raw, port, 22)
             elif key == "connect_timeout":
                 host.connect_timeout = self.convert(section, key, raw, positive_duration, 10.0)
+            elif key == "control_persist":
+                host.control_persist = self.convert(section, key, raw, parse_duration, 60.0)
             elif key in ("identity", "known_hosts"):
                 setattr(host, key, self.key_file(section, key, raw))
             elif key == "host_key":

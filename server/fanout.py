@@ -20,10 +20,11 @@ from gevent.lock import Semaphore
 from server.catalog import Job, Target
 from server.events import in_pool
 from server.executors.agent import RunAgent
-from server.executors.askpass import Asker, Askpass
+from server.executors.askpass import Asker, Askpass, ssh_env
 from server.executors.remote_files import RemoteFiles
 from server.executors.ssh import Outcome, SshProcess
 from server.executors.ssh_client import new_workdir
+from server.executors.ssh_shared import SHARED
 from server.output import Emit, Masker, OutputStream, cancel_timer
 
 log = logging.getLogger("pushbutton")
@@ -158,13 +159,7 @@ class Fanout:
         if slot is not None:
             slot.acquire()
         try:
-            error = None if self.stopping else self.files.copy(index, target.host, workdir)
-            if error:  # the host fails as an unreachable one does
-                self.emit("output", {"stream": "stderr", "host": target.host.name, "lines": [f"pushbutton: {error}"]})
-                self.done += 1
-                self._set(self.hosts[index], state="failed", error=error)
-            else:
-                self._run_host(index, target, workdir)
+            self._run_host(index, target, workdir)
         finally:
             self.files.remove(index)
             if slot is not None:
@@ -175,16 +170,22 @@ class Fanout:
         if self.stopping:
             self._set(record, state=self.reason() or "cancelled")
             return
-        argv, env = self.files.command(index, self.argv, self.env)  # uploads: the host's copies
         self._set(record, state="connecting")  # until the wrapper on the host starts the command
-        agent = self.agent.socket_for(target.host.identity, index) if self.agent else None  # may ask a person
+        agent = self._agent_for(index, target)  # may ask a person
         if self.stopping:  # stopped while the dialog was open
             self._set(record, state=self.reason() or "cancelled")
             return
+        extra = {"host": target.host.name}
+        error = self.files.copy(index, target.host, workdir, ssh_env(self.askpass, index, agent))  # uploads, if any
+        if error:  # the host fails as an unreachable one does
+            self.emit("output", {"stream": "stderr", **extra, "lines": [f"pushbutton: {error}"]})
+            self.done += 1
+            self._set(record, state="failed", error=error)
+            return
+        argv, env = self.files.command(index, self.argv, self.env)  # uploads: the host's copies
         proc = self.procs[index] = SshProcess(target.host, argv, env, self.job.grace, workdir, index,
                                               self.askpass, on_start=lambda: self._set(record, state="running"),
                                               agent=agent)
-        extra = {"host": target.host.name}
         single = len(self.hosts) == 1  # a lone host's ::progress lines drive the run's bar
         streams = [OutputStream(name, self.emit, self.secrets, self.progress if single else None, extra=extra,
                                 wait=self.wait) for name in ("stdout", "stderr")]
@@ -205,6 +206,13 @@ class Fanout:
             state = "succeeded" if outcome.error is None and outcome.exit_code == 0 else "failed"
         self.done += 1
         self._set(record, state=state, exit_code=outcome.exit_code, error=outcome.error)
+
+    def _agent_for(self, index: int, target: Target) -> Path | None:
+        """The run's agent with this host's key loaded (asking for its passphrase once per run),
+        unless a connection to the host is still open from an earlier run: it needs no key."""
+        if self.agent is None or SHARED.standing(target.host):
+            return None
+        return self.agent.socket_for(target.host.identity, index)
 
     def _set(self, record: dict, **fields) -> None:
         record.update(fields)

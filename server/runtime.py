@@ -33,6 +33,7 @@ from server.events import in_pool
 from server.executors.askpass import Asker
 from server.executors.local import kill_orphans, run_marker
 from server.executors.ssh_client import remove_stale_workdirs
+from server.executors.ssh_shared import SHARED
 from server.logs import access_log, run_changed
 from server.memory import fixed_thresholds, trim_after_load
 from server.metrics import Metrics
@@ -228,6 +229,7 @@ class Server:
         self.scheduler.stop()
         self.wsgi.close()  # no new connections; open streams see the runs end
         self.runs.shutdown("interrupted")
+        in_pool(SHARED.close_all)  # SSH connections kept open for the next run: server/executors/ssh_shared.py
         notifications.close(timeout=5)  # the runs just interrupted are told too
         pruner.kill()
         trimmer.kill()

@@ -102,6 +102,7 @@ def confirmed(question: str, stdin: TextIO) -> bool:
 def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list[str], yes: bool = False) -> int:
     """Run one job on this thread's hub, printing its output as it comes; exit with its code."""
     from server.auth.audit import Audit
+    from server.executors.ssh_shared import SHARED
     from server.runs import Runs
     from server.store import Store
 
@@ -127,6 +128,7 @@ def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list
     except KeyboardInterrupt:
         print(file=sys.stderr)
         code = 130
+    SHARED.close_all()  # nobody here runs again: no SSH connection stays open after this process
     store.close()
     return code
 

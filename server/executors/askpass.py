@@ -146,3 +146,14 @@ def _sh_quote(text: str) -> str:
 
 if __name__ == "__main__":
     sys.exit(helper(sys.argv[1:]))
+
+
+def ssh_env(askpass: Askpass | None, index: int, agent: Path | None = None) -> dict[str, str] | None:
+    """The environment of one host's ssh processes: None (BatchMode: nobody to ask) without an
+    askpass; else one that asks through it, with the run's agent when it holds the host's key."""
+    if askpass is None:
+        return None
+    env = askpass.env(index)
+    if agent is not None:
+        env["SSH_AUTH_SOCK"] = str(agent)
+    return env

@@ -20,6 +20,7 @@ import gevent.os
 from server.catalog import Host
 from server.executors.local import wait_exit
 from server.executors.ssh_client import explain, kex, read_log, spawn, ssh_argv
+from server.executors.ssh_shared import SHARED
 
 MARK = "pb-upload-dir:"
 MAKE = ('umask 077 && d=$(mktemp -d "${TMPDIR:-/tmp}/pb-upload.XXXXXXXXXX") && printf "%s%s\\n" '
@@ -31,21 +32,22 @@ class RemoteFiles:
 
     def __init__(self, files: list[Path]):
         self.files = list(files)
-        self.folders: dict[int, tuple[Host, str, Path]] = {}  # host index -> (host, remote folder, log)
+        self.folders: dict[int, tuple] = {}  # host index -> (host, remote folder, log, ssh environment)
 
-    def copy(self, index: int, host: Host, workdir: Path) -> str | None:
-        """Make the host's folder and copy every file into it; an error message, or None."""
+    def copy(self, index: int, host: Host, workdir: Path, env: dict[str, str] | None = None) -> str | None:
+        """Make the host's folder and copy every file into it; an error message, or None. `env`:
+        the host's ssh environment (askpass.ssh_env), with which the run's agent answers."""
         if not self.files:
             return None
         log = workdir / f"{index}.files.log"
-        code, out = _ssh(host, MAKE, log)
+        code, out = _ssh(host, MAKE, log, env=env)
         folder = next((line[len(MARK):] for line in out.splitlines() if line.startswith(MARK)), None)
         if code != 0 or not folder:
             return explain(read_log(log), host) if code == 255 else f"error: no temporary folder there (exit {code})"
-        self.folders[index] = (host, folder, log)
+        self.folders[index] = (host, folder, log, env)
         for path in self.files:
             with open(path, "rb") as source:
-                code, _ = _ssh(host, f"umask 077 && cat > {shlex.quote(f'{folder}/{path.name}')}", log, source)
+                code, _ = _ssh(host, f"umask 077 && cat > {shlex.quote(f'{folder}/{path.name}')}", log, source, env)
             if code != 0:
                 return explain(read_log(log), host) if code == 255 else f"error: copying a file failed (exit {code})"
         return None
@@ -66,20 +68,28 @@ class RemoteFiles:
     def remove(self, index: int) -> None:
         """Remove the host's copies (whatever the command's end)."""
         if index in self.folders:
-            host, folder, log = self.folders.pop(index)
-            _ssh(host, f"rm -rf -- {shlex.quote(folder)}", log)
+            host, folder, log, env = self.folders.pop(index)
+            _ssh(host, f"rm -rf -- {shlex.quote(folder)}", log, env=env)
 
 
-def _ssh(host: Host, remote: str, log: Path, stdin=subprocess.DEVNULL) -> tuple[int, str]:
-    """Run one short remote command (stdin: a file, read by ssh itself); its exit code and stdout."""
+def _ssh(host: Host, remote: str, log: Path, stdin=subprocess.DEVNULL,
+         env: dict[str, str] | None = None) -> tuple[int, str]:
+    """Run one short remote command (stdin: a file, read by ssh itself) on the host's kept-open
+    connection if it has one (ssh_shared.py); its exit code and stdout."""
+    shared = SHARED.acquire(host)
     try:
-        proc = spawn(ssh_argv(host, shlex.join(["exec", "/bin/sh", "-c", remote]), log, kex=kex()), stdin)
-    except OSError as exc:
-        return 255, str(exc)
-    readers = [gevent.spawn(_read_all, proc.stdout), gevent.spawn(_read_all, proc.stderr)]
-    code = wait_exit(proc)
-    gevent.joinall(readers, timeout=5)
-    return code, (readers[0].value or b"").decode("utf-8", "replace")
+        argv = ssh_argv(host, shlex.join(["exec", "/bin/sh", "-c", remote]), log, shared, True, kex(), env is None,
+                        host.control_persist if shared else 0)
+        try:
+            proc = spawn(argv, stdin, env=env)
+        except OSError as exc:
+            return 255, str(exc)
+        readers = [gevent.spawn(_read_all, proc.stdout), gevent.spawn(_read_all, proc.stderr)]
+        code = wait_exit(proc)
+        gevent.joinall(readers, timeout=5)
+        return code, (readers[0].value or b"").decode("utf-8", "replace")
+    finally:
+        SHARED.release(shared)
 
 
 def _read_all(pipe) -> bytes:

@@ -43,7 +43,7 @@ except ImportError:  # pragma: no cover - Windows
 from gevent.event import Event
 
 from server.catalog import Host
-from server.executors.askpass import Askpass
+from server.executors.askpass import Askpass, ssh_env
 from server.executors.local import wait_exit
 from server.executors.ssh_client import (
     SSH,
@@ -56,12 +56,14 @@ from server.executors.ssh_client import (
     ssh_argv,
     wait_up_to,
 )
+from server.executors.ssh_shared import SHARED, alive
 from server.output import OutputStream
 
 READ_SIZE = 64 * 1024
 # ssh's stdout pipe: ssh keeps decrypting into it while the hub turns the last read into lines,
 # and one read takes what has piled up: 1M lines from one host stream in about half the time.
 PIPE_SIZE = 1024 * 1024
+DEFAULT_PIPE = 64 * 1024  # Linux's; a read this long means the pipe was full
 # ssh's last words when the server's end of the connection went away (its sshd killed, say).
 CLOSED_BY_REMOTE = re.compile(rb"(?:^|\n)Connection to \S+ closed by remote host\.\r?\n?$")
 CHATTER_MAX = 4096  # bytes of the server's own pre-command output kept for an error message
@@ -141,7 +143,9 @@ class SshProcess:
         self.env_block = encode_env(env, self.nonce)
         self.log = workdir / f"{index}.log"
         # Unix sockets only; on Windows the stop opens a second connection instead.
-        self.control = workdir / f"{index}.sock" if os.name == "posix" else None
+        self.private = workdir / f"{index}.sock" if os.name == "posix" else None  # this run's own master
+        self.control: Path | None = self.private  # the socket this host's session uses (ssh_shared.py)
+        self.shared: Path | None = None  # that socket, when it is a connection kept open between runs
         self.proc: subprocess.Popen | None = None
         self.pgid: int | None = None
         self.env_sent = False
@@ -163,16 +167,26 @@ class SshProcess:
             stdout.close()
             stderr.close()
             return Outcome(None, f"auth failed: cancelled at the {cancelled} prompt", False)
+        shared = SHARED.acquire(self.host)
         try:
-            batch = self.askpass is None
-            env = None if batch else self.askpass.env(self.index)
-            if env is not None and self.agent is not None:
-                env["SSH_AUTH_SOCK"] = str(self.agent)
-            self.proc = spawn(ssh_argv(self.host, self.remote, self.log, self.control, True, kex(), batch), env=env)
+            code = self._session(stdout, stderr, shared)
         except OSError as exc:
             stdout.close()
             stderr.close()
             return Outcome(None, f"error: cannot start the OpenSSH client {SSH!r}: {exc.strerror or exc}", False)
+        finally:
+            SHARED.release(shared)
+        return self._outcome(code)
+
+    def _session(self, stdout: OutputStream, stderr: OutputStream, shared: Path | None) -> int:
+        """One `ssh` process, on the kept-open connection at `shared` or on its own; its exit code."""
+        self.shared = shared
+        self.control = shared or self.private
+        batch = self.askpass is None
+        env = ssh_env(self.askpass, self.index, self.agent)
+        persist = self.host.control_persist if shared else 0
+        self.proc = spawn(ssh_argv(self.host, self.remote, self.log, self.control, True, kex(), batch, persist),
+                          env=env)
         if self.stopping:  # stopped while ssh was being started
             self._kill_local()
         pumps = [gevent.spawn(self._pump_stdout, stdout), gevent.spawn(self._pump_stderr, stderr)]
@@ -189,7 +203,7 @@ class SshProcess:
             self._killer.join()
         with suppress(OSError):
             self.proc.stdin.close()
-        return self._outcome(code)
+        return code
 
     def _outcome(self, code: int) -> Outcome:
         log = read_log(self.log) if code == 255 or code < 0 or not self.env_sent else ""  # small, local
@@ -213,6 +227,11 @@ class SshProcess:
         if code == 255 and CLOSED_BY_REMOTE.search(self.said):  # ssh says so on stderr, not in its log
             return Outcome(None, f"connection lost: {self.host.address}:{self.host.port} closed the connection "
                                  "while the command ran (the host went down or its sshd stopped)", True)
+        if code == 255 and self.shared is not None and not self.stopping and not alive(self.shared):
+            # A kept-open connection's messages are its master's, not this session's: its end says it.
+            return Outcome(None, f"connection lost: the connection to {self.host.address}:{self.host.port} ended "
+                                 "while the command ran (the host went down, its sshd stopped or the network "
+                                 "failed)", True)
         if code < 0 and not self.stopping:  # only we may kill our ssh; someone else did
             return Outcome(None, f"connection lost: the ssh client was killed by signal {-code}", True)
         return Outcome(code if code >= 0 else 128 - code, None, True)
@@ -221,7 +240,7 @@ class SshProcess:
         """Output, once the wrapper's `NONCE PGID` line is found; login noise before it is not."""
         fd = self.proc.stdout.fileno()
         gevent.os.make_nonblocking(fd)
-        _widen_pipe(fd)
+        widened = False
         marker = self.nonce.encode() + b" "
         head = b""
         try:
@@ -229,6 +248,9 @@ class SshProcess:
                 chunk = gevent.os.nb_read(fd, PIPE_SIZE)
                 if not chunk:
                     break
+                if not widened and len(chunk) >= DEFAULT_PIPE:  # a flood: only then (widening costs)
+                    widened = True
+                    _widen_pipe(fd)
                 if self.pgid is None:
                     head += chunk
                     start = head.find(marker)

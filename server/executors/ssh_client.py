@@ -38,15 +38,17 @@ ALIVE_INTERVAL = 10  # seconds; a silent dead connection is noticed after 3 miss
 WORKDIR_PREFIX = "pb-ssh-"  # then the PID of the process that made it: see remove_stale_workdirs
 
 
-def _quoted(path: Path) -> str:
+def quoted(path: Path) -> str:
     """A path as an ssh_config value: quoted (spaces), `%` escaped (ssh expands %-tokens)."""
     return '"' + str(path).replace("%", "%%") + '"'
 
 
 def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, master: bool = False,
-             kex: bool = True, batch: bool = True) -> list[str]:
+             kex: bool = True, batch: bool = True, persist: float = 0) -> list[str]:
     """The `ssh` command line for one session. Nothing secret is ever on it. `batch=False` only
-    with an askpass helper (askpass.py) in ssh's environment: then ssh may ask a person."""
+    with an askpass helper (askpass.py) in ssh's environment: then ssh may ask a person. With
+    `master` and `persist`, the session uses the connection at `control` if one is open there, or
+    opens it and keeps it open `persist` seconds after its last session (ssh_shared.py)."""
     opts = {
         "BatchMode": "yes" if batch else "no",  # never prompt headless: a missing key fails, not hangs
         "StrictHostKeyChecking": "yes",
@@ -68,18 +70,19 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
         opts["KexAlgorithms"] = KEX
     if host.host_keys:  # pinned in jobs.ini: those keys only, whatever any known_hosts says
         opts["HostKeyAlias"] = alias(host)
-        opts["UserKnownHostsFile"] = _quoted(pinned_file(host, log.parent))
+        opts["UserKnownHostsFile"] = quoted(pinned_file(host, log.parent))
         opts["GlobalKnownHostsFile"] = "none"
     elif host.known_hosts is not None:
-        opts["UserKnownHostsFile"] = _quoted(host.known_hosts)
+        opts["UserKnownHostsFile"] = quoted(host.known_hosts)
         opts["GlobalKnownHostsFile"] = "none"
     if host.identity is not None:
-        opts["IdentityFile"] = _quoted(host.identity)
+        opts["IdentityFile"] = quoted(host.identity)
         opts["IdentitiesOnly"] = "yes"
     if control is not None:
-        opts["ControlMaster"] = "yes" if master else "no"
-        opts["ControlPath"] = _quoted(control)
-        opts["ControlPersist"] = "no"  # the master ends with the run's session (user config may say otherwise)
+        opts["ControlMaster"] = ("auto" if persist > 0 else "yes") if master else "no"
+        opts["ControlPath"] = quoted(control)
+        # Otherwise the master ends with the run's session (user config may say otherwise).
+        opts["ControlPersist"] = f"{math.ceil(persist)}s" if persist > 0 and master else "no"
     else:
         opts["ControlMaster"] = "no"
         opts["ControlPath"] = "none"

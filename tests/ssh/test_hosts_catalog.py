@@ -12,6 +12,7 @@ import pytest
 
 from server import catalog as C
 from server.executors.ssh import encode_env, remote_command, ssh_argv
+from server.executors.ssh_shared import SHARED
 from server.runs import public
 from server.store import Store
 from tests.helpers import BIN
@@ -37,10 +38,12 @@ def test_hosts_groups_and_targets_are_read(write_jobs, tmp_path):
         identity = deploy_key
         known_hosts = known
         connect_timeout = 3s
+        control_persist = 5m
         [host:web2]
         address = web2.example.com
         [host:db1]
         address = 10.0.0.9
+        control_persist = 0
         [group:db]
         hosts = db1
         [group:web]
@@ -57,6 +60,7 @@ def test_hosts_groups_and_targets_are_read(write_jobs, tmp_path):
     assert (web1.identity, web1.known_hosts) == (key, tmp_path / "known")
     web2 = catalog.hosts["web2"]
     assert (web2.port, web2.user, web2.identity, web2.known_hosts, web2.connect_timeout) == (22, None, None, None, 10)
+    assert [catalog.hosts[h].control_persist for h in ("web1", "web2", "db1")] == [300, 60, 0]
     assert catalog.groups["web"].members == ["web1", "host:web2", "group:db"]
     targets = catalog.jobs["restart"].targets
     # a host named twice runs once, with the cap of the group that named it first
@@ -82,6 +86,7 @@ def test_every_host_and_group_problem_is_reported_with_its_line(write_jobs, tmp_
         address = c.example
         identity = {open_key}
         colour = blue
+        control_persist = soon
         [group:loop1]
         hosts = group:loop2
         [group:loop2]
@@ -107,16 +112,17 @@ def test_every_host_and_group_problem_is_reported_with_its_line(write_jobs, tmp_
         f"FILE:10: [host:c] identity: key file '{open_key}' is readable by other users and ssh refuses it; "
         "run chmod 600 on it",
         "FILE:11: [host:c] colour: unknown key",
-        "FILE:15: [group:loop2] hosts: group cycle: loop1 -> loop2 -> loop1",
-        "FILE:17: [group:typos] hosts: unknown host 'cc'",
-        "FILE:17: [group:typos] hosts: unknown group 'nope'",
-        "FILE:17: [group:typos] hosts: unknown host 'loop1' (for the group, write group:loop1)",
-        "FILE:18: [group:typos] parallel: must be at least 1",
-        "FILE:20: [group:empty] hosts: a group needs hosts = NAME, NAME, ...",
-        "FILE:21: [host:bad name!]: host name may use letters, digits, '.', '_' and '-'",
-        "FILE:25: [job:j] targets: unknown host 'zz'",
-        "FILE:25: [job:j] targets: 'c': expected host:NAME or group:NAME",
-        "FILE:26: [job:j] workdir: workdir applies to jobs run on this machine; a remote command starts in the "
+        "FILE:12: [host:c] control_persist: 'soon' is not a duration like 90s, 30m or 1h",
+        "FILE:16: [group:loop2] hosts: group cycle: loop1 -> loop2 -> loop1",
+        "FILE:18: [group:typos] hosts: unknown host 'cc'",
+        "FILE:18: [group:typos] hosts: unknown group 'nope'",
+        "FILE:18: [group:typos] hosts: unknown host 'loop1' (for the group, write group:loop1)",
+        "FILE:19: [group:typos] parallel: must be at least 1",
+        "FILE:21: [group:empty] hosts: a group needs hosts = NAME, NAME, ...",
+        "FILE:22: [host:bad name!]: host name may use letters, digits, '.', '_' and '-'",
+        "FILE:26: [job:j] targets: unknown host 'zz'",
+        "FILE:26: [job:j] targets: 'c': expected host:NAME or group:NAME",
+        "FILE:27: [job:j] workdir: workdir applies to jobs run on this machine; a remote command starts in the "
         "login directory (use shell = yes and cd)",
     ]
 
@@ -143,6 +149,24 @@ def test_the_command_line_carries_quoted_argv_and_no_environment(tmp_path):
     assert options["UserKnownHostsFile"] == f'"{tmp_path}/kh"' and options["GlobalKnownHostsFile"] == "none"
     assert options["ControlMaster"] == "yes" and options["ControlPath"] == f'"{tmp_path}/c.sock"'
     assert remote.endswith(" pushbutton abc123 25 printf %s '$(id)' 'a'\"'\"'b'")
+    assert options["ControlPersist"] == "no"  # a run's own connection ends with its session
+
+
+def test_a_kept_open_connection_is_shared_by_sessions_that_connect_alike(tmp_path):
+    """ssh_shared: one socket per host and settings; a session uses it (`auto`) and keeps it open."""
+    host = C.Host(name="h", address="10.0.0.5", control_persist=90)
+    shared = SHARED.acquire(host)
+    try:
+        assert shared is not None and shared == SHARED.acquire(C.Host(name="h", address="10.0.0.5"))
+        assert SHARED.acquire(C.Host(name="h", address="10.0.0.5", user="other")) not in (shared, None)
+        assert SHARED.acquire(C.Host(name="h", address="10.0.0.5", control_persist=0)) is None
+        argv = ssh_argv(host, "true", tmp_path / "log", shared, master=True, persist=host.control_persist)
+        options = dict(a.split("=", 1) for a in argv if "=" in a)
+        assert (options["ControlMaster"], options["ControlPersist"]) == ("auto", "90s")
+        stop = dict(a.split("=", 1) for a in ssh_argv(host, "true", tmp_path / "log", shared) if "=" in a)
+        assert (stop["ControlMaster"], stop["ControlPersist"]) == ("no", "no")  # a stop's session never opens one
+    finally:
+        SHARED.sessions.clear()
 
 
 @pytest.mark.parametrize("shell", ["/bin/sh", "bash"])

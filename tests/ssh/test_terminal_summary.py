@@ -19,7 +19,7 @@ targets = host:h1, host:h2, host:down
 """)
     done = subprocess.run([BIN, "run", "mixed", "--jobs", str(path), "--data-dir", str(tmp_path / "data")],
                           capture_output=True, text=True, timeout=120)
-    assert done.returncode == 3
+    assert done.returncode == 3, done.stderr[-3000:]
     assert sorted(done.stdout.splitlines()) == ["[h1] out h1", "[h2] out h2"]
     tail = done.stderr.splitlines()[-5:]
     assert tail[0] == "pushbutton: hosts:"
