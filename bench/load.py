@@ -1,8 +1,10 @@
 """Load campaign: many browsers following many runs at once, through the real server.
 
 Starts `pushbutton --headless`, starts RUNS runs of a printer that writes `<index> <time>` every
-EVERY ms for SECONDS, and has CLIENTS simulated browsers (bench/load_client.py: asyncio + aiohttp
-in worker processes of their own) hold the page's two streams each, spread over the runs. All
+EVERY ms for SECONDS, and has CLIENTS simulated browsers (bench/load_client.mjs on Node.js where
+`node` is found: a third less CPU than bench/load_client.py's asyncio + aiohttp, the fallback,
+`--client python`; worker processes of their own) hold the page's two streams each, spread over
+the runs. All
 streams open before the first line is printed. Reports lines lost or duplicated per client, the
 delay from print to arrival, the server's CPU and peak RSS (/proc via psutil), `/healthz` timings
 during the load, and the server's RSS once the clients have gone (memory given back).
@@ -17,9 +19,12 @@ server's cap of 64 connections per client address.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -28,7 +33,7 @@ from pathlib import Path
 
 import httpx
 import psutil
-from load_client import BUCKET, Tally, work
+from load_client import BUCKET, PER_ADDRESS, Tally, work
 from run import Server, start
 
 JOBS = """
@@ -42,6 +47,9 @@ param.start.type = text
 param.lines.type = int
 param.every.type = float
 """
+
+NODE = shutil.which("node")
+CLIENTS = {"node": "Node.js", "python": "Python asyncio"}
 
 PRINTER = """import sys, time
 start, lines, every = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000
@@ -120,7 +128,48 @@ class Prober:
         return sorted(self.times)
 
 
-def campaign(clients: int, runs: int, seconds: float, every_ms: float, workers: int, env: dict | None) -> dict:
+def python_workers(url: str, plans: list, lines: int, begins: float, until: float):
+    """One asyncio process per plan (bench/load_client.py); returns a function collecting the Tallies."""
+    results = multiprocessing.get_context("spawn").Queue()
+    procs = [multiprocessing.get_context("spawn").Process(
+        target=work, args=(url, "bench", plan, lines, begins, until, results)) for plan in plans]
+    for proc in procs:
+        proc.start()
+
+    def collect(timeout: float) -> list[Tally]:
+        tallies = [results.get(timeout=timeout) for _ in procs]
+        for proc in procs:
+            proc.join(30)
+        return tallies
+
+    return collect
+
+
+def node_workers(url: str, plans: list, lines: int, begins: float, until: float):
+    """One Node.js process per plan (bench/load_client.mjs); returns a function collecting the Tallies."""
+    procs = []
+    for plan in plans:
+        proc = subprocess.Popen([NODE, str(Path(__file__).with_name("load_client.mjs"))], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        proc.stdin.write(json.dumps({"url": url, "token": "bench", "clients": plan, "lines": lines,
+                                     "begins": begins, "until": until, "perAddress": PER_ADDRESS}))
+        proc.stdin.close()
+        procs.append(proc)
+
+    def collect(timeout: float) -> list[Tally]:
+        tallies = []
+        for proc in procs:
+            fields = json.loads(proc.stdout.read())
+            proc.wait(timeout)
+            fields["histogram"] = dict(fields["histogram"])
+            tallies.append(Tally(**fields))
+        return tallies
+
+    return collect
+
+
+def campaign(clients: int, runs: int, seconds: float, every_ms: float, workers: int, env: dict | None,
+             client: str = "node") -> dict:
     lines = int(seconds * 1000 / every_ms)
     connect_budget = 5 + clients / 100  # seconds for every stream to open before the first line
     with tempfile.TemporaryDirectory() as folder:
@@ -136,20 +185,14 @@ def campaign(clients: int, runs: int, seconds: float, every_ms: float, workers: 
                 ids = [start(api, "talk", start=repr(begins), lines=lines, every=every_ms) for _ in range(runs)]
             plan = [(c, ids[c % runs]) for c in range(clients)]
             until = begins + seconds + 120
-            results = multiprocessing.get_context("spawn").Queue()
-            procs = [multiprocessing.get_context("spawn").Process(
-                target=work, args=(server.url, "bench", plan[w::workers], lines, begins, until, results))
-                for w in range(workers)]
-            for proc in procs:
-                proc.start()
+            workers_of = node_workers if client == "node" else python_workers
+            collect = workers_of(server.url, [plan[w::workers] for w in range(workers)], lines, begins, until)
             time.sleep(max(0.0, begins - time.time()))
             prober = Prober(server.url)
             cpu0, wall0 = sampler.cpu(), time.perf_counter()
-            tallies: list[Tally] = [results.get(timeout=seconds + 300) for _ in procs]
+            tallies: list[Tally] = collect(seconds + 300)
             cpu, wall = sampler.cpu() - cpu0, time.perf_counter() - wall0
             health = prober.stop()
-            for proc in procs:
-                proc.join(30)
             time.sleep(5)  # the server settles once its clients have gone
             after = [sampler.rss()]
             time.sleep(10)  # two of server/memory.py's looks at the load later
@@ -168,7 +211,7 @@ def campaign(clients: int, runs: int, seconds: float, every_ms: float, workers: 
             total.histogram[bucket] = total.histogram.get(bucket, 0) + count
     return {"clients": clients, "runs": runs, "seconds": seconds, "every": every_ms, "lines": lines,
             "total": total, "wall": wall, "cpu": cpu, "idle": idle, "peak": sampler.peak, "after": after,
-            "health": health, "workers": workers, "held": held,
+            "health": health, "workers": workers, "held": held, "client": client,
             "idle_held": idle_held}
 
 
@@ -194,7 +237,7 @@ def report(r: dict) -> str:
         "`/healthz` during the load, p50 / p99 / max":
             f"{statistics.median(health) * 1000:.1f} / {health[int(len(health) * 0.99) - 1] * 1000:.1f} / "
             f"{health[-1] * 1000:.1f} ms ({len(health)} probes)" if health else "no probe",
-        "load clients' CPU": f"{t.cpu:.1f} s in {r['workers']} processes",
+        "load clients' CPU": f"{t.cpu:.1f} s in {r['workers']} {CLIENTS[r['client']]} processes",
     }
     out = [f"Pushbutton load campaign ({psutil.cpu_count()} cores shared by server, printers and clients; "
            f"loopback)\n", "| measure | figure |", "|---|---|"]
@@ -212,10 +255,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--every", type=float, default=5, help="ms between two lines of a run (default 5)")
     parser.add_argument("--workers", type=int, default=2, help="client processes (default 2)")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="node" if NODE else "python",
+                        help="the load clients: Node.js (default where `node` is found) or Python asyncio")
     args = parser.parse_args()
+    if args.client == "node" and not NODE:
+        sys.exit("bench/load.py: --client node needs `node` on PATH")
     clients, runs, seconds = (100, 10, 10) if args.quick else (1000, 50, 60)
     result = campaign(args.clients or clients, args.runs or runs, args.seconds or seconds, args.every,
-                      args.workers, dict(os.environ))
+                      args.workers, dict(os.environ), args.client)
     print(report(result))
     t = result["total"]
     sys.exit(1 if t.lost or t.duplicated or t.clients_with_errors else 0)
