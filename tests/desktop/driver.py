@@ -359,10 +359,10 @@ def answer_input(app, answer: str | None) -> dict | None:
 
 
 @scenario
-def askpass(app):
+def askpass(app, run_id: int | None = None):
     """Run the `remote` job; answer every ssh prompt with DRIVER_ANSWER, or Cancel when it is unset."""
     answer = os.environ.get("DRIVER_ANSWER")
-    run_id = start_job(app, "remote")
+    run_id = start_job(app, "remote") if run_id is None else run_id
     dialogs = []
     final = {"succeeded", "failed", "cancelled", "timed_out", "interrupted"}
     deadline = time.monotonic() + 90
@@ -377,6 +377,17 @@ def askpass(app):
     log = fetch(app, "GET", f"/api/runs/{run_id}/log")["body"]
     report(run=run_id, state=run["state"], hosts=run["hosts"], dialogs=dialogs, log=log)
     close_window(app)
+
+
+@scenario
+def askpass_upload(app):
+    """As `askpass`, for the `upload` job: a file uploaded from the page, copied to each host."""
+    script = ("(() => { const form = new FormData(); form.append('json', JSON.stringify({params: {}}));"
+              " form.append('data', new Blob(['uploaded,ok\\n']), 'in.csv');"
+              " return fetch('/api/jobs/upload/runs', {method: 'POST', body: form, credentials: 'same-origin'})"
+              ".then(r => r.json()); })()")
+    answer = js_promise(app, script)
+    askpass(app, answer["run"]["id"])
 
 
 def main() -> int:

@@ -45,6 +45,11 @@ def jobs_ini(lab, tmp_path) -> Path:
         title = Remote check
         command = sh -c 'echo "ran on $TESTHOST"'
         targets = host:a1, host:a2, host:a3
+        [job:upload]
+        title = Upload check
+        command = sh -c 'echo "$(cat "$1") on $TESTHOST"' sh {data}
+        targets = host:a1, host:a2, host:a3
+        param.data.type = file
         """))
     return path
 
@@ -72,6 +77,18 @@ def test_the_window_asks_once_for_a_key_passphrase_and_the_fanout_runs(desktop_e
     assert leaked(data, PASSPHRASE) == []  # not in SQLite, not in the event logs
     assert PASSPHRASE not in err  # nor in the app's log
     assert not list(Path("/tmp").glob("pb-ssh-*/askpass.sock"))  # the run's socket went with its folder
+
+
+def test_an_upload_reaches_every_host_of_a_passphrase_key_asked_once(desktop_env, lab, jobs_ini, tmp_path):
+    """The file's copy to each host goes through the run's agent too: it needs the key before
+    the command does, and the passphrase is still asked once."""
+    code, seen, err = drive("askpass_upload", desktop_env, "--jobs", str(jobs_ini), "--data-dir",
+                            str(tmp_path / "data"), extra_env={"DRIVER_ANSWER": PASSPHRASE})
+    assert code == 0, err[-3000:]
+    assert seen["state"] == "succeeded", seen
+    assert all(f"uploaded,ok on {name}" in seen["log"] for name in ("a1", "a2", "a3")), seen["log"]
+    assert len(seen["dialogs"]) == 1, seen["dialogs"]
+    assert not agents_left()
 
 
 def test_cancel_at_the_passphrase_prompt_fails_each_host_with_the_reason(desktop_env, jobs_ini, tmp_path):
