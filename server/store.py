@@ -30,6 +30,7 @@ from server.datadir import DB_NAME, private_data_dir
 from server.datadir import private_dir as _private_dir
 from server.datadir import private_file as _private_file
 from server.files import remove_run_folder
+from server.store_reads import JSON_COLUMNS, READ_BYTES, RUN_COLUMNS, StoreReads  # noqa: F401 (READ_BYTES, RUN_COLUMNS: re-exported)
 
 try:
     import fcntl
@@ -61,23 +62,19 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 ) WITHOUT ROWID;
 """
-RUN_COLUMNS = ("id", "job", "state", "params", "created", "started", "finished", "exit_code",
-               "progress", "message", "hosts", "user", "stopped_by", "preview", "approval", "artifacts")
 # Columns added after the first release: (name, SQL type); added to older databases on open.
 ADDED_COLUMNS = (("hosts", "TEXT"), ("user", "TEXT"), ("stopped_by", "TEXT"), ("preview", "TEXT"),
                  ("approval", "TEXT"), ("artifacts", "TEXT"))
-JSON_COLUMNS = ("params", "hosts", "preview", "approval", "artifacts")
 ACTIVE_STATES = ("queued", "running")
 AWAITING = "awaiting_approval"
 # Why a run that waited for approval ended `interrupted`: its secrets lived in memory only.
 APPROVAL_LOST = "the server restarted before approval; secrets are not kept: request the run again"
-READ_BYTES = 1024 * 1024  # the most event data one read returns (at least one event)
 
 log = logging.getLogger("pushbutton")
 Callback = Callable[[Any, BaseException | None], None]
 
 
-class Store:
+class Store(StoreReads):
     def __init__(self, data_dir: str | os.PathLike):
         self.dir = Path(data_dir)
         private_data_dir(self.dir)
@@ -85,6 +82,9 @@ class Store:
         _private_file(self.path)  # before SQLite opens it: -wal and -shm inherit its mode
         self._local = threading.local()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._soon: list = []  # submit_soon's items, not yet handed to the writer
+        self._soon_lock = threading.Lock()  # `submit` from another thread hands them over too
+        self._soon_due = False
         self.on_commit: Callable[[float], None] | None = None  # seconds each batch took (metrics)
         self._conn = self._connect()
         self._conn.executescript(SCHEMA + AUTH_SCHEMA)
@@ -135,8 +135,28 @@ class Store:
     # -- writes: queued, in order, one transaction per batch --------------------------------
 
     def submit(self, fn: Callable[..., Any], *args: Any, callback: Callback | None = None) -> None:
-        """Run `fn(conn, *args)` on the writer thread; `callback(result, error)` runs there too."""
+        """Run `fn(conn, *args)` on the writer thread; `callback(result, error)` runs there too.
+        After whatever `submit_soon` holds: writes keep the order they were asked in."""
+        self._send_soon()
         self._queue.put((fn, args, callback))
+
+    def submit_soon(self, loop, fn: Callable[..., Any], *args: Any, callback: Callback | None = None) -> None:
+        """`submit`, from the gevent hub's thread, handed to the writer once per iteration of
+        `loop`, just before it polls: the writer then wakes while the hub sleeps. Woken at each
+        put, it fought the hub for the GIL while the hub was still at work (several GIL handovers
+        per event of a slow stream), and the events of one iteration now make one put."""
+        with self._soon_lock:
+            self._soon.append((fn, args, callback))
+        if not self._soon_due:
+            self._soon_due = True
+            loop.run_callback(self._send_soon)
+
+    def _send_soon(self) -> None:
+        self._soon_due = False
+        with self._soon_lock:  # any thread: an item the hub adds meanwhile waits for the next hand-over
+            if self._soon:
+                items, self._soon = self._soon, []
+                self._queue.put(items)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Blocking write, for start-up and for threads that may block."""
@@ -150,18 +170,26 @@ class Store:
         return result
 
     def _write_loop(self) -> None:
-        while True:
-            batch = [self._queue.get()]
-            while len(batch) < 500:
+        stop = False
+        while not stop:
+            batch: list = []
+            item = self._queue.get()
+            while True:  # an item, a list of them (`submit_soon`), or None: stop after these
+                if item is None:
+                    stop = True
+                elif type(item) is list:
+                    batch += item
+                else:
+                    batch.append(item)
+                if len(batch) >= 500:
+                    break
                 try:
-                    batch.append(self._queue.get_nowait())
+                    item = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            if any(item is None for item in batch):
-                self._run_batch([item for item in batch if item is not None])
-                self._conn.close()
-                return
-            self._run_batch(batch)
+            if batch:
+                self._run_batch(batch)
+        self._conn.close()
 
     def _run_batch(self, batch: list) -> None:
         """One transaction. If it fails (a full disk, say), each item alone, so what fits is stored
@@ -187,6 +215,12 @@ class Store:
                 callback(result, error)
 
     def _transaction(self, batch: list) -> list:
+        if len(batch) == 1 and batch[0][0] in ONE_STATEMENT:  # atomic alone: no BEGIN and COMMIT
+            fn, args, callback = batch[0]
+            try:
+                return [(callback, fn(self._conn, *args), None)]
+            except Exception as exc:
+                return [(callback, None, exc)]
         if len(batch) == 1:  # alone, the transaction is the item's savepoint: 2 statements fewer per event
             fn, args, callback = batch[0]
             self._conn.execute("BEGIN")
@@ -219,6 +253,7 @@ class Store:
     def close(self) -> None:
         """Flush every queued write, then stop the writer."""
         if self._writer.is_alive():
+            self._send_soon()
             self._queue.put(None)
             self._writer.join()
         self._owner_lock.close()
@@ -242,6 +277,12 @@ class Store:
         names = ", ".join(f"{k} = ?" for k in fields)
         values = [json.dumps(v) if k in JSON_COLUMNS else v for k, v in fields.items()]
         conn.execute(f"UPDATE runs SET {names} WHERE id = ?", (*values, run_id))
+
+    @staticmethod
+    def append_event(conn: sqlite3.Connection, run_id: int, event: tuple[int, str, str]) -> int:
+        """One event: one statement, so alone in a batch it needs no transaction of its own."""
+        conn.execute("INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, ?, ?)", (run_id, *event))
+        return event[0]
 
     @staticmethod
     def append_events(conn: sqlite3.Connection, run_id: int, events: list[tuple[int, str, str]]) -> int:
@@ -296,90 +337,13 @@ class Store:
             remove_run_folder(self.dir, run_id)
         return len(ids)
 
-    # -- reads (any thread; call from the hub through its threadpool) ----------------------
-
-    def _reader(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._local.conn = self._connect()
-            conn.execute("PRAGMA query_only=ON")
-        return conn
-
-    @staticmethod
-    def _record(conn: sqlite3.Connection, run_id: int) -> dict | None:
-        row = conn.execute(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return _row_to_run(row) if row else None
-
-    def read(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """`fn(conn, *args)` on this thread's read-only connection (the auth tables' reads)."""
-        return fn(self._reader(), *args)
-
-    def run(self, run_id: int) -> dict | None:
-        return self._record(self._reader(), run_id)
-
-    def runs(self, job: str | None = None, state: str | None = None, limit: int = 50,
-             before: int | None = None, user: str | None = None, jobs: set[str] | None = None) -> list[dict]:
-        """Newest first; `jobs`: only runs of these jobs (None: of every job, removed ones too)."""
-        if jobs is not None and not jobs:
-            return []
-        where, args = [], []
-        for column, value in (("job", job), ("state", state), ("user", user)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        if jobs is not None:
-            where.append(f"job IN ({', '.join('?' * len(jobs))})")
-            args.extend(sorted(jobs))
-        if before:
-            where.append("id < ?")
-            args.append(before)
-        sql = f"SELECT {', '.join(RUN_COLUMNS)} FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT ?"
-        return [_row_to_run(r) for r in self._reader().execute(sql, (*args, limit))]
-
-    def last_runs(self) -> dict[str, dict]:
-        """The newest finished run of each job, for the job list."""
-        rows = self._reader().execute(
-            f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE id IN "
-            "(SELECT MAX(id) FROM runs WHERE finished IS NOT NULL GROUP BY job)")
-        return {r[1]: _row_to_run(r) for r in rows}
-
-    def events(self, run_id: int, after: int, limit: int = 200,
-               kind: str | None = None) -> list[tuple[int, str, str]]:
-        """Events with seq > after, in order; only one type if `kind` is given. At most READ_BYTES
-        of data (but at least one event): a reader far behind a flood must not hold 200 events of
-        256 KiB each at once, and a client that stops reading holds only what it was given."""
-        if kind is None:
-            sql, args = "", ()
-        else:
-            sql, args = " AND type = ?", (kind,)
-        cursor = self._reader().execute(
-            f"SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ?{sql} ORDER BY seq LIMIT ?",
-            (run_id, after, *args, limit),
-        )
-        rows, size = [], 0
-        for row in cursor:  # stepped row by row: the rest is never read
-            rows.append(row)
-            size += len(row[2])
-            if size >= READ_BYTES:
-                break
-        cursor.close()
-        return rows
+ONE_STATEMENT = (Store.append_event,)  # atomic on their own: alone, they skip BEGIN and COMMIT
 
 
 def _may_fit_alone(error: sqlite3.Error) -> bool:
     """Whether items of a failed batch are worth trying one by one: not when the database is
     locked (each try would wait out the busy timeout again), yes when, say, the disk is full."""
     return getattr(error, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
-
-
-def _row_to_run(row: tuple) -> dict:
-    run = dict(zip(RUN_COLUMNS, row, strict=True))
-    for name in JSON_COLUMNS:  # null in rows from before the column existed: [] for hosts, else None
-        run[name] = json.loads(run[name]) if run[name] else ([] if name == "hosts" else None)
-    return run
 
 
 def _interrupt_hosts(conn: sqlite3.Connection, run_id: int) -> None:

@@ -135,15 +135,27 @@ def _exit_status(proc: subprocess.Popen, reap: bool) -> int | None:
 
 
 def _pump(pipe, stream: OutputStream) -> None:
+    """Read `pipe` into `stream` until EOF: one io watcher for the pipe's life, and a read only
+    once the loop says it is readable. gevent's `nb_read` made a watcher per call and tried a
+    read that failed before each wait (a read, an exception and an epoll_ctl per line of a slow
+    process); and a flood, read without a pass through the loop, kept its events from the
+    writer (`Store.submit_soon`) and every other client waiting until the pipe ran dry."""
     fd = pipe.fileno()
     gevent.os.make_nonblocking(fd)
+    hub = gevent.get_hub()
+    readable = hub.loop.io(fd, 1)
     try:
         while True:
-            chunk = gevent.os.nb_read(fd, READ_SIZE)
+            hub.wait(readable)
+            try:
+                chunk = os.read(fd, READ_SIZE)
+            except BlockingIOError:  # readable, then not: never on a pipe of our own, but harmless
+                continue
             if not chunk:
                 break
             stream.feed(chunk)
     finally:
+        readable.close()
         stream.close()
         pipe.close()
 

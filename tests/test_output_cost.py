@@ -1,0 +1,159 @@
+"""What one line of output costs the server: per-line objects, writer wake-ups, pipe reads, timers."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import tracemalloc
+
+import gevent
+import gevent.os
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from server.datadir import DB_NAME
+from server.events import EventLog
+from server.executors import local
+from server.output import OutputStream
+from server.store import Store
+
+
+class Sink:
+    """An emit that takes pre-encoded JSON, as EventLog.emit does; keeps each event's JSON."""
+
+    takes_fragments = True
+
+    def __init__(self):
+        self.events: list[bytes] = []
+
+    def __call__(self, kind: str, data: dict) -> None:
+        self.events.append(orjson.dumps(data))
+
+
+def _lines_of(events: list[bytes]) -> list[str]:
+    return [line for raw in events for line in orjson.loads(raw)["lines"]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(["a", "é", "😀", "\n", "\r", "\\", "n", '"', "\t", "\x00", "\x1f",
+                                 "\u2028", "/", " ", "::progress 5"])).map("".join))
+def test_lines_sent_as_json_made_from_the_text_are_the_lines_byte_for_byte(text):
+    """Whatever the text (escapes, backslashes before an `n`, quotes, control characters), the
+    event's JSON is exactly what encoding the list of its lines gives."""
+    sink, plain = Sink(), []
+    fast = OutputStream("stdout", sink, extra={"host": "h"})
+    slow = OutputStream("stdout", lambda kind, data: plain.append(orjson.dumps(data)), extra={"host": "h"})
+    for stream in (fast, slow):
+        stream.feed(text.encode())
+        stream.close()
+    assert b"".join(sink.events) == b"".join(plain)
+
+
+def test_a_flood_of_a_million_lines_holds_no_object_per_line():
+    """Split into a million `str` objects, a flood's lines took ~60 MB and a third of its CPU;
+    kept as text and encoded at once, they take little more than their bytes."""
+    data = "".join(f"{i}\n" for i in range(1_000_000)).encode()  # 6.9 MB
+    sink = Sink()
+    stream = OutputStream("stdout", sink)
+    tracemalloc.start()
+    try:
+        for start in range(0, len(data), 65536):
+            stream.feed(data[start:start + 65536])
+        stream.close()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert _lines_of(sink.events) == [str(i) for i in range(1_000_000)]
+    assert peak < 12 * 2**20, peak
+
+
+def test_events_emitted_in_one_hub_iteration_reach_the_writer_at_once(tmp_path):
+    """Woken at each event, the writer thread fought the hub for the GIL while the hub was still
+    at work; now what the hub emits in one loop iteration is one hand-over and one transaction,
+    in order with the writes asked for directly around it."""
+    store = Store(tmp_path / "data")
+    commits: list[float] = []
+    store.on_commit = commits.append
+    switch = sys.getswitchinterval()
+    try:
+        run_id = store.call(Store.insert_run, {"job": "j", "state": "running", "params": {}, "created": 0,
+                                              "owner": store.owner})
+        log = EventLog(store, run_id)
+        commits.clear()
+        sys.setswitchinterval(1e-6)  # a writer woken by a put takes the GIL at once
+        for i in range(300):
+            log.emit("output", {"stream": "stdout", "lines": [str(i)]})
+        sys.setswitchinterval(switch)
+        while log.committed < log.seq:
+            gevent.sleep(0.005)
+        assert len(commits) == 1
+        log.emit("output", {"stream": "stdout", "lines": ["last"]})  # then a direct write: stored after it
+        store.submit(Store.update_run, run_id, {"message": "after"})
+        order = store.call(lambda conn: conn.execute(
+            "SELECT (SELECT MAX(seq) FROM events WHERE run_id = ?), message FROM runs WHERE id = ?",
+            (run_id, run_id)).fetchone())
+        assert order == (301, "after")
+    finally:
+        sys.setswitchinterval(switch)
+        store.close()
+    with sqlite3.connect(tmp_path / "data" / DB_NAME) as conn:
+        assert conn.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 301
+
+
+def test_close_stores_what_the_hub_has_not_handed_over_yet(tmp_path):
+    store = Store(tmp_path / "data")
+    run_id = store.call(Store.insert_run, {"job": "j", "state": "running", "params": {}, "created": 0,
+                                          "owner": store.owner})
+    log = EventLog(store, run_id)
+    log.emit("output", {"stream": "stdout", "lines": ["kept"]})
+    store.close()  # before the hub's loop ran again
+    with sqlite3.connect(tmp_path / "data" / DB_NAME) as conn:
+        assert conn.execute("SELECT seq FROM events").fetchall() == [(1,)]
+
+
+def test_a_slow_stream_costs_one_read_per_line(monkeypatch):
+    """gevent's nb_read tried a read that failed (EAGAIN) before each wait and made a new watcher
+    each call; the pump reads only a readable pipe."""
+    reads = []
+    real = os.read
+    proc = subprocess.Popen([sys.executable, "-u", "-c",
+                             "import os, time\nfor i in range(20): os.write(1, b'%d\\n' % i); time.sleep(0.01)"],
+                            stdout=subprocess.PIPE)
+    pipe = proc.stdout.fileno()
+    counted = lambda fd, n: (fd == pipe and reads.append(n)) or real(fd, n)  # noqa: E731
+    monkeypatch.setattr(local.os, "read", counted)
+    monkeypatch.setattr(gevent.os, "_read", counted)  # what gevent's nb_read calls
+    sink = Sink()
+    local._pump(proc.stdout, OutputStream("stdout", sink))
+    proc.wait()
+    assert _lines_of(sink.events) == [str(i) for i in range(20)]
+    assert 20 <= len(reads) <= 20 + 2  # one per line, the end of file, and at most one spurious wake
+
+
+def test_a_waiting_reader_is_woken_by_a_commit_or_by_the_keepalive_tick(tmp_path):
+    """One timer per log wakes its waiting readers for keepalives (a Timeout per wait, per event
+    per client, was a tenth of a slow stream's cost), and it is gone once the log has ended."""
+    store = Store(tmp_path / "data")
+    try:
+        log = EventLog(store, 1)
+        timeouts = []
+        monkey = gevent.Timeout._start_new_or_dummy
+        gevent.Timeout._start_new_or_dummy = classmethod(lambda cls, t, *a: timeouts.append(t) or monkey(t, *a))
+        try:
+            assert log.wait(0, 0.05) is False  # nothing came: the tick ends the wait
+            got = gevent.spawn(log.wait, 0, 10.0)
+            gevent.sleep(0)
+            log.emit("output", {"stream": "stdout", "lines": ["x"]})
+            assert got.get() is True
+        finally:
+            gevent.Timeout._start_new_or_dummy = monkey
+        assert [t for t in timeouts if t is not None] == []
+        log.emit("end", {})
+        while not log.finished:
+            gevent.sleep(0.005)
+        assert log._tick is None
+    finally:
+        store.close()
