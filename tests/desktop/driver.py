@@ -359,10 +359,34 @@ def answer_input(app, answer: str | None) -> dict | None:
 
 
 @scenario
-def askpass(app, run_id: int | None = None):
+def askpass(app):
     """Run the `remote` job; answer every ssh prompt with DRIVER_ANSWER, or Cancel when it is unset."""
+    report(**asked(app, start_job(app, "remote")))
+    close_window(app)
+
+
+@scenario
+def askpass_upload(app):
+    """As `askpass`, for the `upload` job: a file uploaded from the page, copied to each host."""
+    script = ("(() => { const form = new FormData(); form.append('json', JSON.stringify({params: {}}));"
+              " form.append('data', new Blob(['uploaded,ok\\n']), 'in.csv');"
+              " return fetch('/api/jobs/upload/runs', {method: 'POST', body: form, credentials: 'same-origin'})"
+              ".then(r => r.json()); })()")
+    report(**asked(app, js_promise(app, script)["run"]["id"]))
+    close_window(app)
+
+
+@scenario
+def askpass_twice(app):
+    """The `remote` job twice in a row, each answered as in `askpass`."""
+    first = asked(app, start_job(app, "remote"))
+    report(first=first, second=asked(app, start_job(app, "remote")))
+    close_window(app)
+
+
+def asked(app, run_id: int) -> dict:
+    """Answer every ssh prompt of run `run_id` until it ends; what it asked and how it ended."""
     answer = os.environ.get("DRIVER_ANSWER")
-    run_id = start_job(app, "remote") if run_id is None else run_id
     dialogs = []
     final = {"succeeded", "failed", "cancelled", "timed_out", "interrupted"}
     deadline = time.monotonic() + 90
@@ -375,19 +399,7 @@ def askpass(app, run_id: int | None = None):
         time.sleep(0.2)
     run = fetch(app, "GET", f"/api/runs/{run_id}")["json"]
     log = fetch(app, "GET", f"/api/runs/{run_id}/log")["body"]
-    report(run=run_id, state=run["state"], hosts=run["hosts"], dialogs=dialogs, log=log)
-    close_window(app)
-
-
-@scenario
-def askpass_upload(app):
-    """As `askpass`, for the `upload` job: a file uploaded from the page, copied to each host."""
-    script = ("(() => { const form = new FormData(); form.append('json', JSON.stringify({params: {}}));"
-              " form.append('data', new Blob(['uploaded,ok\\n']), 'in.csv');"
-              " return fetch('/api/jobs/upload/runs', {method: 'POST', body: form, credentials: 'same-origin'})"
-              ".then(r => r.json()); })()")
-    answer = js_promise(app, script)
-    askpass(app, answer["run"]["id"])
+    return {"run": run_id, "state": run["state"], "hosts": run["hosts"], "dialogs": dialogs, "log": log}
 
 
 def main() -> int:

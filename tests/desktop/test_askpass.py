@@ -91,6 +91,22 @@ def test_an_upload_reaches_every_host_of_a_passphrase_key_asked_once(desktop_env
     assert not agents_left()
 
 
+def test_the_next_run_asks_nothing_while_its_connections_are_open(desktop_env, lab, jobs_ini, tmp_path):
+    """control_persist: the first run's connections, authenticated with the passphrase once, carry
+    the second run; no dialog, no new login, no agent."""
+    logins = [len(server.logins(lab.root / "locked_key.pub")) for server in lab.servers]
+    code, seen, err = drive("askpass_twice", desktop_env, "--jobs", str(jobs_ini), "--data-dir",
+                            str(tmp_path / "data"), extra_env={"DRIVER_ANSWER": PASSPHRASE})
+    assert code == 0, err[-3000:]
+    first, second = seen["first"], seen["second"]
+    assert (first["state"], second["state"]) == ("succeeded", "succeeded"), seen
+    assert len(first["dialogs"]) == 1 and second["dialogs"] == []
+    assert all(f"ran on {name}" in second["log"] for name in ("a1", "a2", "a3"))
+    assert [len(server.logins(lab.root / "locked_key.pub")) - before
+            for server, before in zip(lab.servers, logins)] == [1, 1, 1]  # one login per host, two runs
+    assert not agents_left()
+
+
 def test_cancel_at_the_passphrase_prompt_fails_each_host_with_the_reason(desktop_env, jobs_ini, tmp_path):
     code, seen, err = drive("askpass", desktop_env, "--jobs", str(jobs_ini), "--data-dir", str(tmp_path / "data"))
     assert code == 0, err[-3000:]
