@@ -103,7 +103,7 @@ def test_the_next_run_asks_nothing_while_its_connections_are_open(desktop_env, l
     assert len(first["dialogs"]) == 1 and second["dialogs"] == []
     assert all(f"ran on {name}" in second["log"] for name in ("a1", "a2", "a3"))
     assert [len(server.logins(lab.root / "locked_key.pub")) - before
-            for server, before in zip(lab.servers, logins)] == [1, 1, 1]  # one login per host, two runs
+            for server, before in zip(lab.servers, logins, strict=True)] == [1, 1, 1]  # one login per host, two runs
     assert not agents_left()
 
 
