@@ -7,8 +7,9 @@ The client's command line, its messages and its temporary folders: ssh_client.py
 
 One SshProcess is one host of one run:
 
-1. `ssh` starts with strict host-key checking, BatchMode and a private ControlMaster socket. Its
-   own messages go to a log file (`-E`); a server's `Banner` still reaches its stderr.
+1. `ssh` starts with strict host-key checking, BatchMode and a ControlMaster socket: the host's
+   connection kept open between runs (ssh_shared.py), or with `control_persist = 0` one of this
+   run's own. Its own messages go to a log file (`-E`); a server's `Banner` still reaches its stderr.
 2. The login shell execs `/bin/sh` with WRAPPER, whose positional arguments are the job's argv,
    each element `shlex.quote`d. The wrapper prints `NONCE PGID` (sshd made it a session leader),
    then reads the environment from stdin (so secrets never appear on a command line), prints
