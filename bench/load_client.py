@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 import aiohttp
+from run import events_of  # bench/run.py
 
 BUCKET = 1e-4  # latency histogram: 0.1 ms buckets
 BUCKETS = 200_000  # up to 20 s; anything later lands in the last bucket
@@ -47,17 +48,7 @@ class Tally:
 def events(buffer: bytes):
     """(complete events as (kind, data), the rest of the buffer)."""
     complete, _, rest = buffer.rpartition(b"\n\n")
-    out = []
-    for block in complete.split(b"\n\n"):
-        kind = data = None
-        for line in block.split(b"\n"):
-            if line.startswith(b"event: "):
-                kind = line[7:]
-            elif line.startswith(b"data: "):
-                data = line[6:]
-        if kind is not None:
-            out.append((kind, data))
-    return out, rest
+    return list(events_of(complete)), rest
 
 
 class Client:

@@ -55,7 +55,7 @@ from server.executors.ssh_client import (
     read_log,
     spawn,
     ssh_argv,
-    wait_up_to,
+    wait_or_kill,
 )
 from server.executors.ssh_shared import SHARED, alive
 from server.output import OutputStream
@@ -367,11 +367,7 @@ class SshProcess:
             proc = spawn(argv, subprocess.DEVNULL, subprocess.DEVNULL)
         except OSError:
             return False
-        code = wait_up_to(proc, self.grace + self.host.connect_timeout + 5)
-        if code is None:
-            killpg(proc, signal.SIGKILL)
-            proc.wait()
-        return code == 0
+        return wait_or_kill(proc, self.grace + self.host.connect_timeout + 5) == 0
 
     def _kill_local(self) -> None:
         if self.proc is None:

@@ -145,10 +145,13 @@ def background(pid: int) -> None:
         group.write(str(NICE))
 
 
-def wait_up_to(proc: subprocess.Popen, timeout: float | None) -> int | None:
-    """The exit code, or None if `proc` is still running after `timeout` seconds."""
+def wait_or_kill(proc: subprocess.Popen, timeout: float | None) -> int | None:
+    """The exit code; None if `proc` still ran after `timeout` seconds (its group is then killed
+    and reaped)."""
     with gevent.Timeout(timeout, False):
         return wait_exit(proc)
+    killpg(proc, signal.SIGKILL)
+    proc.wait()
     return None
 
 
@@ -268,11 +271,9 @@ def probe(host: Host, workdir: Path) -> Probe:
         proc = spawn(ssh_argv(host, "true", log, kex=kex()), subprocess.DEVNULL, subprocess.DEVNULL)
     except OSError as exc:
         return Probe(host.name, "error", f"cannot start {SSH!r}: {exc.strerror or exc}", 0.0)
-    code = wait_up_to(proc, 2 * host.connect_timeout + 20)
+    code = wait_or_kill(proc, 2 * host.connect_timeout + 20)
     seconds = time.monotonic() - started
     if code is None:
-        killpg(proc, signal.SIGKILL)
-        proc.wait()
         return Probe(host.name, "timed out", f"no answer within {2 * host.connect_timeout + 20:g}s", seconds)
     if code == 0:
         who = f"{host.user}@" if host.user else ""

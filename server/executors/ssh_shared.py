@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from collections import Counter
@@ -29,7 +28,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from server.catalog import Host
-from server.executors.ssh_client import killpg, quoted, spawn, ssh_path, wait_up_to
+from server.executors.ssh_client import quoted, spawn, ssh_path, wait_or_kill
 
 MAX_SESSIONS = 8  # below sshd's default MaxSessions (10): one is left for a stop's kill session
 
@@ -100,11 +99,7 @@ def alive(path: Path) -> bool:
                      subprocess.DEVNULL, subprocess.DEVNULL)
     except OSError:
         return False
-    code = wait_up_to(proc, 5)
-    if code is None:
-        killpg(proc, signal.SIGKILL)
-        proc.wait()
-    return code == 0
+    return wait_or_kill(proc, 5) == 0
 
 
 SHARED = SharedConnections()
