@@ -110,6 +110,20 @@ class Handler(WSGIHandler):
         self._deadline.cancel()  # the request is in; a response (an SSE stream) may take as long as it needs
         super().handle_one_response()
 
+    def _sendall(self, data):
+        """gevent's `sendall` asks the kernel for the socket's buffer size before each write: a
+        system call per SSE frame. One `send` that takes it all is the usual case."""
+        try:
+            sent = self.socket.send(data)
+            if sent < len(data):
+                self.socket.sendall(memoryview(data)[sent:])
+        except OSError as ex:
+            self.status = f"socket error: {ex}"
+            if self.code > 0:
+                self.code = -self.code
+            raise
+        self.response_length += len(data)
+
     def start_response(self, status, headers, exc_info=None):
         write = super().start_response(status, headers, exc_info)
         if self.command in ("GET", "HEAD") and self.provided_content_length is None and self._watcher is None:

@@ -85,6 +85,9 @@ class Store(StoreReads):
         self._soon: list = []  # submit_soon's items, not yet handed to the writer
         self._soon_lock = threading.Lock()  # `submit` from another thread hands them over too
         self._soon_due = False
+        self._pending = 0  # items handed to the writer and not yet done (under _soon_lock)
+        self._hub_conn: sqlite3.Connection | None = None  # `_inline`'s
+        self._inlined = 0
         self.on_commit: Callable[[float], None] | None = None  # seconds each batch took (metrics)
         self._conn = self._connect()
         self._conn.executescript(SCHEMA + AUTH_SCHEMA)
@@ -94,8 +97,8 @@ class Store(StoreReads):
         self._writer = threading.Thread(target=self._write_loop, name="pushbutton-store", daemon=True)
         self._writer.start()
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+    def _connect(self, timeout: float = 30) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=timeout)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -137,26 +140,66 @@ class Store(StoreReads):
     def submit(self, fn: Callable[..., Any], *args: Any, callback: Callback | None = None) -> None:
         """Run `fn(conn, *args)` on the writer thread; `callback(result, error)` runs there too.
         After whatever `submit_soon` holds: writes keep the order they were asked in."""
-        self._send_soon()
-        self._queue.put((fn, args, callback))
+        with self._soon_lock:
+            self._send_soon_locked()
+            self._put((fn, args, callback))
 
     def submit_soon(self, loop, fn: Callable[..., Any], *args: Any, callback: Callback | None = None) -> None:
         """`submit`, from the gevent hub's thread, handed to the writer once per iteration of
         `loop`, just before it polls: the writer then wakes while the hub sleeps. Woken at each
         put, it fought the hub for the GIL while the hub was still at work (several GIL handovers
-        per event of a slow stream), and the events of one iteration now make one put."""
+        per event of a slow stream), and the events of one iteration now make one put.
+        A lone small event while the writer is idle is stored by the hub itself (`_inline`)."""
         with self._soon_lock:
             self._soon.append((fn, args, callback))
         if not self._soon_due:
             self._soon_due = True
-            loop.run_callback(self._send_soon)
+            loop.run_callback(self._hand_over)
 
-    def _send_soon(self) -> None:
+    def _hand_over(self) -> None:
         self._soon_due = False
-        with self._soon_lock:  # any thread: an item the hub adds meanwhile waits for the next hand-over
-            if self._soon:
-                items, self._soon = self._soon, []
-                self._queue.put(items)
+        with self._soon_lock:
+            if len(self._soon) == 1 and self._inline(self._soon[0]):
+                self._soon = []
+                return
+            self._send_soon_locked()
+
+    def _send_soon_locked(self) -> None:
+        """Any thread, under `_soon_lock`: an item the hub adds meanwhile waits for the next hand-over."""
+        if self._soon:
+            items, self._soon = self._soon, []
+            self._put(items)
+
+    def _put(self, item) -> None:
+        self._pending += 1  # under _soon_lock
+        self._queue.put(item)
+
+    def _inline(self, item) -> bool:
+        """Store one small event on the hub's thread, under `_soon_lock`, when the writer has
+        nothing in hand (so order is kept). A slow stream's line otherwise costs two thread
+        switches (to the writer and back), most of its CPU. Only what cannot wait: its own
+        connection never waits for a lock (busy timeout 0) nor checkpoints (the writer does, every
+        CHECKPOINT_EVERY of these); if SQLite refuses (locked, disk full), the writer takes the
+        event the usual way, with its timeout and its error reporting. True if stored."""
+        fn, args, callback = item
+        if fn is not Store.append_event or self._pending or len(args[1][2]) > INLINE_BYTES:
+            return False
+        if self._hub_conn is None:
+            self._hub_conn = self._connect(timeout=0)
+            self._hub_conn.execute("PRAGMA wal_autocheckpoint=0")
+        began = time.perf_counter()
+        try:
+            result = fn(self._hub_conn, *args)
+        except sqlite3.Error:
+            return False
+        if self.on_commit is not None:
+            self.on_commit(time.perf_counter() - began)
+        self._inlined += 1
+        if self._inlined % CHECKPOINT_EVERY == 0:
+            self._put(CHECKPOINT)
+        if callback is not None:
+            callback(result, None)
+        return True
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Blocking write, for start-up and for threads that may block."""
@@ -173,10 +216,14 @@ class Store(StoreReads):
         stop = False
         while not stop:
             batch: list = []
+            checkpoint = False
             item = self._queue.get()
+            got = 1
             while True:  # an item, a list of them (`submit_soon`), or None: stop after these
                 if item is None:
                     stop = True
+                elif item is CHECKPOINT:
+                    checkpoint = True
                 elif type(item) is list:
                     batch += item
                 else:
@@ -185,10 +232,16 @@ class Store(StoreReads):
                     break
                 try:
                     item = self._queue.get_nowait()
+                    got += 1
                 except queue.Empty:
                     break
             if batch:
                 self._run_batch(batch)
+            if checkpoint:
+                with contextlib.suppress(sqlite3.Error):  # busy or full: the next one catches up
+                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            with self._soon_lock:
+                self._pending -= got
         self._conn.close()
 
     def _run_batch(self, batch: list) -> None:
@@ -253,9 +306,12 @@ class Store(StoreReads):
     def close(self) -> None:
         """Flush every queued write, then stop the writer."""
         if self._writer.is_alive():
-            self._send_soon()
-            self._queue.put(None)
+            with self._soon_lock:
+                self._send_soon_locked()
+                self._put(None)
             self._writer.join()
+        if self._hub_conn is not None:
+            self._hub_conn.close()
         self._owner_lock.close()
         (self.dir / "owners" / f"{self.owner}.lock").unlink(missing_ok=True)
 
@@ -337,7 +393,12 @@ class Store(StoreReads):
             remove_run_folder(self.dir, run_id)
         return len(ids)
 
-ONE_STATEMENT = (Store.append_event,)  # atomic on their own: alone, they skip BEGIN and COMMIT
+ONE_STATEMENT = (Store.append_event,)
+INLINE_BYTES = 8 * 1024  # an event's JSON up to this size may be stored by the hub (`_inline`)
+CHECKPOINT_EVERY = 500  # events stored by the hub between two checkpoints by the writer
+# The writer's queue item asking for what SQLite does at a commit once the WAL is long
+# (`wal_autocheckpoint`): the hub's own commits skip it, as it can take a while.
+CHECKPOINT = "checkpoint"  # atomic on their own: alone, they skip BEGIN and COMMIT
 
 
 def _may_fit_alone(error: sqlite3.Error) -> bool:
