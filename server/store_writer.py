@@ -19,6 +19,9 @@ from typing import Any
 
 Callback = Callable[[Any, BaseException | None], None]
 INLINE_BYTES = 8 * 1024  # an event's JSON up to this size may be stored by the hub (`_inline`)
+# Only once the writer has been idle this long: while it is busy (a fan-out's many events), the two
+# connections taking turns would each find the other's writes and reload their pages every time.
+WRITER_QUIET = 0.05  # seconds
 CHECKPOINT_EVERY = 500  # events stored by the hub between two checkpoints by the writer
 # The writer's queue item asking for what SQLite does at a commit once the WAL is long
 # (`wal_autocheckpoint`): the hub's own commits skip it, as it can take a while.
@@ -39,6 +42,7 @@ class StoreWriter:
         self._pending = 0  # items handed to the writer and not yet done (under _soon_lock)
         self._hub_conn: sqlite3.Connection | None = None  # `_inline`'s
         self._inlined = 0
+        self._writer_done = 0.0  # when the writer last finished a batch (monotonic)
         self.on_commit: Callable[[float], None] | None = None  # seconds each batch took (metrics)
         self._writer = threading.Thread(target=self._write_loop, name="pushbutton-store", daemon=True)
         self._writer.start()
@@ -159,6 +163,7 @@ class StoreWriter:
                     self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             with self._soon_lock:
                 self._pending -= got
+                self._writer_done = time.monotonic()
         self._conn.close()
 
     def _run_batch(self, batch: list) -> None:

@@ -21,6 +21,7 @@ from server.events import EventLog
 from server.executors import local
 from server.output import OutputStream
 from server.store import Store
+from server.store_writer import WRITER_QUIET
 
 
 class Sink:
@@ -182,6 +183,7 @@ def test_a_slow_streams_line_is_stored_by_the_hub_without_waking_the_writer(tmp_
     store._put = lambda item: puts.append(item) or real_put(item)  # what reaches the writer
     try:
         log = EventLog(store, run_id)
+        gevent.sleep(WRITER_QUIET)  # the writer has stored the run, and nothing since
         for i in range(50):
             log.emit("output", {"stream": "stdout", "lines": [str(i)]})
             _committed(log)
@@ -198,6 +200,7 @@ def test_a_slow_streams_line_is_stored_by_the_hub_without_waking_the_writer(tmp_
 
 def test_events_wait_behind_the_writers_work_and_keep_their_order(tmp_path):
     store, run_id = _store_with_run(tmp_path)
+    gevent.sleep(WRITER_QUIET)
     go = threading.Event()
     try:
         log = EventLog(store, run_id)
@@ -224,6 +227,7 @@ def test_a_database_locked_by_another_process_never_blocks_the_hub(tmp_path):
     other = sqlite3.connect(tmp_path / "data" / DB_NAME, isolation_level=None)
     try:
         log = EventLog(store, run_id)
+        gevent.sleep(WRITER_QUIET)
         other.execute("BEGIN IMMEDIATE")
         began = time.monotonic()
         log.emit("output", {"stream": "stdout", "lines": ["while locked"]})
@@ -241,6 +245,7 @@ def test_the_hubs_writes_are_checkpointed_so_the_wal_stays_short(tmp_path):
     store, run_id = _store_with_run(tmp_path)
     try:
         log = EventLog(store, run_id)
+        gevent.sleep(WRITER_QUIET)
         for i in range(3000):  # each of its own commit: one WAL frame or more
             log.emit("output", {"stream": "stdout", "lines": [str(i)]})
             gevent.sleep(0)
