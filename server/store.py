@@ -84,8 +84,8 @@ class Store(StoreWriter, StoreReads):
         self._owner_lock = self._lock(self.owner)
         self._start_writer()
 
-    def _connect(self, timeout: float = 30) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=timeout)
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
@@ -160,6 +160,15 @@ class Store(StoreWriter, StoreReads):
             [(run_id, seq, kind, data) for seq, kind, data in events],
         )
         return events[-1][0]
+
+    @staticmethod
+    def _wal_bytes(fn, args) -> int:
+        """About what a write adds to the WAL, for the checkpointer (store_writer.py)."""
+        if fn is Store.append_event:
+            return len(args[1][2])
+        if fn is Store.append_events:
+            return sum(len(event[2]) for event in args[1])
+        return 0
 
     def recover(self) -> dict[int, str]:
         """Runs left queued, running or awaiting approval by a process that is gone become

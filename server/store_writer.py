@@ -4,7 +4,12 @@ so that the gevent hub never waits on the disk or a lock (Store, store.py, is it
 Writes come in two ways: `submit` from any thread, and `submit_soon` from the hub, handed over
 once per loop iteration. One exception to "the hub never writes": a lone small event while the
 writer has nothing in hand is stored by the hub itself (`_inline`), on a connection that never
-waits for a lock and never checkpoints; whatever SQLite refuses there goes to the writer.
+waits for a lock; whatever SQLite refuses there goes to the writer.
+
+Neither checkpoints: copying the WAL into the database (a read and a write of every page, and an
+fsync) took a third of the writer's time in a flood, on the path every line waits on before it is
+shown. A checkpointer thread of its own does it (PASSIVE: it never blocks a writer or a reader)
+each time about CHECKPOINT_BYTES have been written, as SQLite's automatic checkpoint would.
 """
 
 from __future__ import annotations
@@ -22,15 +27,17 @@ INLINE_BYTES = 8 * 1024  # an event's JSON up to this size may be stored by the 
 # Only once the writer has been idle this long: while it is busy (a fan-out's many events), the two
 # connections taking turns would each find the other's writes and reload their pages every time.
 WRITER_QUIET = 0.05  # seconds
-CHECKPOINT_EVERY = 500  # events stored by the hub between two checkpoints by the writer
-# The writer's queue item asking for what SQLite does at a commit once the WAL is long
-# (`wal_autocheckpoint`): the hub's own commits skip it, as it can take a while.
-CHECKPOINT = "checkpoint"
+CHECKPOINT_BYTES = 4 * 2**20  # written between two checkpoints (SQLite's default: 1,000 pages)
+PAGE = 4096  # what a commit writes at least
+# The WAL starts over at the first write after a checkpoint that caught up with it, unless a write
+# came in between; past this length (writes that never paused), a RESTART checkpoint makes writers
+# wait the moment it takes (or gives up at once, busy timeout 0), and the file is cut back to it.
+WAL_LONG = 64 * 2**20
 
 
 class StoreWriter:
-    """The write half of Store: needs `self._conn` (the writer's connection) and
-    `self._connect(timeout)` from the class using it."""
+    """The write half of Store: needs `self.path`, `self._conn` (the writer's connection) and
+    `self._wal_bytes(fn, args)` (about what a write adds to the WAL) from the class using it."""
 
     one_statement: tuple = ()  # writes atomic on their own: alone, they skip BEGIN and COMMIT
 
@@ -41,9 +48,16 @@ class StoreWriter:
         self._soon_due = False
         self._pending = 0  # items handed to the writer and not yet done (under _soon_lock)
         self._hub_conn: sqlite3.Connection | None = None  # `_inline`'s
-        self._inlined = 0
         self._writer_done = 0.0  # when the writer last finished a batch (monotonic)
         self.on_commit: Callable[[float], None] | None = None  # seconds each batch took (metrics)
+        self._unchecked = 0  # bytes written (roughly) since the last checkpoint was asked for
+        self._checkpoint_due = threading.Event()
+        self._stopping = False
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
+        self._conn.execute(f"PRAGMA journal_size_limit={WAL_LONG}")
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="pushbutton-checkpoint",
+                                              daemon=True)
+        self._checkpointer.start()
         self._writer = threading.Thread(target=self._write_loop, name="pushbutton-store", daemon=True)
         self._writer.start()
 
@@ -54,6 +68,9 @@ class StoreWriter:
                 self._send_soon_locked()
                 self._put(None)
             self._writer.join()
+        self._stopping = True
+        self._checkpoint_due.set()
+        self._checkpointer.join()
         if self._hub_conn is not None:
             self._hub_conn.close()
 
@@ -99,25 +116,21 @@ class StoreWriter:
         """Store one small event on the hub's thread, under `_soon_lock`, when the writer has
         nothing in hand (so order is kept). A slow stream's line otherwise costs two thread
         switches (to the writer and back), most of its CPU. Only what cannot wait: its own
-        connection never waits for a lock (busy timeout 0) nor checkpoints (the writer does, every
-        CHECKPOINT_EVERY of these); if SQLite refuses (locked, disk full), the writer takes the
+        connection never waits for a lock (busy timeout 0) nor checkpoints (see the module's
+        docstring); if SQLite refuses (locked, disk full), the writer takes the
         event the usual way, with its timeout and its error reporting. True if stored."""
         fn, args, callback = item
         if fn not in self.one_statement or self._pending or len(args[1][2]) > INLINE_BYTES:
             return False
-        if self._hub_conn is None:
-            self._hub_conn = self._connect(timeout=0)
-            self._hub_conn.execute("PRAGMA wal_autocheckpoint=0")
         began = time.perf_counter()
         try:
+            self._hub_conn = self._hub_conn or self._side_connection()
             result = fn(self._hub_conn, *args)
         except sqlite3.Error:
             return False
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - began)
-        self._inlined += 1
-        if self._inlined % CHECKPOINT_EVERY == 0:
-            self._put(CHECKPOINT)
+        self._written(max(PAGE, self._wal_bytes(fn, args)))
         if callback is not None:
             callback(result, None)
         return True
@@ -137,14 +150,11 @@ class StoreWriter:
         stop = False
         while not stop:
             batch: list = []
-            checkpoint = False
             item = self._queue.get()
             got = 1
             while True:  # an item, a list of them (`submit_soon`), or None: stop after these
                 if item is None:
                     stop = True
-                elif item is CHECKPOINT:
-                    checkpoint = True
                 elif type(item) is list:
                     batch += item
                 else:
@@ -158,13 +168,41 @@ class StoreWriter:
                     break
             if batch:
                 self._run_batch(batch)
-            if checkpoint:
-                with contextlib.suppress(sqlite3.Error):  # busy or full: the next one catches up
-                    self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             with self._soon_lock:
                 self._pending -= got
                 self._writer_done = time.monotonic()
+                self._written(sum(max(PAGE, self._wal_bytes(fn, args)) for fn, args, _ in batch))
         self._conn.close()
+
+    def _side_connection(self) -> sqlite3.Connection:
+        """The hub's and the checkpointer's: never waits for a lock, never checkpoints by itself."""
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=0)
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        conn.execute(f"PRAGMA journal_size_limit={WAL_LONG}")
+        return conn
+
+    def _written(self, size: int) -> None:
+        """Under `_soon_lock`: `size` more bytes in the WAL; a checkpoint once they add up."""
+        self._unchecked += size
+        if self._unchecked >= CHECKPOINT_BYTES:
+            self._unchecked = 0
+            self._checkpoint_due.set()
+
+    def _checkpoint_loop(self) -> None:
+        conn = None
+        while True:
+            self._checkpoint_due.wait()
+            self._checkpoint_due.clear()
+            if self._stopping:
+                break
+            with contextlib.suppress(sqlite3.Error):  # busy or a full disk: the next one catches up
+                conn = conn or self._side_connection()
+                _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames * PAGE > WAL_LONG:  # writes never paused at the right moment: see WAL_LONG
+                    conn.execute("PRAGMA wal_checkpoint(RESTART)")
+        if conn is not None:
+            conn.close()
 
     def _run_batch(self, batch: list) -> None:
         """One transaction. If it fails (a full disk, say), each item alone, so what fits is stored
