@@ -115,12 +115,13 @@ class StoreWriter:
     def _inline(self, item) -> bool:
         """Store one small event on the hub's thread, under `_soon_lock`, when the writer has
         nothing in hand (so order is kept). A slow stream's line otherwise costs two thread
-        switches (to the writer and back), most of its CPU. Only what cannot wait: its own
+        switches (to the writer and back), a third of its CPU. Only what cannot wait: its own
         connection never waits for a lock (busy timeout 0) nor checkpoints (see the module's
         docstring); if SQLite refuses (locked, disk full), the writer takes the
         event the usual way, with its timeout and its error reporting. True if stored."""
         fn, args, callback = item
-        if fn not in self.one_statement or self._pending or len(args[1][2]) > INLINE_BYTES:
+        if fn not in self.one_statement or self._pending or len(args[1][2]) > INLINE_BYTES \
+                or time.monotonic() - self._writer_done < WRITER_QUIET:
             return False
         began = time.perf_counter()
         try:

@@ -199,6 +199,25 @@ def test_a_slow_streams_line_is_stored_by_the_hub_without_waking_the_writer(tmp_
         assert [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")] == list(range(1, 52))
 
 
+def test_while_the_writer_has_just_written_a_lone_event_is_still_the_writers(tmp_path):
+    """Two connections taking turns (a fan-out's events, some alone, some not) would each reload
+    their pages at every write: the hub stores events itself only once the writer has rested."""
+    store, run_id = _store_with_run(tmp_path)
+    puts = []
+    real_put = store._put
+    store._put = lambda item: puts.append(item) or real_put(item)
+    try:
+        log = EventLog(store, run_id)
+        store.call(Store.update_run, run_id, {"message": "just now"})
+        puts.clear()
+        log.emit("output", {"stream": "stdout", "lines": ["soon after"]})
+        _committed(log)
+        assert len(puts) == 1
+    finally:
+        store._put = real_put
+        store.close()
+
+
 def test_events_wait_behind_the_writers_work_and_keep_their_order(tmp_path):
     store, run_id = _store_with_run(tmp_path)
     gevent.sleep(WRITER_QUIET)
