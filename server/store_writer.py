@@ -74,7 +74,6 @@ class StoreWriter:
         if self._hub_conn is not None:
             self._hub_conn.close()
 
-
     def submit(self, fn: Callable[..., Any], *args: Any, callback: Callback | None = None) -> None:
         """Run `fn(conn, *args)` on the writer thread; `callback(result, error)` runs there too.
         After whatever `submit_soon` holds: writes keep the order they were asked in."""
@@ -117,8 +116,9 @@ class StoreWriter:
         nothing in hand (so order is kept). A slow stream's line otherwise costs two thread
         switches (to the writer and back), a third of its CPU. Only what cannot wait: its own
         connection never waits for a lock (busy timeout 0) nor checkpoints (see the module's
-        docstring); if SQLite refuses (locked, disk full), the writer takes the
-        event the usual way, with its timeout and its error reporting. True if stored."""
+        docstring); if SQLite refuses (locked, disk full), the writer takes the event the usual
+        way, with its timeout and its error reporting. Not while the writer has just written
+        (WRITER_QUIET). True if stored."""
         fn, args, callback = item
         if fn not in self.one_statement or self._pending or len(args[1][2]) > INLINE_BYTES \
                 or time.monotonic() - self._writer_done < WRITER_QUIET:
