@@ -131,7 +131,7 @@ class StoreWriter:
             return False
         if self.on_commit is not None:
             self.on_commit(time.perf_counter() - began)
-        self._written(max(PAGE, self._wal_bytes(fn, args)))
+        self._written(self._wal_size(fn, args))
         if callback is not None:
             callback(result, None)
         return True
@@ -172,7 +172,7 @@ class StoreWriter:
             with self._soon_lock:
                 self._pending -= got
                 self._writer_done = time.monotonic()
-                self._written(sum(max(PAGE, self._wal_bytes(fn, args)) for fn, args, _ in batch))
+                self._written(sum(self._wal_size(fn, args) for fn, args, _ in batch))
         self._conn.close()
 
     def _side_connection(self) -> sqlite3.Connection:
@@ -182,6 +182,9 @@ class StoreWriter:
         conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.execute(f"PRAGMA journal_size_limit={WAL_LONG}")
         return conn
+
+    def _wal_size(self, fn, args) -> int:
+        return max(PAGE, self._wal_bytes(fn, args))  # a commit writes a page at least
 
     def _written(self, size: int) -> None:
         """Under `_soon_lock`: `size` more bytes in the WAL; a checkpoint once they add up."""

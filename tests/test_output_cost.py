@@ -170,6 +170,14 @@ def _store_with_run(tmp_path):
     return store, run_id
 
 
+def _handed_to_writer(store: Store) -> list:
+    """What `store` hands its writer thread from now on (a lone event the hub stores is not)."""
+    puts: list = []
+    real_put = store._put
+    store._put = lambda item: puts.append(item) or real_put(item)
+    return puts
+
+
 def _committed(log: EventLog) -> None:
     while log.committed < log.seq:
         gevent.sleep(0.002)
@@ -179,9 +187,7 @@ def test_a_slow_streams_line_is_stored_by_the_hub_without_waking_the_writer(tmp_
     """Handing each line of a slow stream to the writer thread and back was two thread switches
     per line, a third of its CPU; with the writer idle, the hub stores a small event itself."""
     store, run_id = _store_with_run(tmp_path)
-    puts = []
-    real_put = store._put
-    store._put = lambda item: puts.append(item) or real_put(item)  # what reaches the writer
+    puts = _handed_to_writer(store)
     try:
         log = EventLog(store, run_id)
         gevent.sleep(WRITER_QUIET)  # the writer has stored the run, and nothing since
@@ -193,7 +199,6 @@ def test_a_slow_streams_line_is_stored_by_the_hub_without_waking_the_writer(tmp_
         _committed(log)
         assert len(puts) == 1
     finally:
-        store._put = real_put
         store.close()
     with sqlite3.connect(tmp_path / "data" / DB_NAME) as conn:
         assert [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")] == list(range(1, 52))
@@ -203,9 +208,7 @@ def test_while_the_writer_has_just_written_a_lone_event_is_still_the_writers(tmp
     """Two connections taking turns (a fan-out's events, some alone, some not) would each reload
     their pages at every write: the hub stores events itself only once the writer has rested."""
     store, run_id = _store_with_run(tmp_path)
-    puts = []
-    real_put = store._put
-    store._put = lambda item: puts.append(item) or real_put(item)
+    puts = _handed_to_writer(store)
     try:
         log = EventLog(store, run_id)
         store.call(Store.update_run, run_id, {"message": "just now"})
@@ -214,7 +217,6 @@ def test_while_the_writer_has_just_written_a_lone_event_is_still_the_writers(tmp
         _committed(log)
         assert len(puts) == 1
     finally:
-        store._put = real_put
         store.close()
 
 
