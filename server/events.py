@@ -9,6 +9,7 @@ client never holds memory and a fast one never touches the disk.
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -61,6 +62,7 @@ class EventLog:
         self.ended = False
         self._changed = Event()
         self._loop = gevent.get_hub().loop
+        self._hub_thread = gevent.get_hub().thread_ident
         self._tick = None  # the timer that ends waits with nothing new (see `wait`)
         self._tick_every = 0.0
         self._waiting = 0
@@ -81,8 +83,10 @@ class EventLog:
     emit.takes_fragments = True  # `data` may hold orjson.Fragment: JSON made already (OutputStream)
 
     def _stored(self, seq: int | None, error: BaseException | None) -> None:
-        # Writer thread: hand over to the hub.
-        self._loop.run_callback_threadsafe(self._commit, seq, error)
+        if threading.get_ident() == self._hub_thread:  # stored by the hub itself: readers see it now
+            self._commit(seq, error)
+        else:  # the writer thread: hand over to the hub
+            self._loop.run_callback_threadsafe(self._commit, seq, error)
 
     def _commit(self, seq: int | None, error: BaseException | None) -> None:
         if error is not None:

@@ -40,6 +40,7 @@ STATES = (AWAITING, "queued", "running", "succeeded", "failed", "cancelled", "ti
           "rejected", "expired")
 FINAL = frozenset(STATES[3:])
 MAX_COMMENT = 2000
+FINAL_RETRY = 1.0  # seconds between two tries at storing a run's final record (see `_kept`)
 
 
 class NotFound(LookupError):
@@ -285,11 +286,27 @@ class Runs(Approvals):
 
     def _update(self, run: Run, **fields: Any) -> None:
         run.record.update(fields)
-        self.store.submit(Store.update_run, run.id, fields)
+        kept = self._kept(run.id, fields) if fields.get("state") in FINAL else None
+        self.store.submit(Store.update_run, run.id, fields, callback=kept)
         self._changed(run)
         if "state" in fields:
             for hook in self.on_state:
                 hook(run)
+
+    def _kept(self, run_id: int, fields: dict) -> Callable:
+        """The writer's callback for a run's final record: on an error, the record is stored again
+        FINAL_RETRY seconds later, until SQLite takes it. A full disk may refuse it (often the
+        reason the run ended), and the run would then read `running` once space returns."""
+        loop = gevent.get_hub().loop
+
+        def stored(_, error: BaseException | None) -> None:  # on the writer thread
+            if error is not None:
+                loop.run_callback_threadsafe(gevent.spawn_later, FINAL_RETRY, self._store_final, run_id, fields)
+
+        return stored
+
+    def _store_final(self, run_id: int, fields: dict) -> None:
+        self.store.submit(Store.update_run, run_id, fields, callback=self._kept(run_id, fields))
 
     def _changed(self, run: Run) -> None:
         record = run.public()

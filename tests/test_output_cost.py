@@ -195,13 +195,58 @@ def test_a_slow_streams_line_is_stored_by_the_hub_without_waking_the_writer(tmp_
             log.emit("output", {"stream": "stdout", "lines": [str(i)]})
             _committed(log)
         assert puts == []
-        log.emit("output", {"stream": "stdout", "lines": ["x" * 20_000]})  # large: the writer's
+        log.emit("output", {"stream": "stdout", "lines": ["x" * 100_000]})  # large: the writer's
         _committed(log)
         assert len(puts) == 1
     finally:
         store.close()
     with sqlite3.connect(tmp_path / "data" / DB_NAME) as conn:
         assert [r[0] for r in conn.execute("SELECT seq FROM events ORDER BY seq")] == list(range(1, 52))
+
+
+def test_a_busy_loop_iterations_events_are_stored_by_the_hub_in_one_transaction(tmp_path):
+    """With many streams (a team's runs), handing each loop iteration's events to the writer and
+    back cost up to an iteration each way, and the GIL fought over every statement: the hub
+    stores them itself, together, and its readers see them in the same pass of the loop."""
+    store, run_id = _store_with_run(tmp_path)
+    puts = _handed_to_writer(store)
+    statements: list[str] = []
+    try:
+        logs = [EventLog(store, run_id) for _ in range(3)]
+        for n, log in enumerate(logs):
+            log.seq = n * 1000  # three runs' worth of numbers in one table
+        gevent.sleep(WRITER_QUIET)
+        store._hub_conn = store._side_connection()
+        store._hub_conn.set_trace_callback(statements.append)
+        for log in logs:
+            for i in range(20):
+                log.emit("output", {"stream": "stdout", "lines": [str(i)]})
+        gevent.sleep(0)  # one pass of the loop: the hand-over, and nothing from another thread
+        assert [log.committed for log in logs] == [20, 1020, 2020]
+        assert puts == []
+        assert [s for s in statements if not s.startswith("INSERT")] == ["BEGIN", "COMMIT"]
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "data" / DB_NAME) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 60
+
+
+def test_after_a_slow_write_the_hub_leaves_writes_to_the_writer_for_a_while(tmp_path, monkeypatch):
+    """The hub must not wait on the disk: once its own write was slow, the writer takes the next."""
+    monkeypatch.setattr(store_writer, "INLINE_SLOW", 0.0)  # every write is "slow"
+    store, run_id = _store_with_run(tmp_path)
+    puts = _handed_to_writer(store)
+    try:
+        log = EventLog(store, run_id)
+        gevent.sleep(WRITER_QUIET)
+        log.emit("output", {"stream": "stdout", "lines": ["by the hub"]})
+        _committed(log)
+        assert puts == []
+        log.emit("output", {"stream": "stdout", "lines": ["by the writer"]})
+        _committed(log)
+        assert len(puts) == 1
+    finally:
+        store.close()
 
 
 def test_while_the_writer_has_just_written_a_lone_event_is_still_the_writers(tmp_path):
