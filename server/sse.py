@@ -16,7 +16,7 @@ import gevent
 from gevent.queue import Empty, Full
 
 from server.connections import IDLE_TIMEOUT
-from server.events import in_pool
+from server.events import EventLog, in_pool
 from server.runs import FINAL, Runs
 
 KEEPALIVE = IDLE_TIMEOUT / 2  # 15 s by default
@@ -68,19 +68,39 @@ def _run_events(runs: Runs, run_id: int, after: int) -> Iterator[bytes]:
             if wait > 0:  # wrote to this reader a moment ago: let more events join the next write
                 gevent.sleep(wait)
             wrote = time.monotonic()
-        rows = live.read(after) if live is not None else in_pool(runs.store.events, run_id, after)
+            chunk, last, ended = _frames(live, after)
+            if chunk:
+                yield chunk
+                after = last
+                if ended:
+                    return
+            elif not live.wait(after, KEEPALIVE):
+                yield b": keepalive\n\n"
+            continue
+        rows = in_pool(runs.store.events, run_id, after)
         if rows:
             yield "".join(frame(*row) for row in rows).encode()
             after = rows[-1][0]
             if rows[-1][1] == "end":
                 return
-        elif live is not None:
-            if not live.wait(after, KEEPALIVE):
-                yield b": keepalive\n\n"
         elif runs.get(run_id)["state"] in FINAL and not in_pool(runs.store.events, run_id, after, 1):
             return  # ended without an `end` event: nothing more will come
         else:
             gevent.sleep(POLL)
+
+
+def _frames(live: EventLog, after: int) -> tuple[bytes, int, bool]:
+    """The live log's committed events after `after` as one write: its bytes, the last number in
+    it, and whether that is the `end`. A run's readers are woken together, mostly at the same
+    place: the write is made once for all of them (kept in `live.shared` until more is committed)."""
+    key = (after, live.committed)
+    if live.shared is not None and live.shared[0] == key:
+        return live.shared[1]
+    rows = live.read(after)
+    made = ("".join(frame(*row) for row in rows).encode(), rows[-1][0], rows[-1][1] == "end") if rows \
+        else (b"", after, False)
+    live.shared = (key, made)
+    return made
 
 
 def changes(runs: Runs, sees: Callable[[dict], bool]) -> Iterator[bytes]:

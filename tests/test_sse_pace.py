@@ -64,3 +64,30 @@ def test_with_a_thousand_streams_a_busy_runs_events_share_writes(tmp_path):
     writes, seen = follow(tmp_path, open_streams=1000)  # ~0.2 s of events, a write per 20 ms at most
     assert seen == list(range(100))  # none lost, none repeated, in order
     assert writes <= 20, writes
+
+
+def test_a_runs_readers_at_the_same_place_share_one_write_made_once(tmp_path, monkeypatch):
+    """A run's readers wake together on each commit: its frames are made once, not per reader
+    (with 20 readers a run, making each reader's write was a tenth of the server's time)."""
+    made = Counter()
+    real = sse.frame
+    monkeypatch.setattr(sse, "frame", lambda seq, kind, data: made.update([seq]) or real(seq, kind, data))
+    store = Store(tmp_path / "data")
+    try:
+        run_id = store.call(Store.insert_run, {"job": "j", "state": "running", "params": {},
+                                               "created": "2026-12-01T00:00:00Z", "owner": "test"})
+        log = EventLog(store, run_id)
+        runs = Runs(log, 3)
+        got: list[list[bytes]] = [[], [], []]
+        readers = [gevent.spawn(lambda out=out: out.extend(sse.run_events(runs, run_id, 0))) for out in got]
+        gevent.sleep(0.01)
+        for i in range(20):
+            log.emit("output", {"stream": "stdout", "lines": [str(i)]})
+            gevent.sleep(0.005)
+        log.emit("end", {"state": "succeeded"})
+        gevent.joinall(readers, timeout=10)
+        assert all(r.dead for r in readers)
+    finally:
+        store.close()
+    assert got[0] == got[1] == got[2] and b"".join(got[0]).count(b"event: output") == 20
+    assert set(made.values()) == {1}  # each event framed once for the three readers
