@@ -24,7 +24,7 @@ from server.auth.authenticate import Authenticator
 from server.auth.proxies import client_address, mount_path
 from server.auth.routes import add_routes
 from server.choice_routes import add_routes as add_choice_routes
-from server.connections import HEADER_TIMEOUT
+from server.connections import DIRECT, HEADER_TIMEOUT
 from server.events import in_pool
 from server.files import artifact_routes, uploads
 from server.params import ParamsError, masked
@@ -343,7 +343,7 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
     def run_events(run_id: int):
         header = request.get_header("Last-Event-ID")
         after = _whole(header or request.query.get("after") or "0", "Last-Event-ID" if header else "after", 0, MAX_INT)
-        return _stream(sse.run_events(runs, run_id, after))
+        return _stream(sse.run_events(runs, run_id, after, request.environ.get(DIRECT)))
 
     @app.get("/api/events", rule=R.SIGNED_IN)
     def all_events():

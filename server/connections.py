@@ -21,6 +21,9 @@ like one that never sends its headers.
 
 A request body the application left unread is drained only up to DRAIN bytes; beyond that the
 connection closes after the answer, so a huge or endless body is never read to its end.
+
+Over plain TCP each request's environ holds its Handler (DIRECT), whose `send_now` lets a run's
+broadcaster write to an event stream without waking the stream's greenlet (server/broadcast.py).
 The two timeouts can be shortened for tests with the environment variables named below.
 """
 
@@ -62,6 +65,9 @@ TIMED_OUT = b"HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Lengt
 _BUSY_BODY = b'{"error": "too many connections from this address"}'
 BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 5\r\n"
         b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+
+
+DIRECT = "pushbutton.connection"  # environ: the Handler, for a stream written to by another greenlet
 
 
 class _ClientGone(GreenletExit):
@@ -123,6 +129,32 @@ class Handler(WSGIHandler):
                 self.code = -self.code
             raise
         self.response_length += len(data)
+
+    def get_environ(self):
+        environ = super().get_environ()
+        if not self.server.ssl_enabled:  # a TLS record cannot be cut where the socket stops taking it
+            environ[DIRECT] = self
+        return environ
+
+    def framed(self, data: bytes) -> bytes:
+        """`data` as this response writes it (a chunk, when chunked), for `send_now`."""
+        return b"%x\r\n%s\r\n" % (len(data), data) if self.response_use_chunked else data
+
+    def send_now(self, data: bytes) -> int:
+        """Write what the socket takes of `data` (`framed`) without waiting, from any greenlet
+        (server/broadcast.py): the bytes sent, 0 if none; OSError if the client is gone. The
+        caller sends the rest with `send_rest`, before anything else is written."""
+        if self.socket is None:  # closed meanwhile
+            raise ConnectionResetError("the connection is closed")
+        try:
+            sent = self.socket._sock.send(data)
+        except BlockingIOError:
+            return 0
+        self.response_length += sent
+        return sent
+
+    def send_rest(self, data: bytes) -> None:
+        self._sendall(data)
 
     def start_response(self, status, headers, exc_info=None):
         write = super().start_response(status, headers, exc_info)

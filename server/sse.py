@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import gevent
 from gevent.queue import Empty, Full
 
+from server import broadcast
 from server.connections import IDLE_TIMEOUT
 from server.events import EventLog, in_pool
 from server.runs import FINAL, Runs
@@ -41,9 +42,11 @@ def _counted(runs: Runs, kind: str, stream: Iterator[bytes]) -> Iterator[bytes]:
         runs.streams[kind] -= 1
 
 
-def run_events(runs: Runs, run_id: int, after: int) -> Iterator[bytes]:
-    """Events of one run with seq > after, live until its `end` event, then the stream closes."""
-    return _counted(runs, "run", _run_events(runs, run_id, after))
+def run_events(runs: Runs, run_id: int, after: int, connection=None) -> Iterator[bytes]:
+    """Events of one run with seq > after, live until its `end` event, then the stream closes.
+    With its `connection` (server.connections.DIRECT), a reader that has caught up is written to
+    by the run's broadcaster (server/broadcast.py)."""
+    return _counted(runs, "run", _run_events(runs, run_id, after, connection))
 
 
 def pace(runs: Runs) -> float:
@@ -54,11 +57,23 @@ def pace(runs: Runs) -> float:
     return min(PACE_MAX, runs.streams["run"] * PACE_PER_STREAM)
 
 
-def _run_events(runs: Runs, run_id: int, after: int) -> Iterator[bytes]:
+def _run_events(runs: Runs, run_id: int, after: int, connection) -> Iterator[bytes]:
     yield f"retry: {RETRY_MS}\n\n".encode()
     wrote = 0.0
     while True:
         live = runs.event_log(run_id)
+        if live is not None and live.committed <= after and connection is not None and not live.finished:
+            reader = broadcast.follow(live, connection, after, _frames, lambda: pace(runs), KEEPALIVE)
+            after, wrote = reader.after, reader.wrote
+            if reader.error is not None:
+                return  # the client is gone
+            if reader.rest:
+                connection.send_rest(reader.rest)
+            if reader.ended:
+                return
+            if not reader.woken.is_set():
+                yield b": keepalive\n\n"
+            continue
         if live is not None and live.committed <= after:  # nothing new: wait, without a read for nothing
             if not live.wait(after, KEEPALIVE):
                 yield b": keepalive\n\n"
