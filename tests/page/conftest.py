@@ -76,6 +76,7 @@ def start_site(jobs: Path, tmp: Path) -> Site:
         [str(Path(sys.executable).with_name("pushbutton")), "--headless", "--jobs", str(jobs), "--port", "0",
          "--token", TOKEN, "--data-dir", str(data)],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=open(tmp / "server.log", "w"), text=True,  # noqa: SIM115
+        start_new_session=True,  # as a served server runs: not in the browser's session (its CPU share)
     )
     line = proc.stdout.readline()
     match = re.search(r"(http://[^/\s]+)/\?token=", line)
