@@ -42,17 +42,19 @@ max_concurrent_runs = 64
 retention_days = 0
 
 [job:talk]
-command = python3 -u {printer} {start} {lines} {every}
+command = {printer} {start} {lines} {every}
 param.start.type = text
 param.lines.type = int
 param.every.type = float
 """
 
 NODE = shutil.which("node")
+CC = shutil.which("cc") or shutil.which("gcc")
+PRINTERS = {"c": "a C program (bench/printer.c)", "python": "a Python loop"}
 CLIENTS = {"node": "Node.js", "python": "Python asyncio"}
 
-# Each line written with one os.write: the former sys.stdout.write + flush made the 50 printers
-# cost ~0.75 core of this machine's 2 against ~0.45 (bench figures for the server, not its jobs).
+# The same printer where no C compiler is found (`--printer python`). Each line is written with one
+# os.write: the former sys.stdout.write + flush made the 50 printers cost ~0.75 core against ~0.45.
 PRINTER = """import os, sys, time
 start, lines, every = float(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]) / 1000
 now, sleep, write = time.time, time.sleep, os.write
@@ -169,14 +171,24 @@ def node_workers(url: str, plans: list, lines: int, begins: float, until: float)
     return collect
 
 
+def printer_command(folder: Path, kind: str) -> str:
+    """The printer job's program in `folder`: bench/printer.c compiled, or the Python loop."""
+    if kind == "c":
+        binary = folder / "printer"
+        subprocess.run([CC, "-O2", "-o", str(binary), str(Path(__file__).with_name("printer.c"))], check=True)
+        return str(binary)
+    script = folder / "printer.py"
+    script.write_text(PRINTER)
+    return f"python3 -u {script}"
+
+
 def campaign(clients: int, runs: int, seconds: float, every_ms: float, workers: int, env: dict | None,
-             client: str = "node") -> dict:
+             client: str = "node", printer: str = "python") -> dict:
     lines = int(seconds * 1000 / every_ms)
     connect_budget = 5 + clients / 100  # seconds for every stream to open before the first line
     with tempfile.TemporaryDirectory() as folder:
-        printer = Path(folder) / "printer.py"
-        printer.write_text(PRINTER)
-        server = Server(Path(folder), JOBS.replace("{printer}", str(printer)), env=env)
+        command = printer_command(Path(folder), printer)
+        server = Server(Path(folder), JOBS.replace("{printer}", command), env=env)
         try:
             time.sleep(1)
             sampler = Sampler(server.ps)
@@ -213,7 +225,7 @@ def campaign(clients: int, runs: int, seconds: float, every_ms: float, workers: 
     return {"clients": clients, "runs": runs, "seconds": seconds, "every": every_ms, "lines": lines,
             "total": total, "wall": wall, "cpu": cpu, "idle": idle, "peak": sampler.peak, "after": after,
             "health": health, "workers": workers, "held": held, "client": client,
-            "idle_held": idle_held}
+            "idle_held": idle_held, "printer": printer}
 
 
 def report(r: dict) -> str:
@@ -222,7 +234,7 @@ def report(r: dict) -> str:
     rows = {
         "load": f"{r['clients']} clients x 2 streams ({t.opened} of {2 * r['clients']} open before the first line), "
                 f"{r['runs']} runs printing a line every {r['every']:g} ms for {r['seconds']:g} s "
-                f"({r['lines']} lines each)",
+                f"({r['lines']} lines each; the printer: {PRINTERS[r['printer']]})",
         "lines delivered / lost / duplicated": f"{t.lines} / {t.lost} / {t.duplicated}",
         "clients with a lost, repeated or failed stream": f"{t.clients_with_errors} of {t.clients}",
         "run streams read to their end / state streams that saw every run end":
@@ -258,12 +270,16 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="client processes (default 2)")
     parser.add_argument("--client", choices=sorted(CLIENTS), default="node" if NODE else "python",
                         help="the load clients: Node.js (default where `node` is found) or Python asyncio")
+    parser.add_argument("--printer", choices=sorted(PRINTERS), default="c" if CC else "python",
+                        help="the runs' job: bench/printer.c (default where a C compiler is found) or a Python loop")
     args = parser.parse_args()
+    if args.printer == "c" and not CC:
+        sys.exit("bench/load.py: --printer c needs a C compiler (cc or gcc) on PATH")
     if args.client == "node" and not NODE:
         sys.exit("bench/load.py: --client node needs `node` on PATH")
     clients, runs, seconds = (100, 10, 10) if args.quick else (1000, 50, 60)
     result = campaign(args.clients or clients, args.runs or runs, args.seconds or seconds, args.every,
-                      args.workers, dict(os.environ), args.client)
+                      args.workers, dict(os.environ), args.client, args.printer)
     print(report(result))
     t = result["total"]
     sys.exit(1 if t.lost or t.duplicated or t.clients_with_errors else 0)

@@ -53,7 +53,8 @@ class Server:
         exe = Path(sys.executable).parent / "pushbutton"
         self.proc = subprocess.Popen(
             [str(exe), "--headless", "--jobs", str(folder / "jobs.ini"), "--port", "0", "--token", TOKEN,
-             "--data-dir", str(folder / "data")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+             "--data-dir", str(folder / "data")], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+            start_new_session=True)
         assert select.select([self.proc.stdout], [], [], 30)[0], "server did not start"
         self.url = self.proc.stdout.readline().split(" on ", 1)[1].split("?")[0].rstrip("/")
         self.ps = psutil.Process(self.proc.pid)

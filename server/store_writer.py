@@ -28,8 +28,9 @@ INLINE_BYTES = 64 * 1024  # the events of one hand-over up to this size (JSON) m
 # leaves writes to the writer thread for INLINE_REST: the hub must not wait on the disk.
 INLINE_SLOW = 0.01  # seconds
 INLINE_REST = 1.0  # seconds
-# Only once the writer has been idle this long: while it is busy (a fan-out's many events), the two
-# connections taking turns would each find the other's writes and reload their pages every time.
+# Only once the writer has been idle this long from work of its own (not the hub's `_HubsLater`):
+# while it is busy (a fan-out's many events), the two connections taking turns would each find the
+# other's writes and reload their pages every time.
 WRITER_QUIET = 0.05  # seconds
 CHECKPOINT_BYTES = 4 * 2**20  # written between two checkpoints (SQLite's default: 1,000 pages)
 PAGE = 4096  # what a commit writes at least
@@ -37,6 +38,10 @@ PAGE = 4096  # what a commit writes at least
 # came in between; past this length (writes that never paused), a RESTART checkpoint makes writers
 # wait the moment it takes (or gives up at once, busy timeout 0), and the file is cut back to it.
 WAL_LONG = 64 * 2**20
+
+
+class _HubsLater(list):
+    """Events the hub would have stored itself but for the moment (`StoreWriter._inline`)."""
 
 
 class StoreWriter:
@@ -101,10 +106,14 @@ class StoreWriter:
     def _hand_over(self) -> None:
         self._soon_due = False
         with self._soon_lock:
-            if self._inline(self._soon):
+            stored = self._inline(self._soon)
+            if stored:
                 self._soon = []
-                return
-            self._send_soon_locked()
+            elif stored is None and self._soon:  # the hub's, only not now: they do not make the writer busy
+                items, self._soon = _HubsLater(self._soon), []
+                self._put(items)
+            else:
+                self._send_soon_locked()
 
     def _send_soon_locked(self) -> None:
         """Any thread, under `_soon_lock`: an item the hub adds meanwhile waits for the next hand-over."""
@@ -125,10 +134,16 @@ class StoreWriter:
         connection never waits for a lock (busy timeout 0) nor checkpoints (see the module's
         docstring); if SQLite refuses (locked, disk full), the writer takes the events the usual
         way, with its timeout and its error reporting. Not while the writer has just written
-        (WRITER_QUIET), nor for a while after a slow write (INLINE_SLOW). True if stored."""
+        (WRITER_QUIET), nor for a while after a slow write (INLINE_SLOW).
+
+        True if stored; False if the events are the writer's (too big, several statements); None
+        if they are the hub's but not now (the writer busy or just done, a rest, SQLite refusing).
+        The writer stores those as `_HubsLater`, which do not count as its being busy: once the
+        writer had them, its every batch made the next hand-over find it "just done", and under a
+        steady load the hub never stored an event again (the campaign's p99: 72 against 59 ms)."""
         now = time.monotonic()
         if self._pending or now - self._writer_done < WRITER_QUIET or now < self._inline_after:
-            return False
+            return None
         size = 0
         for fn, args, _ in items:
             if fn not in self.one_statement:
@@ -141,7 +156,7 @@ class StoreWriter:
             conn = self._hub_conn = self._hub_conn or self._side_connection()
             results = self._inline_transaction(conn, items)
         except sqlite3.Error:
-            return False
+            return None
         took = time.perf_counter() - began
         if took > INLINE_SLOW:
             self._inline_after = time.monotonic() + INLINE_REST
@@ -184,15 +199,20 @@ class StoreWriter:
         stop = False
         while not stop:
             batch: list = []
+            busy = False  # work of the writer's own (not only `_HubsLater`): see WRITER_QUIET
             item = self._queue.get()
             got = 1
             while True:  # an item, a list of them (`submit_soon`), or None: stop after these
                 if item is None:
                     stop = True
+                elif type(item) is _HubsLater:
+                    batch += item
                 elif type(item) is list:
                     batch += item
+                    busy = True
                 else:
                     batch.append(item)
+                    busy = True
                 if len(batch) >= 500:
                     break
                 try:
@@ -204,7 +224,8 @@ class StoreWriter:
                 self._run_batch(batch)
             with self._soon_lock:
                 self._pending -= got
-                self._writer_done = time.monotonic()
+                if busy:
+                    self._writer_done = time.monotonic()
                 self._written(sum(self._wal_size(fn, args) for fn, args, _ in batch))
         self._conn.close()
 

@@ -249,6 +249,34 @@ def test_after_a_slow_write_the_hub_leaves_writes_to_the_writer_for_a_while(tmp_
         store.close()
 
 
+def test_once_the_writer_has_stored_the_hubs_events_for_a_moment_the_hub_stores_the_next(tmp_path, monkeypatch):
+    """Events the hub hands over only for the moment (here: during a rest after a slow write) do
+    not make the writer "busy": under a steady stream the hub took them back at once, rather than
+    the writer's every batch keeping it "just done" and every event on the writer from then on."""
+    monkeypatch.setattr(store_writer, "INLINE_SLOW", 0.0)  # the first write is "slow"...
+    monkeypatch.setattr(store_writer, "INLINE_REST", 0.1)
+    store, run_id = _store_with_run(tmp_path)
+    puts = _handed_to_writer(store)
+    try:
+        log = EventLog(store, run_id)
+        gevent.sleep(WRITER_QUIET)
+        log.emit("output", {"stream": "stdout", "lines": ["slow"]})
+        _committed(log)
+        monkeypatch.setattr(store_writer, "INLINE_SLOW", 10.0)  # ...and none after it
+        handed = []
+        for i in range(100):  # a line every 5 ms, 0.5 s: well past the rest
+            log.emit("output", {"stream": "stdout", "lines": [str(i)]})
+            _committed(log)
+            handed.append(len(puts))
+            gevent.sleep(0.005)
+        assert handed[0] > 0  # the rest: the writer's
+        assert handed[-1] == handed[50]  # then the hub's again, though a line came every 5 ms
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "data" / DB_NAME) as conn:
+        assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 101
+
+
 def test_while_the_writer_has_just_written_a_lone_event_is_still_the_writers(tmp_path):
     """Two connections taking turns (a fan-out's events, some alone, some not) would each reload
     their pages at every write: the hub stores events itself only once the writer has rested."""
