@@ -34,7 +34,7 @@ from desktop.notify import Notifier, notice_for
 from server import catalog as C
 from server.auth.identity import User, os_user
 from server.auth.methods import for_the_window
-from server.runs import FINAL
+from server.run_record import FINAL
 from server.runtime import Server
 
 log = logging.getLogger("pushbutton")

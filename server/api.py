@@ -29,7 +29,9 @@ from server.events import in_pool
 from server.files import artifact_routes, uploads
 from server.params import ParamsError, masked
 from server.preview import preview as preview_of
-from server.runs import MAX_COMMENT, ConfirmationRequired, Conflict, NotFound, Runs, public
+from server.run_errors import ConfirmationRequired, Conflict, NotFound
+from server.run_record import public
+from server.runs import MAX_COMMENT, Runs
 from server.schedules import public as public_schedules
 
 MAX_BODY = 1024 * 1024

@@ -10,6 +10,8 @@ from __future__ import annotations
 import time
 
 from server import runs
+from server.run_errors import Conflict
+from server.run_record import iso
 from server.store import AWAITING
 
 
@@ -22,9 +24,9 @@ class Approvals:
         run = self.active.get(run_id)
         if run is None or run.state != AWAITING:
             state = run.state if run is not None else self.get(run_id)["state"]
-            raise runs.Conflict(f"run {run_id} is not awaiting approval: it is {state}")
+            raise Conflict(f"run {run_id} is not awaiting approval: it is {state}")
         approval = {**run.record["approval"], "state": "approved" if approved else "rejected", "by": user,
-                    "at": runs.iso(time.time()), "comment": comment}
+                    "at": iso(time.time()), "comment": comment}
         self._audit("run.approve" if approved else "run.reject", user, run, {"comment": comment})
         if approved:
             if run.expiry is not None:
@@ -39,7 +41,7 @@ class Approvals:
     def _expire(self, run: runs.Run) -> None:
         if run.state == AWAITING:
             run.expiry = None  # this very greenlet: _finish must not kill it
-            approval = {**run.record["approval"], "state": "expired", "at": runs.iso(time.time())}
+            approval = {**run.record["approval"], "state": "expired", "at": iso(time.time())}
             self._audit("run.expire", "", run, {})
             self._finish(run, "expired", approval=approval, message="nobody approved it in time")
 

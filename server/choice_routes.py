@@ -11,7 +11,7 @@ from bottle import request, response
 
 from server.auth import rules as R
 from server.choices import ChoicesError
-from server.runs import iso
+from server.run_record import iso
 
 
 def add_routes(app, runs, answer) -> None:

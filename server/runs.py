@@ -7,7 +7,6 @@ batch of output is an event, stored before anyone sees it.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import os
 import time
@@ -33,59 +32,13 @@ from server.fanout import worst as worst_host
 from server.files import artifacts, uploads
 from server.output import OutputStream
 from server.preview import command_of, preview
+from server.run_errors import ConfirmationRequired, Conflict, no_job, no_run
+from server.run_record import FINAL, public
 from server.store import APPROVAL_LOST, AWAITING, Store
 
 log = logging.getLogger("pushbutton")
-STATES = (AWAITING, "queued", "running", "succeeded", "failed", "cancelled", "timed_out", "interrupted",
-          "rejected", "expired")
-FINAL = frozenset(STATES[3:])
 MAX_COMMENT = 2000
 FINAL_RETRY = 1.0  # seconds between two tries at storing a run's final record (see `_kept`)
-
-
-class NotFound(LookupError):
-    pass
-
-
-def no_job(job_id: str) -> NotFound:
-    """The one answer for a job that is missing or hidden from the user: they must not differ."""
-    return NotFound(f"no job {job_id!r}")
-
-
-def no_run(run_id: int) -> NotFound:
-    return NotFound(f"no run {run_id}")
-
-
-class Conflict(RuntimeError):
-    pass
-
-
-class ConfirmationRequired(Exception):
-    """The job asks a question before it starts and the caller has not answered it.
-
-    The server, not the page, enforces `confirm`: every way to start a run (API, Run again, the
-    CLI) must carry an explicit yes. `question` is the job's text with the given values filled in.
-    """
-
-    def __init__(self, question: str):
-        super().__init__(question)
-        self.question = question
-
-
-def iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return dt.datetime.fromtimestamp(t, dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def public(record: dict) -> dict:
-    """A run as the API shows it (secrets were masked before it was ever stored)."""
-    out = {k: record.get(k) for k in ("id", "job", "state", "params", "exit_code", "progress", "message",
-                                      "user", "stopped_by", "preview", "approval")}
-    out["hosts"] = record.get("hosts") or []  # remote runs: [{"name", "state", "exit_code", "error"}]
-    for key in ("created", "started", "finished"):
-        out[key] = iso(record.get(key))
-    return out
 
 
 class Run:

@@ -24,7 +24,8 @@ from gevent.event import Event
 from server.catalog import Catalog
 from server.catalog_schedules import Schedule
 from server.events import in_pool
-from server.runs import Runs, iso
+from server.run_record import iso
+from server.runs import Runs
 
 log = logging.getLogger("pushbutton")
 WAKE_MAX = 30.0  # never sleep longer: a suspend or a clock change is seen within this

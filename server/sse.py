@@ -18,7 +18,8 @@ from gevent.queue import Empty, Full
 from server import broadcast
 from server.connections import IDLE_TIMEOUT
 from server.events import EventLog, in_pool
-from server.runs import FINAL, Runs
+from server.run_record import FINAL
+from server.runs import Runs
 
 KEEPALIVE = IDLE_TIMEOUT / 2  # 15 s by default
 RETRY_MS = 1000

@@ -136,7 +136,7 @@ def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list
 def start(runs, job_id: str, raw: dict[str, str], yes: bool, interactive: bool):
     """The started Run, or the exit status when it did not start."""
     from server.auth.identity import os_user
-    from server.runs import ConfirmationRequired
+    from server.run_errors import ConfirmationRequired
 
     user = f"cli:{os_user()}"  # who started it, in history beside the server's users
     job = runs.catalog.jobs.get(job_id)

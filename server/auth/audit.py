@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from server.runs import iso
+from server.run_record import iso
 
 ACTIONS = ("signin", "signin.failed", "signout", "run.start", "run.rerun", "run.stop", "run.approve",
            "run.reject", "run.expire", "refused",

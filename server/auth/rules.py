@@ -14,7 +14,7 @@ import bottle
 from bottle import request
 
 from server.auth.identity import User
-from server.runs import no_job, no_run
+from server.run_errors import no_job, no_run
 
 PUBLIC = "public"  # no sign-in: /healthz, assets, the page, POST /api/session
 SIGNED_IN = "signed_in"  # any signed-in user; lists are filtered to what the user may see

@@ -17,7 +17,7 @@ from functools import partial
 
 from server.catalog_access import USER_RE
 from server.events import in_pool, store_call
-from server.runs import iso
+from server.run_record import iso
 from server.store import Store
 
 TOKEN_PREFIX = "pb_"

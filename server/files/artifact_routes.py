@@ -20,7 +20,8 @@ from server.auth import rules as R
 from server.events import in_pool, store_call
 from server.files import RUNS_DIR
 from server.files import artifacts as A
-from server.runs import FINAL, NotFound
+from server.run_errors import NotFound
+from server.run_record import FINAL
 from server.store import Store
 
 log = logging.getLogger("pushbutton")

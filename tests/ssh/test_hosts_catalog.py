@@ -13,7 +13,7 @@ import pytest
 from server import catalog as C
 from server.executors.ssh import encode_env, remote_command, ssh_argv
 from server.executors.ssh_shared import SHARED
-from server.runs import public
+from server.run_record import public
 from server.store import Store
 from tests.helpers import BIN
 
