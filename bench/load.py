@@ -1,13 +1,14 @@
 """Load campaign: many browsers following many runs at once, through the real server.
 
-Starts `pushbutton --headless`, starts RUNS runs of a printer that writes `<index> <time>` every
-EVERY ms for SECONDS, and has CLIENTS simulated browsers (bench/load_client.mjs on Node.js where
-`node` is found: a third less CPU than bench/load_client.py's asyncio + aiohttp, the fallback,
-`--client python`; worker processes of their own) hold the page's two streams each, spread over
-the runs. All
-streams open before the first line is printed. Reports lines lost or duplicated per client, the
-delay from print to arrival, the server's CPU and peak RSS (/proc via psutil), `/healthz` timings
-during the load, and the server's RSS once the clients have gone (memory given back).
+Starts `pushbutton --headless` (in a session of its own, as a served server runs), starts RUNS runs
+of a printer that writes `<index> <time>` every EVERY ms for SECONDS (bench/printer.c where a C
+compiler is found, else a Python loop: `--printer`), and has CLIENTS simulated browsers
+(bench/load_client.mjs on Node.js where `node` is found: a third less CPU than
+bench/load_client.py's asyncio + aiohttp, the fallback, `--client python`; worker processes of
+their own) hold the page's two streams each, spread over the runs. All streams open before the
+first line is printed. Reports lines lost or duplicated per client, the delay from print to
+arrival, the server's CPU and peak RSS (/proc via psutil), `/healthz` timings during the load, and
+the server's RSS once the clients have gone (memory given back).
 
     .venv/bin/python bench/load.py --quick     (100 clients, 10 runs, 10 s: about a minute)
     .venv/bin/python bench/load.py             (1,000 clients, 50 runs, 60 s)
