@@ -4,11 +4,22 @@ import subprocess
 import textwrap
 from pathlib import Path
 
+import gevent
 import pytest
 
 from tests.helpers import Pushbutton, in_ci
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def main_hub_kept_whole():
+    """Tests that run greenlets do so on this thread's hub. If one leaves its loop counting fewer
+    than no active watchers (a watcher of this loop touched from another thread, say), every later
+    wait here ends in LoopExit ("would block forever"): fail the test that did it, not those after."""
+    yield
+    hub = gevent.get_hub()
+    assert hub.loop.activecnt >= 0, f"this test left the main hub's loop with activecnt {hub.loop.activecnt}"
 
 
 @pytest.fixture
