@@ -183,6 +183,12 @@ def _committed(log: EventLog) -> None:
         gevent.sleep(0.002)
 
 
+def _stored_line(log: EventLog, line: str) -> None:
+    """One line of output, emitted and waited for until stored (by the hub or by the writer)."""
+    log.emit("output", {"stream": "stdout", "lines": [line]})
+    _committed(log)
+
+
 def test_a_slow_streams_line_is_stored_by_the_hub_without_waking_the_writer(tmp_path):
     """Handing each line of a slow stream to the writer thread and back was two thread switches
     per line, a third of its CPU; with the writer idle, the hub stores a small event itself."""
@@ -192,8 +198,7 @@ def test_a_slow_streams_line_is_stored_by_the_hub_without_waking_the_writer(tmp_
         log = EventLog(store, run_id)
         gevent.sleep(WRITER_QUIET)  # the writer has stored the run, and nothing since
         for i in range(50):
-            log.emit("output", {"stream": "stdout", "lines": [str(i)]})
-            _committed(log)
+            _stored_line(log, str(i))
         assert puts == []
         log.emit("output", {"stream": "stdout", "lines": ["x" * 100_000]})  # large: the writer's
         _committed(log)
@@ -239,11 +244,9 @@ def test_after_a_slow_write_the_hub_leaves_writes_to_the_writer_for_a_while(tmp_
     try:
         log = EventLog(store, run_id)
         gevent.sleep(WRITER_QUIET)
-        log.emit("output", {"stream": "stdout", "lines": ["by the hub"]})
-        _committed(log)
+        _stored_line(log, "by the hub")
         assert puts == []
-        log.emit("output", {"stream": "stdout", "lines": ["by the writer"]})
-        _committed(log)
+        _stored_line(log, "by the writer")
         assert len(puts) == 1
     finally:
         store.close()
@@ -260,13 +263,11 @@ def test_once_the_writer_has_stored_the_hubs_events_for_a_moment_the_hub_stores_
     try:
         log = EventLog(store, run_id)
         gevent.sleep(WRITER_QUIET)
-        log.emit("output", {"stream": "stdout", "lines": ["slow"]})
-        _committed(log)
+        _stored_line(log, "slow")
         monkeypatch.setattr(store_writer, "INLINE_SLOW", 10.0)  # ...and none after it
         handed = []
         for i in range(100):  # a line every 5 ms, 0.5 s: well past the rest
-            log.emit("output", {"stream": "stdout", "lines": [str(i)]})
-            _committed(log)
+            _stored_line(log, str(i))
             handed.append(len(puts))
             gevent.sleep(0.005)
         assert handed[0] > 0  # the rest: the writer's
@@ -286,8 +287,7 @@ def test_while_the_writer_has_just_written_a_lone_event_is_still_the_writers(tmp
         log = EventLog(store, run_id)
         store.call(Store.update_run, run_id, {"message": "just now"})
         puts.clear()
-        log.emit("output", {"stream": "stdout", "lines": ["soon after"]})
-        _committed(log)
+        _stored_line(log, "soon after")
         assert len(puts) == 1
     finally:
         store.close()
@@ -299,8 +299,7 @@ def test_events_wait_behind_the_writers_work_and_keep_their_order(tmp_path):
     go = threading.Event()
     try:
         log = EventLog(store, run_id)
-        log.emit("output", {"stream": "stdout", "lines": ["1"]})
-        _committed(log)
+        _stored_line(log, "1")
         store.submit(lambda conn: go.wait(10))  # the writer is busy
         store.submit(Store.update_run, run_id, {"message": "between"})
         for i in range(2, 5):
