@@ -1,8 +1,9 @@
 // A remote run's hosts: one row each with its live state, exit code and (for a failed host) its
 // reason one click away, a count per state, and the host filter of the output. Every state event
-// carries the whole list: only the newest list is drawn, once per animation frame, and rows are
-// diffed by name, so a 100-host fan-out touches only what changed.
+// carries the whole list: only the newest list is drawn (frames.js), and rows are diffed by name,
+// so a 100-host fan-out touches only what changed.
 import { $ } from './util.js';
+import { cancelDraw, drawSoon } from './frames.js';
 
 // server/fanout.py's shown_state: a failed host never reached is `unreachable`.
 const UNREACHABLE = /^(refused:|unreachable:|timed out:|auth failed:|host key)/;
@@ -17,13 +18,9 @@ export function shownState(h) {
 export const hostsView = {
   rows: new Map(),  // name -> {li, key}
   onFilter: null,   // (name or '') -> void: the run view refilters its output
-  next: null,       // the newest list, waiting for the next frame
-  frame: 0,
 
   reset() {
-    cancelAnimationFrame(this.frame);
-    this.frame = 0;
-    this.next = null;
+    cancelDraw('hosts');
     this.rows.clear();
     $('#host-list').empty();
     $('#host-filter').empty().append($('<option>').val('').text('All hosts'));
@@ -32,12 +29,7 @@ export const hostsView = {
   },
 
   update(hosts) {
-    if (!hosts?.length) return;
-    this.next = hosts;
-    this.frame ||= requestAnimationFrame(() => {
-      this.frame = 0;
-      this.draw(this.next);
-    });
+    if (hosts?.length) drawSoon('hosts', () => this.draw(hosts));
   },
 
   draw(hosts) {

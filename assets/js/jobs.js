@@ -2,6 +2,7 @@
 import { $, app, STATES, ago, pageError } from './util.js';
 import { api } from './api.js';
 import { showConfigError } from './config.js';
+import { drawSoon } from './frames.js';
 
 export async function loadJobs() {
   const {status, data} = await api('GET', '/jobs');
@@ -79,5 +80,4 @@ export function renderJobs() {
   $('#no-match').text(none ? `No job matches “${query}”.` : '').prop('hidden', !none);
 }
 
-let jobsFrame = 0;
-export const renderJobsSoon = () => { jobsFrame ||= requestAnimationFrame(() => { jobsFrame = 0; renderJobs(); }); };
+export const renderJobsSoon = () => drawSoon('jobs', renderJobs);

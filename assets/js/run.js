@@ -5,6 +5,7 @@ import { ask, startRun } from './confirm.js';
 import { approvals } from './approvals.js';
 import { hostsView } from './hosts.js';
 import { artifactsView } from './artifacts.js';
+import { cancelDraw, drawSoon } from './frames.js';
 
 const MAX_LINES = 5000;    // output lines kept in the DOM: the newest ones
 const FRAME_LINES = 2000;  // output lines the reader hands over at a time
@@ -61,8 +62,8 @@ export const runView = {
   // start and keeps that host's lines; the lines shown so far leave.
   filter(host) {
     if (!this.run) return;
-    cancelAnimationFrame(this.frame);
-    Object.assign(this, {frame: 0, rows: [], total: 0, queued: 0, inDom: 0, asked: false, follow: true, autoTop: 0});
+    this.unschedule();
+    Object.assign(this, {rows: [], total: 0, queued: 0, inDom: 0, asked: false, follow: true, autoTop: 0});
     log.textContent = '';
     $('#log-notice, #follow').prop('hidden', true);
     reader.postMessage({type: 'open', id: this.run.id, gen: ++this.gen, keep: MAX_LINES, frame: FRAME_LINES, host});
@@ -72,8 +73,8 @@ export const runView = {
   close() {
     if (this.run) reader.postMessage({type: 'close'});
     this.gen++;
-    cancelAnimationFrame(this.frame);
-    this.frame = 0;
+    this.unschedule();
+    cancelDraw('run');
     clearInterval(this.timer);
     this.run = null;
     approvals.leaveRun();
@@ -81,8 +82,9 @@ export const runView = {
 
   message(m) {
     if (m.gen !== this.gen) return;  // from a run no longer shown
-    if (m.type === 'state') this.show(m.run);
+    if (m.type === 'state') drawSoon('run', () => this.show(m.run));  // only the newest is drawn
     else if (m.type === 'end') {
+      cancelDraw('run');
       this.show(m.run);
       $('#run-conn').prop('hidden', true);
     } else if (m.type === 'progress') this.progress(m.percent, m.message);
@@ -91,7 +93,8 @@ export const runView = {
     else {  // lines, or the count of lines waiting in the reader
       Object.assign(this, {total: m.total, queued: m.queued, asked: this.asked && m.type !== 'lines'});
       if (m.rows) this.rows.push(...m.rows);
-      if (this.follow) this.frame ||= requestAnimationFrame(() => this.flush());
+      if (this.follow && this.rows.length) this.later();
+      else this.pull();
       this.notice();
     }
   },
@@ -190,6 +193,22 @@ export const runView = {
     else this.pull();
   },
 
+  // A trickle of new output is drawn paced (frames.js); a flood (a block's worth waiting, or more
+  // in the reader) in the next frame, and then frame after frame (flush).
+  later() {
+    if (this.frame) return;
+    if (this.rows.length >= BLOCK_LINES || this.queued >= BLOCK_LINES) {
+      cancelDraw('output');
+      this.frame = requestAnimationFrame(() => this.flush());
+    } else drawSoon('output', () => this.flush());
+  },
+
+  unschedule() {
+    cancelDraw('output');
+    cancelAnimationFrame(this.frame);
+    this.frame = 0;
+  },
+
   notice() {
     const waiting = this.rows.length + this.queued;
     if (this.total - this.inDom - waiting > 0) {
@@ -215,7 +234,7 @@ export const runView = {
     $('#follow').prop('hidden', true);
     log.scrollTop = log.scrollHeight;
     this.autoTop = log.scrollTop;
-    if (this.rows.length) this.frame ||= requestAnimationFrame(() => this.flush());
+    if (this.rows.length) this.later();
     else this.pull();
   },
 

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,10 +192,12 @@ class Lab:
 
 
 class CpuGroup:
-    """A cgroup (v1 `cpu` or v2) for the lab's sshd and every session they start: together they
-    weigh as much as one program. Without it each SSH session is its own session, so Linux's
-    autogroup scheduling gives each as much CPU weight as the whole browser: 100 "remote" hosts on
-    this machine would take 100 shares of its two cores. Where cgroups cannot be written, nothing."""
+    """A cgroup (v1 `cpu` or v2) for the lab's sshd and every session they start, at the least CPU
+    weight: they run on CPU this machine's own programs leave idle. Without it each SSH session is
+    its own session, so Linux's autogroup scheduling gives each as much CPU weight as the whole
+    browser: 100 "remote" hosts on this machine would take 100 shares of its two cores. (At one
+    program's weight, the page's 20-40 ms tasks of CPU still waited up to 640 ms for it.) Where
+    cgroups cannot be written, nothing."""
 
     ROOTS = (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup"))
 
@@ -208,6 +211,9 @@ class CpuGroup:
                 except OSError:
                     continue
                 self.path = path
+                weight, least = ("cpu.shares", "2") if (path / "cpu.shares").exists() else ("cpu.weight", "1")
+                with suppress(OSError):  # the least weight: hosts elsewhere would take none of ours
+                    (path / weight).write_text(least)
                 return
 
     def add(self, pid: int) -> None:
