@@ -3,9 +3,9 @@
 Starts `pushbutton --headless` (in a session of its own, as a served server runs), starts RUNS runs
 of a printer that writes `<index> <time>` every EVERY ms for SECONDS (bench/printer.c where a C
 compiler is found, else a Python loop: `--printer`), and has CLIENTS simulated browsers
-(bench/load_client.mjs on Node.js where `node` is found: a third less CPU than
-bench/load_client.py's asyncio + aiohttp, the fallback, `--client python`; worker processes of
-their own) hold the page's two streams each, spread over the runs. All streams open before the
+(bench/load_client.c, one epoll loop, where a C compiler is found; else bench/load_client.mjs on
+Node.js; else bench/load_client.py's asyncio + aiohttp: `--client`; worker processes of their
+own) hold the page's two streams each, spread over the runs. All streams open before the
 first line is printed. Reports lines lost or duplicated per client, the delay from print to
 arrival, the server's CPU and peak RSS (/proc via psutil), `/healthz` timings during the load, and
 the server's RSS once the clients have gone (memory given back).
@@ -31,6 +31,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import psutil
@@ -52,7 +53,7 @@ param.every.type = float
 NODE = shutil.which("node")
 CC = shutil.which("cc") or shutil.which("gcc")
 PRINTERS = {"c": "a C program (bench/printer.c)", "python": "a Python loop"}
-CLIENTS = {"node": "Node.js", "python": "Python asyncio"}
+CLIENTS = {"c": "C (bench/load_client.c)", "node": "Node.js", "python": "Python asyncio"}
 
 # The same printer where no C compiler is found (`--printer python`). Each line is written with one
 # os.write: the former sys.stdout.write + flush made the 50 printers cost ~0.75 core against ~0.45.
@@ -159,7 +160,26 @@ def node_workers(url: str, plans: list, lines: int, begins: float, until: float)
                                      "begins": begins, "until": until, "perAddress": PER_ADDRESS}))
         proc.stdin.close()
         procs.append(proc)
+    return _collect_json(procs)
 
+
+def c_workers(url: str, plans: list, lines: int, begins: float, until: float, folder: Path):
+    """One process of bench/load_client.c (compiled into `folder`) per plan; returns a function
+    collecting the Tallies."""
+    binary = folder / "load_client"
+    subprocess.run([CC, "-O2", "-o", str(binary), str(Path(__file__).with_name("load_client.c"))], check=True)
+    address = urlsplit(url)
+    procs = []
+    for plan in plans:
+        proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        proc.stdin.write(f"{address.hostname} {address.port} bench {lines} {begins!r} {until!r} {PER_ADDRESS}\n"
+                         + "".join(f"{client} {run_id}\n" for client, run_id in plan))
+        proc.stdin.close()
+        procs.append(proc)
+    return _collect_json(procs)
+
+
+def _collect_json(procs: list[subprocess.Popen]):
     def collect(timeout: float) -> list[Tally]:
         tallies = []
         for proc in procs:
@@ -199,8 +219,12 @@ def campaign(clients: int, runs: int, seconds: float, every_ms: float, workers: 
                 ids = [start(api, "talk", start=repr(begins), lines=lines, every=every_ms) for _ in range(runs)]
             plan = [(c, ids[c % runs]) for c in range(clients)]
             until = begins + seconds + 120
-            workers_of = node_workers if client == "node" else python_workers
-            collect = workers_of(server.url, [plan[w::workers] for w in range(workers)], lines, begins, until)
+            plans = [plan[w::workers] for w in range(workers)]
+            if client == "c":
+                collect = c_workers(server.url, plans, lines, begins, until, Path(folder))
+            else:
+                workers_of = node_workers if client == "node" else python_workers
+                collect = workers_of(server.url, plans, lines, begins, until)
             time.sleep(max(0.0, begins - time.time()))
             prober = Prober(server.url)
             cpu0, wall0 = sampler.cpu(), time.perf_counter()
@@ -269,13 +293,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float)
     parser.add_argument("--every", type=float, default=5, help="ms between two lines of a run (default 5)")
     parser.add_argument("--workers", type=int, default=2, help="client processes (default 2)")
-    parser.add_argument("--client", choices=sorted(CLIENTS), default="node" if NODE else "python",
-                        help="the load clients: Node.js (default where `node` is found) or Python asyncio")
+    parser.add_argument("--client", choices=sorted(CLIENTS), default="c" if CC else "node" if NODE else "python",
+                        help="the load clients: C (default where a C compiler is found), Node.js or Python asyncio")
     parser.add_argument("--printer", choices=sorted(PRINTERS), default="c" if CC else "python",
                         help="the runs' job: bench/printer.c (default where a C compiler is found) or a Python loop")
     args = parser.parse_args()
     if args.printer == "c" and not CC:
         sys.exit("bench/load.py: --printer c needs a C compiler (cc or gcc) on PATH")
+    if args.client == "c" and not CC:
+        sys.exit("bench/load.py: --client c needs a C compiler (cc or gcc) on PATH")
     if args.client == "node" and not NODE:
         sys.exit("bench/load.py: --client node needs `node` on PATH")
     clients, runs, seconds = (100, 10, 10) if args.quick else (1000, 50, 60)
