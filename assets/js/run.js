@@ -38,7 +38,7 @@ function block(rows) {
 
 export const runView = {
   run: null, gen: 0, rows: [], total: 0, queued: 0, inDom: 0, asked: false, follow: true, frame: 0, autoTop: 0,
-  timer: 0,
+  timer: 0, ending: null,
 
   open(id) {
     this.close();
@@ -63,7 +63,7 @@ export const runView = {
   filter(host) {
     if (!this.run) return;
     this.unschedule();
-    Object.assign(this, {rows: [], total: 0, queued: 0, inDom: 0, asked: false, follow: true, autoTop: 0});
+    Object.assign(this, {rows: [], total: 0, queued: 0, inDom: 0, asked: false, follow: true, autoTop: 0, ending: null});
     log.textContent = '';
     $('#log-notice, #follow').prop('hidden', true);
     reader.postMessage({type: 'open', id: this.run.id, gen: ++this.gen, keep: MAX_LINES, frame: FRAME_LINES, host});
@@ -76,18 +76,14 @@ export const runView = {
     this.unschedule();
     cancelDraw('run');
     clearInterval(this.timer);
-    this.run = null;
+    this.run = this.ending = null;
     approvals.leaveRun();
   },
 
   message(m) {
     if (m.gen !== this.gen) return;  // from a run no longer shown
-    if (m.type === 'state') drawSoon('run', () => this.show(m.run));  // only the newest is drawn
-    else if (m.type === 'end') {
-      cancelDraw('run');
-      this.show(m.run);
-      $('#run-conn').prop('hidden', true);
-    } else if (m.type === 'progress') this.progress(m.percent, m.message);
+    if (m.type === 'state' || m.type === 'end') this.state(m);
+    else if (m.type === 'progress') this.progress(m.percent, m.message);
     else if (m.type === 'online' || m.type === 'offline') $('#run-conn').prop('hidden', m.type === 'online');
     else if (m.type === 'missing') pageError(m.error);
     else {  // lines, or the count of lines waiting in the reader
@@ -96,6 +92,29 @@ export const runView = {
       if (this.follow && this.rows.length) this.later();
       else this.pull();
       this.notice();
+      this.drained();
+    }
+  },
+
+  // A run's new state: only the newest is drawn. A final one, while the view follows the output,
+  // waits for the lines before it (in the reader or not yet drawn): "Succeeded" comes with the
+  // last lines, never before them.
+  state(m) {
+    if (m.type === 'end') $('#run-conn').prop('hidden', true);
+    cancelDraw('run');
+    this.ending = null;
+    const final = FINAL.has(m.run.state);
+    if (final && this.follow && (this.rows.length || this.queued)) this.ending = m.run;
+    else if (final) this.show(m.run);
+    else drawSoon('run', () => this.show(m.run));
+  },
+
+  // All output drawn (or the view no longer follows it): a final state waiting for it is shown.
+  drained() {
+    if (this.ending && (!this.follow || (!this.rows.length && !this.queued))) {
+      const run = this.ending;
+      this.ending = null;
+      this.show(run);
     }
   },
 
@@ -191,6 +210,7 @@ export const runView = {
     this.notice();
     if (this.rows.length) this.frame = requestAnimationFrame(() => this.flush());
     else this.pull();
+    this.drained();
   },
 
   // A trickle of new output is drawn paced (frames.js); a flood (a block's worth waiting, or more
@@ -226,6 +246,7 @@ export const runView = {
       this.follow = false;
       $('#follow').prop('hidden', false);
       this.notice();
+      this.drained();
     }
   },
 

@@ -31,7 +31,7 @@ def test_every_parameter_type_reaches_the_job(ui, page, site):
 
     expect(page).to_have_url(re.compile(r"#/runs/1$"))
     expect(ui.status(page)).to_have_text("Succeeded")
-    expect(page.locator("#log .l:not(.e)")).to_have_count(8)  # lines are drawn a frame after the status
+    expect(page.locator("#log .l:not(.e)")).to_have_count(8)
     stdout = ui.lines(page, "stdout")
     assert stdout == ["Notes:", "  Quarterly", "  for the board",
                       "Report from 2026-02-03, 2 rows per region, alert above 0.25",

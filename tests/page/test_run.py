@@ -1,5 +1,5 @@
-"""The run view: Stop, a dropped connection, a million lines, a trickle, follow-tail, log copy/download,
-deep links."""
+"""The run view: Stop, a dropped connection, a million lines, a trickle, the final state with the last
+lines, follow-tail, log copy/download, deep links."""
 
 from __future__ import annotations
 
@@ -132,7 +132,6 @@ def test_dropped_connection_resumes_without_gap_or_repeat(ui, lab, tmp_path):
         expect(ui.status(page)).to_have_text("Succeeded")
         expect(page.locator("#run-conn")).to_be_hidden()
         expect(page.locator("#live-lost")).to_be_hidden()
-        # the status can read Succeeded one animation frame before the last lines are drawn
         expect(page.locator("#log .l:not(.e)")).to_have_count(150)
         assert ui.lines(page, "stdout") == [f"line {i}" for i in range(1, 151)]
         assert ui.lines(page, "stderr") == ["half way"]
@@ -206,6 +205,31 @@ def test_a_trickle_of_output_is_redrawn_at_most_twenty_times_a_second(ui, lab):
     gaps = sorted(b - a for a, b in itertools.pairwise(redraws))
     assert len(redraws) >= 10, redraws  # it did trickle: the lines came in many batches
     assert gaps[len(gaps) // 10] >= 45, f"gaps between redraws (ms): {gaps}"  # 90% at the pace
+
+
+AT_FINAL = """() => document.addEventListener('DOMContentLoaded', () => {
+    window.atFinal = null;
+    const state = document.getElementById('run-state');
+    new MutationObserver(() => {
+        if (window.atFinal === null && state.textContent === 'Succeeded')
+            window.atFinal = document.querySelectorAll('#log .l').length;
+    }).observe(state, {childList: true, characterData: true, subtree: true});
+})"""
+
+
+def test_a_final_state_is_shown_with_the_last_lines_never_before(ui, lab):
+    """Live and read back from history: "Succeeded" appears in the same draw as the run's last lines
+    (the state waits for the output still in the reader or not yet drawn)."""
+    page = ui.blank()
+    page.add_init_script(f"({AT_FINAL})()")
+    page.goto(lab.login())
+    ui.open_job(page, "A trickle")
+    ui.run(page)
+    expect(ui.status(page)).to_have_text("Succeeded", timeout=30_000)
+    assert page.evaluate("window.atFinal") == 400
+    page.reload()
+    expect(ui.status(page)).to_have_text("Succeeded")
+    assert page.evaluate("window.atFinal") == 400
 
 
 def test_copy_and_download_the_whole_log(ui, site):
