@@ -359,4 +359,6 @@ def test_the_wal_is_checkpointed_by_a_thread_of_its_own_and_starts_over(tmp_path
 def test_a_wal_that_never_got_a_pause_is_restarted_once_long(tmp_path, monkeypatch):
     monkeypatch.setattr(store_writer, "CHECKPOINT_BYTES", 64 * 1024)
     monkeypatch.setattr(store_writer, "WAL_LONG", 512 * 1024)
-    assert _wal_after(tmp_path, 3000, 0) < 2 * 2**20  # 3,000 events unchecked: ~15 MB
+    # 3,000 events unchecked: ~15 MB. Restarted: 0.5 MB on a quiet machine, 2.4 MB seen in CI
+    # (the checkpointer's thread waited for the CPU while the hub wrote on)
+    assert _wal_after(tmp_path, 3000, 0) < 6 * 2**20
