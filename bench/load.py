@@ -163,11 +163,17 @@ def node_workers(url: str, plans: list, lines: int, begins: float, until: float)
     return _collect_json(procs)
 
 
+def compiled(folder: Path, name: str) -> Path:
+    """bench/NAME.c compiled into folder/NAME."""
+    binary = folder / name
+    subprocess.run([CC, "-O2", "-o", str(binary), str(Path(__file__).with_name(f"{name}.c"))], check=True)
+    return binary
+
+
 def c_workers(url: str, plans: list, lines: int, begins: float, until: float, folder: Path):
     """One process of bench/load_client.c (compiled into `folder`) per plan; returns a function
     collecting the Tallies."""
-    binary = folder / "load_client"
-    subprocess.run([CC, "-O2", "-o", str(binary), str(Path(__file__).with_name("load_client.c"))], check=True)
+    binary = compiled(folder, "load_client")
     address = urlsplit(url)
     procs = []
     for plan in plans:
@@ -195,9 +201,7 @@ def _collect_json(procs: list[subprocess.Popen]):
 def printer_command(folder: Path, kind: str) -> str:
     """The printer job's program in `folder`: bench/printer.c compiled, or the Python loop."""
     if kind == "c":
-        binary = folder / "printer"
-        subprocess.run([CC, "-O2", "-o", str(binary), str(Path(__file__).with_name("printer.c"))], check=True)
-        return str(binary)
+        return str(compiled(folder, "printer"))
     script = folder / "printer.py"
     script.write_text(PRINTER)
     return f"python3 -u {script}"
