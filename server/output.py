@@ -28,6 +28,7 @@ BATCH_BYTES = 256 * 1024
 BATCH_LINES = 20_000
 MAX_LINE = 1024 * 1024  # a longer line is cut into pieces of this size
 PROGRESS_RE = re.compile(r"::progress\s+(\d{1,3}(?:\.\d+)?)%?(?:\s+(.*))?\Z")
+JSON_AS_IS = bytes(range(0x20, 0x7F)).translate(None, b'"\\') + b"\n"  # written as themselves in a JSON string
 
 Emit = Callable[[str, dict], None]
 
@@ -164,7 +165,7 @@ class OutputStream:
         `str` object per line took a flood of a million lines to ~170 MB at its peak."""
         if "\r" in text:
             text = "\n".join(line[:-1] if line.endswith("\r") else line for line in text.split("\n"))
-        if "::progress" not in text:
+        if ":" not in text or "::progress" not in text:  # one memchr, before a slower substring search
             self._add(text, text.count("\n") + 1)
             return
         plain: list[str] = []
@@ -209,9 +210,17 @@ class OutputStream:
 
     def _encode(self, text: str) -> list[str] | orjson.Fragment:
         """The lines of `text`: for an `emit` that takes them (`takes_fragments`), as their JSON
-        array made from the text at once, which is what orjson makes of the list, byte for byte:
-        without a backslash in the text, the only `\\n` in its JSON string is an escaped newline."""
-        if self.fragments and "\\" not in text:
+        array made from the text at once, which is what orjson makes of the list, byte for byte.
+        ASCII with nothing to escape but newlines (most output) is its own JSON: the array is the
+        text with each newline made `","` (a third of the former cost of a flood's encoding). Else,
+        without a backslash in the text, the only `\\n` in orjson's JSON string is an escaped newline."""
+        if not self.fragments:
+            return text.split("\n")
+        if text.isascii():  # a flag of the str: free
+            raw = text.encode()
+            if not raw.translate(None, JSON_AS_IS):
+                return orjson.Fragment(b'["' + raw.replace(b"\n", b'","') + b'"]')
+        if "\\" not in text:
             return orjson.Fragment(orjson.dumps([text]).replace(b"\\n", b'","'))
         return text.split("\n")
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 import timeit
 
 import gevent
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from server import output as O
 from server.events import RECENT_EVENTS, EventLog
@@ -69,6 +72,29 @@ def test_a_flood_becomes_few_large_events():
     stream.close()
     assert lines(events) == [str(i) for i in range(200_000)]
     assert len(events) <= 200_000 // O.BATCH_LINES + len(data) // O.BATCH_BYTES + 25
+
+
+def encoded(text: str) -> bytes:
+    """What an event log that takes JSON made already (`takes_fragments`) gets for `text`'s lines."""
+    got: list[dict] = []
+
+    def emit(kind, data):
+        got.append(data)
+
+    emit.takes_fragments = True
+    stream = OutputStream("stdout", emit)
+    stream.feed(text.encode() + b"\n")
+    stream.close()
+    return orjson.dumps([data["lines"] for data in got])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.text(), st.text(st.characters(max_codepoint=0x7F)),
+                          st.sampled_from(["", '"', "\\", "\t", "\x7f", "\x00", "é", "a/b", "\\n"])), max_size=8))
+def test_output_made_into_json_at_once_is_what_the_lines_encode_to(parts):
+    text = "\n".join(parts).replace("\r", "")  # a CR before a newline is trimmed: not this test's subject
+    text = text.encode("utf-8", "replace").decode("utf-8", "replace")
+    assert encoded(text) == orjson.dumps([text.split("\n")])
 
 
 def test_a_quiet_line_is_sent_at_once_and_a_burst_soon_after():
