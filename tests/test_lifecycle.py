@@ -290,11 +290,39 @@ def test_both_ways_of_finding_a_runs_processes_agree(tmp_path):
     group = subprocess.Popen(["sh", "-c", "sleep 60 & setsid sleep 61 & wait"], env=env, start_new_session=True)
     try:
         expected = wait_for(lambda: len(found := local._members_psutil(group.pid, marker)) == 3 and found)
-        assert sorted(local._members_proc(group.pid, marker)) == sorted(expected)
+        assert sorted(local._members_proc({(group.pid, marker)})[(group.pid, marker)]) == sorted(expected)
     finally:
         local._signal_tree(group.pid, marker, signal.SIGKILL)
         group.wait()
-    assert wait_for(lambda: local._members_proc(group.pid, marker) == [])
+    assert wait_for(lambda: local.members(group.pid, marker) == [])
+
+
+def test_runs_ending_together_share_one_scan_of_the_processes(monkeypatch):
+    import subprocess
+
+    import gevent
+
+    from server.executors import local
+
+    scans = []
+    scan = local._scan
+    monkeypatch.setattr(local, "_scan", lambda asked: scans.append(len(asked)) or scan(asked))
+    groups = [subprocess.Popen(["sh", "-c", "sleep 60 & setsid sleep 61 & wait"], start_new_session=True,
+                               env={"PATH": "/usr/bin:/bin", local.MARKER: f"together-{i}"}) for i in range(6)]
+    try:
+        for group in groups:  # both sleeps started
+            wait_for(lambda group=group: len(local._members_psutil(group.pid, "x")) == 2)
+        asks = [gevent.spawn(local.members, group.pid, f"together-{i}") for i, group in enumerate(groups)]
+        gevent.joinall(asks, raise_error=True)
+        found = [set(ask.value) for ask in asks]
+        assert len(scans) <= 2 and sum(scans) == len(groups)  # the first asker's scan, then one for the rest
+        for group, pids in zip(groups, found, strict=True):
+            assert group.pid in pids and len(pids) == 3  # the shell, its sleep, and the one in a session of its own
+        assert not set.intersection(*found)
+    finally:
+        for i, group in enumerate(groups):
+            local._signal_tree(group.pid, f"together-{i}", signal.SIGKILL)
+            group.wait()
 
 
 def _quiet_streams():

@@ -23,10 +23,12 @@ import os
 import signal
 import subprocess
 import time
+import weakref
 
 import gevent
 import gevent.os
 import psutil
+from gevent.event import AsyncResult
 from gevent.socket import wait_read
 
 from server.events import in_pool
@@ -97,14 +99,14 @@ class LocalProcess:
 
     def _kill_tree(self) -> None:
         """SIGTERM once, wait up to the grace period, then SIGKILL until nothing is left."""
-        if not in_pool(_signal_tree, self._group(), self.marker, signal.SIGTERM):
+        if not _signal_tree(self._group(), self.marker, signal.SIGTERM):
             return
         deadline = time.monotonic() + self.grace
         while time.monotonic() < deadline:
             gevent.sleep(0.05)
-            if not in_pool(_members, self._group(), self.marker):
+            if not members(self._group(), self.marker):
                 return
-        while in_pool(_signal_tree, self._group(), self.marker, signal.SIGKILL):
+        while _signal_tree(self._group(), self.marker, signal.SIGKILL):
             gevent.sleep(0.05)
 
 
@@ -160,28 +162,78 @@ def _pump(pipe, stream: OutputStream) -> None:
         pipe.close()
 
 
-def _members(pgid: int | None, marker: str) -> list[int]:
-    """Live processes of the run: its process group (None once that id may be reused), plus
-    whoever still carries its marker."""
-    return _members_proc(pgid, marker) if PROC_ENVIRON else _members_psutil(pgid, marker)
+Key = tuple[int | None, str]  # a run's process group (None once that id may be reused), its marker
 
 
-def _members_proc(pgid: int | None, marker: str) -> list[int]:
+class _Sweeps:
+    """The runs waiting for the next scan of /proc, and the greenlet making it: one hub's."""
+
+    def __init__(self):
+        self.asked: dict[Key, AsyncResult] = {}
+        self.greenlet: gevent.Greenlet | None = None
+
+
+_sweeps: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # hub -> _Sweeps
+
+
+def members(pgid: int | None, marker: str) -> list[int]:
+    """Live processes of the run: its process group, plus whoever still carries its marker. From a
+    greenlet: runs that end together share one scan (it reads every process's environment, and 20
+    runs ending at once made 20 of them on the threadpool, holding the GIL the hub needs). A scan
+    answers only those who asked before it began."""
+    sweeps = _sweeps.setdefault(gevent.get_hub(), _Sweeps())
+    result = sweeps.asked.get((pgid, marker))
+    if result is None:
+        result = sweeps.asked[(pgid, marker)] = AsyncResult()
+    if sweeps.greenlet is None:
+        sweeps.greenlet = gevent.spawn(_sweep, sweeps)
+    return result.get()
+
+
+def _sweep(sweeps: _Sweeps) -> None:
+    try:
+        while sweeps.asked:
+            asked, sweeps.asked = sweeps.asked, {}
+            try:
+                found = in_pool(_scan, set(asked))
+            except Exception as exc:
+                for result in asked.values():
+                    result.set_exception(exc)
+                continue
+            for key, result in asked.items():
+                result.set(found[key])
+    finally:
+        sweeps.greenlet = None
+
+
+def _scan(asked: set[Key]) -> dict[Key, list[int]]:
+    """Blocking: each asked run's live processes, found in one pass."""
+    if PROC_ENVIRON:
+        return _members_proc(asked)
+    return {key: _members_psutil(*key) for key in asked}
+
+
+def _members_proc(asked: set[Key]) -> dict[Key, list[int]]:
     # Linux: raw /proc reads, about 8x cheaper than psutil; this runs at the end of every run.
-    needle = f"\0{MARKER}={marker}\0".encode()
-    me, found = os.getpid(), []
+    found: dict[Key, list[int]] = {key: [] for key in asked}
+    groups = {pgid: key for key in asked if (pgid := key[0]) is not None}
+    needles = {f"\0{MARKER}={marker}\0".encode(): (pgid, marker) for pgid, marker in asked}
+    me = os.getpid()
     for name in os.listdir("/proc"):
         if not name.isdigit() or int(name) == me:
             continue
         try:
-            if pgid is not None and os.getpgid(int(name)) == pgid:
+            key = groups.get(os.getpgid(int(name))) if groups else None
+            if key is not None:
                 with open(f"/proc/{name}/stat", "rb") as f:
                     if f.read().rsplit(b")", 1)[1].split()[0] != b"Z":
-                        found.append(int(name))
+                        found[key].append(int(name))
                 continue
             with open(f"/proc/{name}/environ", "rb") as f:  # a zombie's is empty
-                if needle in b"\0" + f.read():
-                    found.append(int(name))
+                environ = b"\0" + f.read()
+            for needle, key in needles.items():
+                if needle in environ:
+                    found[key].append(int(name))
         except OSError:
             continue
     return found
@@ -204,10 +256,11 @@ def _members_psutil(pgid: int | None, marker: str) -> list[int]:
 
 
 def _signal_tree(pgid: int | None, marker: str, sig: int) -> list[int]:
+    """Signal the run's group and every process of it found (`members`, from a greenlet)."""
     if pgid is not None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, sig)
-    pids = _members(pgid, marker)
+    pids = members(pgid, marker)
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, sig)

@@ -65,7 +65,8 @@ def listed(runs, run_id: int, record: dict) -> list[dict]:
         def work():
             if not os.path.isdir(os.path.join(store.dir, RUNS_DIR, str(run_id), A.PART)):
                 return None, []
-            return A.index(store.dir, run_id, runs.catalog.settings.artifacts, store.read(A.used_bytes, run_id))
+            return A.index(store.dir, run_id, runs.catalog.settings.artifacts,
+                           lambda: store.read(A.used_bytes, run_id))
 
         kept, notes = in_pool(work)
         if kept is None:

@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from server import files
@@ -118,7 +119,7 @@ def collect(runs, run) -> list[dict] | None:
     store, limits = runs.store, runs.catalog.settings.artifacts
     secrets = P.secret_values(run.job.params, run.values)
     try:
-        kept, notes = in_pool(lambda: index(store.dir, run.id, limits, store.read(used_bytes, run.id), secrets))
+        kept, notes = in_pool(lambda: index(store.dir, run.id, limits, lambda: store.read(used_bytes, run.id), secrets))
     except Exception as exc:  # the run must still end; its files stay for a lazy index (artifact_routes)
         log.exception("indexing the artifacts of run %s", run.id)
         kept, notes = None, [f"pushbutton: artifacts: could not be indexed: {exc}"]
@@ -127,16 +128,17 @@ def collect(runs, run) -> list[dict] | None:
     return kept
 
 
-def index(data_dir, run_id: int, limits: Limits, used_elsewhere: int,
+def index(data_dir, run_id: int, limits: Limits, used_bytes_elsewhere: Callable[[], int],
           secrets: list[str] = ()) -> tuple[list[dict], list[str]]:
     """(kept files, notes for the run's stderr). Deletes whatever is not kept: symlinks, special
     files, names that are not UTF-8 or hold a secret value, and files beyond the caps (taken in
-    name order)."""
+    name order). `used_bytes_elsewhere` (a read over all history) is asked only when there are files."""
     root = open_root(data_dir, run_id)
     if root is None:
         return [], []
     try:
         found, odd = _walk(root)
+        used_elsewhere = used_bytes_elsewhere() if found else 0
         hiding = [name for name, _ in found if any(secret in name for secret in secrets)]
         odd += hiding
         kept, over = [], []
