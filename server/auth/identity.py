@@ -7,6 +7,7 @@ signed-in user may do at once.
 
 from __future__ import annotations
 
+import functools
 import getpass
 from dataclasses import dataclass, field
 
@@ -25,8 +26,10 @@ class User:
         return {"user": self.name, "teams": sorted(self.teams), "admin": self.admin, "method": self.method}
 
 
+@functools.cache
 def os_user() -> str:
-    """The account this process runs as: the one user of `auth = token` (the desktop window)."""
+    """The account this process runs as: the one user of `auth = token` (the desktop window).
+    Looked up once: every request of that mode names it (a passwd lookup each time)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (a container) and no LOGNAME
