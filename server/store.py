@@ -34,6 +34,9 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
+# `events` is a rowid table (its key is an index beside it): a flood's events of ~200 KB each are
+# stored in half the writer's time than in the WITHOUT ROWID table of databases made before
+# 2026-12-02, which keep theirs (same statements; a one-line event costs ~2 us more this way).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -57,7 +60,7 @@ CREATE TABLE IF NOT EXISTS events (
     type TEXT NOT NULL,
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
-) WITHOUT ROWID;
+);
 """
 # Columns added after the first release: (name, SQL type); added to older databases on open.
 ADDED_COLUMNS = (("hosts", "TEXT"), ("user", "TEXT"), ("stopped_by", "TEXT"), ("preview", "TEXT"),
