@@ -34,9 +34,9 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-# `events` is a rowid table (its key is an index beside it): a flood's events of ~200 KB each are
-# stored in half the writer's time than in the WITHOUT ROWID table of databases made before
-# 2026-12-02, which keep theirs (same statements; a one-line event costs ~2 us more this way).
+# `events` is a rowid table (its key is an index beside it): it stores a flood's events of ~250 KB
+# each in half the writer's time the WITHOUT ROWID table of databases made before 2026-12-02 takes.
+# Those keep theirs: the statements are the same (a one-line event costs ~2 us more this way).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

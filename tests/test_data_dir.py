@@ -88,3 +88,29 @@ def test_a_shared_folder_keeps_its_mode_but_history_in_it_is_private(pushbutton,
     assert (found["."], found["notes.txt"]) == (0o755, 0o644)  # not Pushbutton's to change
     ours = {name: mode for name, mode in found.items() if name not in (".", "notes.txt")}
     assert ours and all(mode == (0o700 if (shared / name).is_dir() else 0o600) for name, mode in ours.items()), ours
+
+
+def _events_sql(data: Path) -> str:
+    with contextlib.closing(sqlite3.connect(data / "history.sqlite3")) as conn:
+        return conn.execute("SELECT sql FROM sqlite_master WHERE name = 'events'").fetchone()[0]
+
+
+def test_a_history_made_with_the_former_events_table_keeps_working(pushbutton, tmp_path):
+    """New histories keep `events` in a rowid table; one made before 2026-12-02 keeps its WITHOUT
+    ROWID table, and runs write and read it the same way, across a restart."""
+    old, new = tmp_path / "old", tmp_path / "new"
+    old.mkdir(mode=0o700)
+    with contextlib.closing(sqlite3.connect(old / "history.sqlite3")) as conn:
+        conn.execute("CREATE TABLE events (run_id INTEGER NOT NULL, seq INTEGER NOT NULL, type TEXT NOT NULL, "
+                     "data TEXT NOT NULL, PRIMARY KEY (run_id, seq)) WITHOUT ROWID")
+    (old / "history.sqlite3").chmod(0o600)
+    for data in (old, new):
+        pb = pushbutton(JOBS, data_dir=data)
+        run_id = pb.start_run("greet", name="ann")["id"]
+        assert pb.wait(run_id)["state"] == "succeeded"
+        pb.stop()
+        again = pushbutton(JOBS, data_dir=data)  # read back from SQLite, not from memory
+        lines = again.output(run_id)
+        assert lines[0].startswith("Hello, ann! Today is ") and lines[1:] == ["done; bye"]
+        again.stop()
+    assert "WITHOUT ROWID" in _events_sql(old) and "WITHOUT ROWID" not in _events_sql(new)
