@@ -35,7 +35,10 @@ class JsonFormatter(logging.Formatter):
 
 
 def configure(fmt: str = "text") -> None:
-    """Where and how `pushbutton` logs: stderr, text (`pushbutton: message`) or JSON lines."""
+    """Where and how `pushbutton` logs: stderr, text (`pushbutton: message`) or JSON lines. A
+    record's process and thread are in neither format: not looked up (a system call and two
+    lookups for every request's line)."""
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("pushbutton: %(message)s"))
     root = logging.getLogger()
