@@ -90,6 +90,15 @@ class Handler(WSGIHandler):
         """Requests are logged by server.logs.access_log; gevent's line (made even with no log to
         write it to) is not."""
 
+    def _headers(self):
+        """gevent's, from the fields as read (http_headers.py), not formatted into lines and
+        split again. A name with `_` is dropped, as gevent does (it would pass for one with `-`)."""
+        for name, value in self.headers._headers:
+            if "_" not in name:
+                key = name.replace("-", "_").upper()
+                if key not in ("CONTENT_TYPE", "CONTENT_LENGTH"):  # in the environ without HTTP_
+                    yield "HTTP_" + key, value
+
     def MessageClass(self, fp, *_):  # noqa: N802 (gevent's name)
         return http_headers.parse(fp)
 

@@ -140,3 +140,26 @@ def test_a_large_first_write_is_not_copied_behind_the_headers():
     writes, got = _sends(app, "/")
     assert len(writes) == 2 and writes[1] == body
     assert got.endswith(b"\r\n\r\n" + body)
+
+
+def test_the_environ_gets_each_field_as_gevent_gave_it():
+    def app(environ, start_response):
+        body = "\n".join(f"{k}={v}" for k, v in sorted(environ.items()) if k.startswith(("HTTP_", "CONTENT_")))
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body.encode()]
+
+    server = Server(("127.0.0.1", 0), app, log=None)
+    server.start()
+    try:
+        sock = gevent.socket.create_connection(("127.0.0.1", server.server_port))
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Multi: a\r\nx-multi: b\r\nCookie: c=1\r\nCookie: d=2\r\n"
+                     b"X_Spoofed: yes\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        got = b""
+        while chunk := sock.recv(65536):
+            got += chunk
+        sock.close()
+    finally:
+        server.stop()
+    assert got.partition(b"\r\n\r\n")[2].decode().split("\n") == [
+        "CONTENT_LENGTH=0", "CONTENT_TYPE=text/plain", "HTTP_CONNECTION=close", "HTTP_COOKIE=c=1; d=2", "HTTP_HOST=x",
+        "HTTP_X_MULTI=a,b"]

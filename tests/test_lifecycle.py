@@ -221,6 +221,21 @@ def test_non_utf8_output_is_delivered_with_replacement_characters(pushbutton, wr
     assert pb.run(run_id)["state"] == "succeeded"
 
 
+def test_a_job_reads_an_empty_stdin_and_holds_no_descriptor_but_its_three(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs("""
+        [job:fds]
+        shell = yes
+        command =
+            cat
+            readlink /proc/$$/fd/0
+            ls /proc/$$/fd
+        """))
+    run_ids = [pb.start_run("fds")["id"] for _ in range(3)]  # the server's /dev/null is opened once
+    for run_id in run_ids:
+        assert pb.output(run_id) == ["/dev/null", "0", "1", "2"]
+        assert pb.run(run_id)["state"] == "succeeded"
+
+
 def test_a_missing_program_fails_the_run_with_a_clear_message(pushbutton, write_jobs):
     pb = pushbutton(write_jobs("""
         [job:missing]

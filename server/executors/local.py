@@ -37,6 +37,16 @@ from server.output import OutputStream
 READ_SIZE = 64 * 1024
 MARKER = "PUSHBUTTON_RUN"
 PROC_ENVIRON = os.path.exists("/proc/self/environ")
+_devnull: int | None = None
+
+
+def devnull() -> int:
+    """A job's stdin: /dev/null, opened once (close-on-exec: a job gets it only as its fd 0).
+    `subprocess.DEVNULL` opened and closed it again for every run, two system calls on the hub."""
+    global _devnull
+    if _devnull is None:
+        _devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _devnull
 
 
 def run_marker(owner: str, run_id: int) -> str:
@@ -67,7 +77,7 @@ class LocalProcess:
         (128 + N for a process killed by signal N)."""
         try:
             self.proc = subprocess.Popen(
-                self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.DEVNULL,
+                self.argv, cwd=self.cwd, env=self.env, stdin=devnull(),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True, close_fds=True,
             )
         except FileNotFoundError as exc:
