@@ -240,7 +240,9 @@ class Runs(Approvals):
     def _update(self, run: Run, **fields: Any) -> None:
         run.record.update(fields)
         kept = self._kept(run.id, fields) if fields.get("state") in FINAL else None
-        self.store.submit(Store.update_run, run.id, fields, callback=kept)
+        # With the events of this loop iteration, in order: one hand-over to the writer (or a
+        # write on the hub, when it is idle), not a wake-up of its own for each state.
+        self.store.submit_soon(gevent.get_hub().loop, Store.update_run, run.id, fields, callback=kept)
         self._changed(run)
         if "state" in fields:
             for hook in self.on_state:

@@ -218,7 +218,7 @@ class Store(StoreWriter, StoreReads):
             remove_run_folder(self.dir, run_id)
         return len(ids)
 
-Store.one_statement = (Store.append_event,)
+Store.one_statement = (Store.append_event, Store.update_run)
 
 
 def _interrupt_hosts(conn: sqlite3.Connection, run_id: int) -> None:

@@ -148,7 +148,7 @@ class StoreWriter:
         for fn, args, _ in items:
             if fn not in self.one_statement:
                 return False
-            size += len(args[1][2])
+            size += self._wal_bytes(fn, args)
         if size > INLINE_BYTES:
             return False
         began = time.perf_counter()
@@ -157,6 +157,8 @@ class StoreWriter:
             results = self._inline_transaction(conn, items)
         except sqlite3.Error:
             return None
+        except Exception:  # an item's own fault: the writer runs them one by one and tells its caller
+            return False
         took = time.perf_counter() - began
         if took > INLINE_SLOW:
             self._inline_after = time.monotonic() + INLINE_REST
@@ -177,7 +179,7 @@ class StoreWriter:
         try:
             results = [fn(conn, *args) for fn, args, _ in items]
             conn.execute("COMMIT")
-        except sqlite3.Error:
+        except Exception:
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.execute("ROLLBACK")

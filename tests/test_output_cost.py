@@ -236,6 +236,54 @@ def test_a_busy_loop_iterations_events_are_stored_by_the_hub_in_one_transaction(
         assert conn.execute("SELECT count(*) FROM events").fetchone()[0] == 60
 
 
+def test_a_runs_state_changes_go_with_its_events_in_order_stored_by_the_idle_hub(tmp_path):
+    """A state change woke the writer thread for itself (three per short run, each with its GIL
+    hand-overs); it now goes with the events of its loop iteration, in the order asked."""
+    store, run_id = _store_with_run(tmp_path)
+    puts = _handed_to_writer(store)
+    statements: list[str] = []
+    try:
+        log = EventLog(store, run_id)
+        gevent.sleep(WRITER_QUIET)
+        store._hub_conn = store._side_connection()
+        store._hub_conn.set_trace_callback(statements.append)
+        loop = gevent.get_hub().loop
+        log.emit("output", {"stream": "stdout", "lines": ["last"]})
+        store.submit_soon(loop, Store.update_run, run_id, {"state": "succeeded", "exit_code": 0})
+        log.emit("end", {"state": "succeeded"})
+        gevent.sleep(0)
+        assert log.committed == 2 and puts == []
+        assert [s.split(" ")[0] for s in statements] == ["BEGIN", "INSERT", "UPDATE", "INSERT", "COMMIT"]
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "data" / DB_NAME) as conn:
+        assert conn.execute("SELECT state, exit_code FROM runs WHERE id = ?", (run_id,)).fetchone() == ("succeeded", 0)
+
+
+def test_a_write_that_fails_on_the_hub_for_its_own_fault_is_reported_and_the_rest_stored(tmp_path):
+    """An item that raises (here: a value JSON cannot encode) must not take its loop iteration's
+    other writes with it, nor leave them waiting forever: the writer runs them and tells each."""
+    store, run_id = _store_with_run(tmp_path)
+    got: list = []
+    try:
+        log = EventLog(store, run_id)
+        gevent.sleep(WRITER_QUIET)
+        log.emit("output", {"stream": "stdout", "lines": ["before"]})
+        store.submit_soon(gevent.get_hub().loop, Store.update_run, run_id, {"hosts": object()},
+                          callback=lambda result, error: got.append(error))
+        log.emit("output", {"stream": "stdout", "lines": ["after"]})
+        with gevent.Timeout(10):  # lost with their iteration, they would never be stored
+            _committed(log)
+            while not got:
+                gevent.sleep(0.002)
+        assert isinstance(got[0], TypeError) and log.committed == 2 and log.failure is None
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "data" / DB_NAME) as conn:
+        assert [r[0] for r in conn.execute("SELECT data FROM events ORDER BY seq")] == [
+            '{"stream":"stdout","lines":["before"]}', '{"stream":"stdout","lines":["after"]}']
+
+
 def test_after_a_slow_write_the_hub_leaves_writes_to_the_writer_for_a_while(tmp_path, monkeypatch):
     """The hub must not wait on the disk: once its own write was slow, the writer takes the next."""
     monkeypatch.setattr(store_writer, "INLINE_SLOW", 0.0)  # every write is "slow"
