@@ -232,7 +232,7 @@ class Runs(Approvals):
     def _progress_of(self, run: Run):
         def progress(percent: float, message: str) -> None:
             run.record.update(progress=percent, message=message or run.record["message"])
-            self.store.submit(Store.update_run, run.id, {"progress": percent, "message": run.record["message"]})
+            self.store.submit_here(Store.update_run, run.id, {"progress": percent, "message": run.record["message"]})
             run.log.emit("progress", {"percent": percent, "message": message})
 
         return progress
@@ -240,9 +240,7 @@ class Runs(Approvals):
     def _update(self, run: Run, **fields: Any) -> None:
         run.record.update(fields)
         kept = self._kept(run.id, fields) if fields.get("state") in FINAL else None
-        # With the events of this loop iteration, in order: one hand-over to the writer (or a
-        # write on the hub, when it is idle), not a wake-up of its own for each state.
-        self.store.submit_soon(gevent.get_hub().loop, Store.update_run, run.id, fields, callback=kept)
+        self.store.submit_here(Store.update_run, run.id, fields, callback=kept)  # with the run's events
         self._changed(run)
         if "state" in fields:
             for hook in self.on_state:
@@ -325,7 +323,7 @@ class Runs(Approvals):
         API's cancel, ^C in `pushbutton run`) goes into the audit log."""
         if by:
             run.record["stopped_by"] = by
-            self.store.submit(Store.update_run, run.id, {"stopped_by": by})
+            self.store.submit_here(Store.update_run, run.id, {"stopped_by": by})
             self._audit("run.stop", by, run, {})
 
     def cancel(self, run_id: int, user: str = "") -> dict:

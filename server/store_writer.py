@@ -2,8 +2,9 @@
 so that the gevent hub never waits on the disk or a lock (Store, store.py, is its user).
 
 Writes come in two ways: `submit` from any thread, and `submit_soon` from the hub, handed over
-once per loop iteration. One exception to "the hub never writes": the small events of one loop
-iteration, while the writer has nothing in hand, are stored by the hub itself (`_inline`), on a
+once per loop iteration (`submit_here` picks the one that fits the caller). One exception to
+"the hub never writes": the small single-statement writes of one loop iteration (events, a run's
+state), while the writer has nothing in hand, are stored by the hub itself (`_inline`), on a
 connection that never waits for a lock; whatever SQLite refuses there goes to the writer.
 
 Neither checkpoints: copying the WAL into the database (a read and a write of every page, and an
@@ -21,6 +22,8 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+import gevent
 
 Callback = Callable[[Any, BaseException | None], None]
 INLINE_BYTES = 64 * 1024  # the events of one hand-over up to this size (JSON) may be stored by the hub
@@ -90,6 +93,15 @@ class StoreWriter:
         with self._soon_lock:
             self._send_soon_locked()
             self._put((fn, args, callback))
+
+    def submit_here(self, fn: Callable[..., Any], *args: Any, callback: Callback | None = None) -> None:
+        """From a greenlet of a gevent hub, `submit_soon` on its loop: with that iteration's other
+        writes, in order, instead of a wake-up of the writer (and its GIL hand-overs) of its own.
+        From anywhere else (a thread of its own, the command line), `submit`."""
+        if isinstance(gevent.getcurrent(), gevent.Greenlet):
+            self.submit_soon(gevent.get_hub().loop, fn, *args, callback=callback)
+        else:
+            self.submit(fn, *args, callback=callback)
 
     def submit_soon(self, loop, fn: Callable[..., Any], *args: Any, callback: Callback | None = None) -> None:
         """`submit`, from the gevent hub's thread, handed to the writer once per iteration of

@@ -53,7 +53,7 @@ class Audit:
         row = (time.time(), name or None, action, target, int(bool(ok)),
                address if address is not None else self.current_address(),
                json.dumps(_scrub(detail or {}), default=str, ensure_ascii=False))
-        self.store.submit(_insert, row)
+        self.store.submit_here(_insert, row)
 
     def query(self, *, user: str | None = None, action: str | None = None, since: float | None = None,
               until: float | None = None, before: int | None = None, limit: int = 100) -> list[dict]:

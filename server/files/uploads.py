@@ -215,7 +215,7 @@ def adopt(store: Store, job: Job, values: dict[str, P.Value], record: dict) -> N
         os.replace(upload.path, target)
         upload.path = target
     record["preview"] = preview(job, values, P.masked(job.params, values))
-    store.submit(Store.update_run, record["id"], {"preview": record["preview"]})
+    store.submit_here(Store.update_run, record["id"], {"preview": record["preview"]})
 
 
 def attach(runs) -> None:
