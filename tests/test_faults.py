@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 
+from server.runs import FINAL_RETRY
 from tests.helpers import TOKEN, in_own_thread, lines_of, parse_sse, sse_lines, wait_for
 
 MiB = 1024 * 1024
@@ -135,9 +136,11 @@ def test_a_full_disk_fails_the_run_clearly_and_the_server_recovers(pushbutton, w
         hello = pb.start_run("hello")["id"]
         assert pb.wait(hello, timeout=20)["state"] == "succeeded"
         assert pb.output(hello) == ["hello"]
-        runs = {r["id"]: r for r in pb.client.get("/api/runs").json()["runs"]}
-        assert runs[run_id]["state"] == "failed"  # its end is stored, not only in memory
-        assert runs[run_id]["message"] == run["message"]
+        # Its end, refused while the disk was full, is tried again every FINAL_RETRY until it fits:
+        # stored, not only in memory.
+        stored = wait_for(lambda: (runs := {r["id"]: r for r in pb.client.get("/api/runs").json()["runs"]})
+                          and runs[run_id]["state"] == "failed" and runs[run_id], timeout=5 * FINAL_RETRY)
+        assert stored["message"] == run["message"]
         with sqlite3.connect(disk / "data" / "history.sqlite3") as db:
             assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         assert "history could not be written" in shown_message(pb, run_id)
