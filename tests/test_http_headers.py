@@ -84,8 +84,8 @@ def test_a_request_with_a_malformed_header_is_answered_400_and_closed(pushbutton
         assert read_response(sock).startswith(b"HTTP/1.1 200 ")
 
 
-def _sends(app, path: str) -> tuple[list[bytes], bytes]:
-    """The writes the server's handler makes answering one GET, and what the client got."""
+def _sends(app, head: bytes = b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") -> tuple[list[bytes], bytes]:
+    """The writes the server's handler makes answering one request (`head`), and what the client got."""
     writes: list[bytes] = []
     server = Server(("127.0.0.1", 0), app, log=None)
     original = server.handler_class._sendall
@@ -99,7 +99,7 @@ def _sends(app, path: str) -> tuple[list[bytes], bytes]:
     server.start()
     try:
         sock = gevent.socket.create_connection(("127.0.0.1", server.server_port))
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        sock.sendall(head)
         got = b""
         while chunk := sock.recv(1 << 20):
             got += chunk
@@ -114,7 +114,7 @@ def test_a_small_answer_goes_out_in_one_send_with_its_headers():
         start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return [b"hello"]
 
-    writes, got = _sends(app, "/")
+    writes, got = _sends(app)
     assert len(writes) == 1
     assert got == writes[0] and got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"\r\n\r\nhello")
 
@@ -125,7 +125,7 @@ def test_a_small_chunked_first_write_goes_with_the_headers_and_the_stream_reads_
         yield b"retry: 1000\n\n"
         yield b"data: x\n\n"
 
-    writes, got = _sends(app, "/")
+    writes, got = _sends(app)
     assert writes[0].endswith(b"\r\n\r\nd\r\nretry: 1000\n\n\r\n")
     assert got.endswith(b"d\r\nretry: 1000\n\n\r\n9\r\ndata: x\n\n\r\n0\r\n\r\n")
 
@@ -137,7 +137,7 @@ def test_a_large_first_write_is_not_copied_behind_the_headers():
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body]
 
-    writes, got = _sends(app, "/")
+    writes, got = _sends(app)
     assert len(writes) == 2 and writes[1] == body
     assert got.endswith(b"\r\n\r\n" + body)
 
@@ -148,18 +148,9 @@ def test_the_environ_gets_each_field_as_gevent_gave_it():
         start_response("200 OK", [("Content-Length", str(len(body)))])
         return [body.encode()]
 
-    server = Server(("127.0.0.1", 0), app, log=None)
-    server.start()
-    try:
-        sock = gevent.socket.create_connection(("127.0.0.1", server.server_port))
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Multi: a\r\nx-multi: b\r\nCookie: c=1\r\nCookie: d=2\r\n"
-                     b"X_Spoofed: yes\r\nContent-Type: text/plain\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        got = b""
-        while chunk := sock.recv(65536):
-            got += chunk
-        sock.close()
-    finally:
-        server.stop()
+    _, got = _sends(app, b"GET / HTTP/1.1\r\nHost: x\r\nX-Multi: a\r\nx-multi: b\r\nCookie: c=1\r\n"
+                         b"Cookie: d=2\r\nX_Spoofed: yes\r\nContent-Type: text/plain\r\nContent-Length: 0\r\n"
+                         b"Connection: close\r\n\r\n")
     assert got.partition(b"\r\n\r\n")[2].decode().split("\n") == [
         "CONTENT_LENGTH=0", "CONTENT_TYPE=text/plain", "HTTP_CONNECTION=close", "HTTP_COOKIE=c=1; d=2", "HTTP_HOST=x",
         "HTTP_X_MULTI=a,b"]
