@@ -64,6 +64,9 @@ function nextRun(job) {
 export function renderJobs() {
   const query = $('#search').val().trim().toLowerCase();
   const current = location.hash.match(/^#\/jobs\/([^/?]+)/)?.[1];
+  // A redraw (a run's state, the schedules, the half-minute refresh) must not take the keyboard's
+  // place away: the link that had focus gets it back in the new list.
+  const focused = $('#job-list a.job:focus').attr('href');
   const $list = $('#job-list').empty();
   for (const job of app.jobs) {
     if (query && !`${job.title} ${job.description} ${job.id}`.toLowerCase().includes(query)) continue;
@@ -76,6 +79,7 @@ export function renderJobs() {
         $('<span>', {class: `job-status s-${status.state}`, text: status.text}),
         next ? $('<span>', {class: 'job-next', text: next.text, title: next.title}) : null)));
   }
+  if (focused) $list.find('a.job').filter((_, a) => a.getAttribute('href') === focused).trigger('focus');
   const none = query && !$list.children().length;
   $('#no-match').text(none ? `No job matches “${query}”.` : '').prop('hidden', !none);
 }

@@ -50,6 +50,16 @@ def test_every_control_is_named(ui, page, site):
     assert unnamed_controls(page) == []
 
 
+def test_a_redrawn_job_list_gives_the_keyboard_its_link_back(ui, page, site):
+    """The list is redrawn whenever a run changes state, the schedules arrive or half a minute
+    passes: a keyboard user on a job link kept losing their place to the page's body."""
+    ui.job_link(page, "Greeting (shell)").focus()
+    page.evaluate("$('#search').trigger('input')")  # one redraw, as any of those makes
+    expect(ui.job_link(page, "Greeting (shell)")).to_be_focused()
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Greeting (shell)", level=2)).to_be_focused()
+
+
 def test_keyboard_only(ui, page, site):
     page.get_by_role("searchbox", name="Search jobs").focus()
     page.keyboard.type("greet")
