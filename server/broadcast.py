@@ -8,12 +8,15 @@ sends it to each parked reader's socket without waiting (`Handler.send_now`). A 
 socket does not take it all at once, whose client is gone, or whose run has ended is handed
 back to its own greenlet, which finishes the write and goes on the usual way (server/sse.py).
 Only plain-TCP connections are followed so: over TLS every reader writes its own.
+
+A log's broadcaster lives on the log (`EventLog.broadcast`) only while it has readers: once
+kept in a WeakKeyDictionary keyed by the log, the broadcaster (its value) held its own key, so no
+followed run's log, its recent events (up to 4 MiB) and its process were ever freed.
 """
 
 from __future__ import annotations
 
 import time
-import weakref
 
 import gevent
 from gevent.event import Event
@@ -69,6 +72,8 @@ class Broadcast:
             if self.readers:  # killed: hand every reader back
                 for reader in list(self.readers):
                     self._hand_back(reader)
+            if self.live.broadcast is self:  # a reader who comes later starts a new one
+                self.live.broadcast = None
 
     def _write(self) -> None:
         framed: dict[int, bytes] = {}  # one framing per distinct write
@@ -100,16 +105,13 @@ class Broadcast:
         reader.woken.set()
 
 
-_broadcasts: weakref.WeakKeyDictionary[EventLog, Broadcast] = weakref.WeakKeyDictionary()
-
-
 def follow(live: EventLog, connection, after: int, frames, pace, keepalive: float) -> Reader:
     """Park this reader (caught up at `after`) until its run's broadcaster hands it back, or
     `keepalive` seconds pass without a write to it. The returned Reader says where it is and
     what is left to do: `rest` to send, `error` to raise, `ended`."""
-    broadcast = _broadcasts.get(live)
+    broadcast = live.broadcast
     if broadcast is None:
-        broadcast = _broadcasts[live] = Broadcast(live, frames, pace, keepalive)
+        broadcast = live.broadcast = Broadcast(live, frames, pace, keepalive)
     reader = Reader(connection, after)
     broadcast.join(reader)
     try:

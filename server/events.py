@@ -69,6 +69,7 @@ class EventLog:
         self.failure: str | None = None  # why an event could not be stored (the first time)
         self.on_failure: Callable[[], None] | None = None  # called then, once (Runs stops the run)
         self.shared: Any = None  # what the SSE layer made of the last read, for the run's other readers
+        self.broadcast: Any = None  # its readers' broadcaster while it has any (server/broadcast.py)
 
     def emit(self, kind: str, data: Any) -> int:
         self.seq += 1

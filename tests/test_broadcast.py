@@ -6,16 +6,18 @@ of server.connections.Handler, without HTTP chunking."""
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import threading
 import time
+import weakref
 from collections import Counter
 
 import gevent
 import gevent.socket
 
-from server import broadcast, sse
+from server import sse
 from server.events import EventLog
 from server.store import Store
 
@@ -179,7 +181,32 @@ def test_an_idle_parked_reader_still_gets_its_keepalives(tmp_path, monkeypatch):
     finally:
         store.close()
     assert raw.value.count(b": keepalive") >= 3
-    assert broadcast._broadcasts.get(log) is None or not broadcast._broadcasts[log].readers
+    assert log.broadcast is None  # its broadcaster ended with its last reader
+
+
+def test_a_followed_log_is_freed_once_its_run_is_done_with_it(tmp_path):
+    """A run's broadcaster must not keep its log (recent events up to RECENT_BYTES, and through it
+    the run and its process) alive: 20 runs of 100,000 lines once left ~16 MiB behind, every time."""
+    store, run_id = _store(tmp_path)
+    try:
+        log = EventLog(store, run_id)
+        runs = Runs(log)
+        conns = [Connection() for _ in range(3)]
+        readers = [c.serve(runs, run_id) for c in conns]
+        raws = [gevent.spawn(c.received) for c in conns]
+        gevent.sleep(0.1)
+        for i in range(20):
+            log.emit("output", {"stream": "stdout", "lines": [str(i)]})
+            gevent.sleep(0.001)
+        log.emit("end", {"state": "succeeded"})
+        gevent.joinall(readers + raws, timeout=10)
+        assert all(_lines(r.value) == list(range(20)) for r in raws)
+        gone = weakref.ref(log)
+        del log, runs.log, readers
+        gc.collect()  # the run is done with it: nothing may keep it
+        assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]
+    finally:
+        store.close()
 
 
 def test_readers_of_one_run_over_http_each_get_the_whole_stream(pushbutton, write_jobs, tmp_path):
