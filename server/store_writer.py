@@ -241,6 +241,8 @@ class StoreWriter:
                 if busy:
                     self._writer_done = time.monotonic()
                 self._written(sum(self._wal_size(fn, args) for fn, args, _ in batch))
+            # Not held through the next wait, which may be long: a callback holds its run's log.
+            batch = item = None
         self._conn.close()
 
     def _side_connection(self) -> sqlite3.Connection:

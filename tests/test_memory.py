@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import threading
 import time
 from collections import Counter
@@ -13,6 +14,8 @@ import httpx
 import psutil
 
 from server import memory
+from server.catalog import load
+from server.runtime import Server
 from tests.helpers import TOKEN, in_own_thread
 
 MiB = 2**20
@@ -111,3 +114,67 @@ def test_server_rss_returns_near_idle_after_a_200_client_fan_out(pushbutton, tmp
     while (rss := server.memory_info().rss) > bound and time.monotonic() < deadline:
         time.sleep(0.5)
     assert rss <= bound, f"idle {idle // MiB} MiB, still {rss // MiB} MiB 10 s after the clients left"
+
+
+KINDS = ("Run", "EventLog", "Broadcast", "Reader", "LocalProcess", "OutputStream", "Popen")
+
+
+def _held(kinds=KINDS) -> Counter:
+    gc.collect()
+    return Counter(name for o in gc.get_objects() if (name := type(o).__name__) in kinds)
+
+
+def _follow(client: httpx.Client, run_id: int) -> bytes:
+    with client.stream("GET", f"/api/runs/{run_id}/events") as res:
+        got = b""
+        for chunk in res.iter_raw():
+            got += chunk
+            if b"event: end\n" in got[-len(chunk) - 16:]:
+                return got
+    raise AssertionError("stream closed before its end")
+
+
+def test_a_server_keeps_nothing_of_the_runs_it_is_done_with(tmp_path):
+    """Runs followed by several readers, runs nobody reads, a failing run and a stopped one, with
+    the page's list of runs open: once they have ended and are stored, none of their objects is
+    left in the server. A run's broadcaster once kept every followed run's log (recent events up
+    to 4 MiB) and process for good: 20 runs of 100,000 lines added ~16 MiB each time."""
+    jobs = tmp_path / "jobs.ini"
+    jobs.write_text(JOBS + '\n[job:fail]\ncommand = sh -c "echo no; exit 3"\n\n[job:sleepy]\ncommand = sleep 30\n')
+    server = Server(load(jobs), tmp_path / "data", token=TOKEN)
+    server.start()
+    client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+    before = _held()
+    listing = client.stream("GET", "/api/events")  # the page's list of runs, open throughout
+    listing.__enter__()
+    try:
+        def start(job: str, **params) -> int:
+            res = client.post(f"/api/jobs/{job}/runs", json={"params": params})
+            assert res.status_code == 202, res.text
+            return res.json()["run"]["id"]
+
+        for _ in range(3):
+            followed = start("seq", n=20_000)
+            readers = [threading.Thread(target=_follow, args=(client, followed)) for _ in range(3)]
+            for reader in readers:
+                reader.start()
+            unread = [start("seq", n=1000) for _ in range(3)]
+            failing = start("fail")
+            stopped = start("sleepy")
+            time.sleep(0.2)
+            assert client.post(f"/api/runs/{stopped}/cancel").status_code == 202
+            for reader in readers:
+                reader.join(60)
+            for run_id in (*unread, failing, stopped):
+                assert b"event: end\n" in _follow(client, run_id)
+        deadline = time.monotonic() + 10
+        while (server.runs.logs or server.runs.ended or server.runs.active) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not server.runs.logs and not server.runs.ended and not server.runs.active
+        while (left := _held() - before) and time.monotonic() < deadline + 5:  # the writer's last batch
+            time.sleep(0.1)
+        assert not left, f"still held: {dict(left)}"
+    finally:
+        listing.__exit__(None, None, None)
+        client.close()
+        server.stop()
