@@ -90,21 +90,26 @@ def _store(tmp_path):
     return store, run_id
 
 
+def _followed_to_its_end(log: EventLog, run_id: int, readers: int, lines: int) -> tuple[list, list[bytes]]:
+    """`readers` readers follow `log` while it gets `lines` one-line events and its `end`: their
+    connections and what each received."""
+    runs = Runs(log)
+    conns = [Connection() for _ in range(readers)]
+    greenlets = [c.serve(runs, run_id) for c in conns]
+    gevent.sleep(0.02)
+    for i in range(lines):
+        log.emit("output", {"stream": "stdout", "lines": [str(i)]})
+        gevent.sleep(0.001)
+    log.emit("end", {"state": "succeeded"})
+    results = [gevent.spawn(c.received) for c in conns]
+    gevent.joinall(greenlets + results, timeout=10)
+    return conns, [r.value for r in results]
+
+
 def test_caught_up_readers_are_written_by_the_broadcaster_each_event_once_in_order(tmp_path):
     store, run_id = _store(tmp_path)
     try:
-        log = EventLog(store, run_id)
-        runs = Runs(log)
-        conns = [Connection() for _ in range(5)]
-        readers = [c.serve(runs, run_id) for c in conns]
-        gevent.sleep(0.02)
-        for i in range(200):
-            log.emit("output", {"stream": "stdout", "lines": [str(i)]})
-            gevent.sleep(0.001)
-        log.emit("end", {"state": "succeeded"})
-        results = [gevent.spawn(c.received) for c in conns]
-        gevent.joinall(readers + results, timeout=10)
-        raws = [r.value for r in results]
+        conns, raws = _followed_to_its_end(EventLog(store, run_id), run_id, readers=5, lines=200)
     finally:
         store.close()
     assert all(_lines(raw) == list(range(200)) for raw in raws)
@@ -190,19 +195,10 @@ def test_a_followed_log_is_freed_once_its_run_is_done_with_it(tmp_path):
     store, run_id = _store(tmp_path)
     try:
         log = EventLog(store, run_id)
-        runs = Runs(log)
-        conns = [Connection() for _ in range(3)]
-        readers = [c.serve(runs, run_id) for c in conns]
-        raws = [gevent.spawn(c.received) for c in conns]
-        gevent.sleep(0.1)
-        for i in range(20):
-            log.emit("output", {"stream": "stdout", "lines": [str(i)]})
-            gevent.sleep(0.001)
-        log.emit("end", {"state": "succeeded"})
-        gevent.joinall(readers + raws, timeout=10)
-        assert all(_lines(r.value) == list(range(20)) for r in raws)
+        _, raws = _followed_to_its_end(log, run_id, readers=3, lines=20)
+        assert all(_lines(raw) == list(range(20)) for raw in raws)
         gone = weakref.ref(log)
-        del log, runs.log, readers
+        del log
         gc.collect()  # the run is done with it: nothing may keep it
         assert gone() is None, [type(r).__name__ for r in gc.get_referrers(gone())]
     finally:
