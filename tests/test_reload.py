@@ -347,7 +347,9 @@ def test_reload_route_is_for_admins_and_config_error_details_too(pushbutton, wri
     (tmp_path / "x").mkdir()
     assert (olga.post("/api/reload").status_code, listing(pb, ann)["config_error"]) == (200, None)
     assert "hidden" in ids(listing(pb, olga))
-    entry = audit(pb, "config.reload", olga)[0]
+    # written behind the answer: wait until the newest reload entry is this one
+    entry = wait_for(lambda: (found := audit(pb, "config.reload", olga)) and "hidden" in found[0]["detail"]["added"]
+                     and found[0])
     assert (entry["user"], entry["detail"]["trigger"], entry["detail"]["added"]) == ("olga", "api", ["hidden"])
     assert [e["detail"]["trigger"] for e in audit(pb, "config.error", olga)] == ["api", "file"]
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.edge import nginx as N
 from tests.edge.conftest import Cert, make_cert
-from tests.helpers import TOKEN, Pushbutton, in_ci, parse_sse, sse_lines
+from tests.helpers import TOKEN, Pushbutton, in_ci, parse_sse, sse_lines, wait_for
 
 JOBS = """\
 [pushbutton]
@@ -130,7 +130,8 @@ def test_the_audit_log_names_the_address_nginx_saw(site):
     """nginx appends the peer it saw to X-Forwarded-For; what the client wrote there is not believed."""
     alice = site.client(source="127.0.0.3", headers={"X-Forwarded-For": "6.6.6.6"})
     assert alice.post("/api/jobs/greet/runs", json={"params": {}}).status_code == 202
-    entries = alice.get("/api/audit", params={"action": "run.start"}).json()["entries"]
+    # Entries are written behind the answer, on the store's writer: wait for this one.
+    entries = wait_for(lambda: alice.get("/api/audit", params={"action": "run.start"}).json()["entries"])
     assert [(e["user"], e["address"]) for e in entries] == [("alice", "127.0.0.3")]
 
 
