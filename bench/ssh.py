@@ -7,7 +7,8 @@ the same machine load:
 
 - `echo hi` on 1, 20 and 100 targets: Pushbutton from the start request to the run's `end` event
   at an SSE client (every host's `hi` checked), on hosts it has not connected to yet (each round
-  has hosts of its own: the first run connects) and again on hosts whose connections the last run
+  has hosts of its own: the first run connects; Pushbutton and OpenSSH take turns going first,
+  round by round) and again on hosts whose connections the last run
   left open (`control_persist`, server/executors/ssh_shared.py); OpenSSH as that many
   `ssh host echo hi` processes started at once from this script, until the last one exits (its
   output read).
@@ -181,8 +182,13 @@ def measure(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> list[tuple[str, s
         lag: list[float] = []
         idle_lag: list[float] = []  # the same server, idle, while OpenSSH does the same fan-out
         for r in range(ROUNDS):
-            first.append(watched(bench, lag, pushbutton_run, bench, f"first{n}r{r}", his(n)))
-            plain.append(watched(bench, idle_lag, openssh, lab, server, "echo hi", n))
+            # Each goes first in every other round: what one leaves behind (the hosts' sessions
+            # closing, the server storing a run) falls on the other's time equally often.
+            for side in ("pushbutton", "openssh") if r % 2 == 0 else ("openssh", "pushbutton"):
+                if side == "pushbutton":
+                    first.append(watched(bench, lag, pushbutton_run, bench, f"first{n}r{r}", his(n)))
+                else:
+                    plain.append(watched(bench, idle_lag, openssh, lab, server, "echo hi", n))
             reused.append(watched(bench, lag, pushbutton_run, bench, f"hi{n}", his(n)))
         s = "s" if n > 1 else ""
         rows.append((f"`echo hi` on {n} target{s}, first run (connects)", fmt(first), f"{fmt(plain)} ({n} at once)"))
