@@ -122,27 +122,54 @@ def ssh_path() -> str:
 
 def spawn(argv: list[str], stdin=subprocess.PIPE, output=subprocess.PIPE, env: dict | None = None) -> subprocess.Popen:
     """Popen in the hub's threadpool, two at a time: more threads competing for the GIL slow the
-    hub's every system call down (a 100-host fan-out would stall it for hundreds of ms)."""
+    hub's every system call down (a 100-host fan-out would stall it for hundreds of ms). Each
+    client leads a process group of its own, so that it and what it starts can be killed at once,
+    and runs in the background: see background()."""
+    detach = has_terminal()
+    group = {"start_new_session": True} if detach else {"process_group": 0}
+
     def start() -> subprocess.Popen:
         proc = subprocess.Popen(argv, stdin=stdin, stdout=output, stderr=output, env=env,
-                                start_new_session=True, close_fds=True)
-        background(proc.pid)
+                                close_fds=True, **group)
+        background(proc.pid, own_session=detach)
         return proc
 
     with SPAWNING:
         return in_pool(start)
 
 
-def background(pid: int) -> None:
+@functools.cache
+def has_terminal() -> bool:
+    """Whether this process has a controlling terminal (a server started from a shell, `pushbutton
+    run`), which only then opens as /dev/tty. Asked once: a process cannot gain one later."""
+    try:
+        os.close(os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY))
+    except OSError:
+        return False
+    return True
+
+
+def background(pid: int, own_session: bool) -> None:
     """The lowest CPU priority for one ssh client: it still gets every idle cycle, but a fan-out's
-    handshakes (~10 ms of CPU each) never crowd out the window, the page or the server. Linux gives
-    each new session (ssh's, from `start_new_session`) its own scheduling group ("autogroup") that
-    weighs as much as the whole desktop: during a 100-host fan-out a page frame of 16 ms of work
-    took up to 670 ms, waiting for the CPU. So the group's nice value is lowered with the process's."""
+    handshakes (~10 ms of CPU each) never crowd out the window, the page or the server.
+
+    Linux schedules each session as a group ("autogroup") that weighs as much as the whole desktop,
+    whatever its processes' nice values: during a 100-host fan-out with a session per client, a
+    page frame of 16 ms of work took up to 670 ms, waiting for the CPU. A group's own nice value
+    can be lowered, but a process without CAP_SYS_ADMIN may do so once per 100 ms on the whole
+    machine (kernel/sched/autogroup.c): an analyst's fan-out would lower one client of a hundred.
+    So where the server has no terminal (the desktop app, a service), clients stay in the server's
+    session and group, in a process group of their own, and only the process's nice value is set,
+    which any user may raise. Where it has a terminal, each client gets a session of its own, so
+    that neither ssh nor a user's ProxyCommand can read that terminal (they would be stopped by
+    SIGTTIN and hang the run), and the group's nice value is lowered too, as far as Linux allows:
+    for root always, for others the first in 100 ms. (In the server's session that group is the
+    server's own, and the window's: left alone.)"""
     with suppress(OSError):
         os.setpriority(os.PRIO_PROCESS, pid, NICE)
-    with suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as group:
-        group.write(str(NICE))
+    if own_session:
+        with suppress(OSError), open(f"/proc/{pid}/autogroup", "w") as group:
+            group.write(str(NICE))
 
 
 def wait_or_kill(proc: subprocess.Popen, timeout: float | None) -> int | None:
