@@ -95,14 +95,18 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
 
 
 _kex_ok: bool | None = None
+_KEX_ASKING = Semaphore()
 
 
 def kex() -> bool:
     """Whether this ssh understands KEX's `^` (put first) prefix; an older one keeps its own order.
-    Asked once, through the threadpool."""
+    Asked once, through the threadpool: the hosts of a fan-out that need it meanwhile wait for
+    that answer (each would otherwise start an `ssh -G` of its own, 100 on a first fan-out)."""
     global _kex_ok
     if _kex_ok is None:
-        _kex_ok = in_pool(_ask_kex)
+        with _KEX_ASKING:
+            if _kex_ok is None:
+                _kex_ok = in_pool(_ask_kex)
     return _kex_ok
 
 

@@ -49,7 +49,7 @@ def test_ssh_clients_run_at_the_lowest_cpu_priority_and_never_outweigh_the_serve
                                                                                  hosts_ini, lab):
     """100 handshakes must not crowd out the window, the page or the server: each ssh client runs
     at nice 19 in the server's scheduling group ("autogroup"), or, when the server has a terminal,
-    in a session and group of its own lowered to nice 19 (test_client_priority.py: as a user)."""
+    in a session and group of its own lowered to nice 19 (test_client_spawn.py: as a user)."""
     gate = lab.scratch / "gate-nice"
     pb = pushbutton(jobs(write_jobs, hosts_ini, f"""
         [group:two]

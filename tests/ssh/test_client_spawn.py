@@ -1,8 +1,9 @@
-"""Where the ssh clients of a fan-out run, for a server run by someone other than root: at the
-lowest priority, and never as scheduling groups of their own that outweigh the window and the
-page (ssh_client.background). Linux lets a user without CAP_SYS_ADMIN lower a session's group
-("autogroup") once per 100 ms, so root's view of this proves nothing; the spawns here run as
-the lab's login user when the suite runs as root."""
+"""How ssh clients are started (server/executors/ssh_client.py): where a fan-out's clients run,
+for a server run by someone other than root: at the lowest priority, and never as scheduling
+groups of their own that outweigh the window and the page (ssh_client.background). Linux lets a
+user without CAP_SYS_ADMIN lower a session's group ("autogroup") once per 100 ms, so root's view
+of this proves nothing; the spawns here run as the lab's login user when the suite runs as root.
+And what they ask ssh itself before the first connection, once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import gevent
+
+from server.executors import ssh_client
 from tests.ssh import sshd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,3 +112,20 @@ def test_with_a_terminal_each_ssh_client_has_a_session_of_its_own_and_cannot_rea
             lowered += client["group_nice"] == 19
     if server["group"] is not None and os.geteuid() == 0:  # others: as the 100 ms limit allows
         assert lowered == CLIENTS
+
+
+def test_the_hosts_of_a_first_fan_out_ask_ssh_about_key_exchange_once(monkeypatch):
+    """kex() starts `ssh -G`: 100 hosts asking at once, before the first answer, started 100."""
+    monkeypatch.setattr(ssh_client, "_kex_ok", None)
+    asked = []
+    real = ssh_client._ask_kex
+
+    def ask() -> bool:
+        asked.append(gevent.getcurrent())
+        return real()
+
+    monkeypatch.setattr(ssh_client, "_ask_kex", ask)
+    hosts = [gevent.spawn(ssh_client.kex) for _ in range(20)]
+    gevent.joinall(hosts, timeout=60, raise_error=True)
+    assert len(asked) == 1
+    assert [host.value for host in hosts] == [True] * 20  # this machine's OpenSSH knows `^`
