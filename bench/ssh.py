@@ -15,6 +15,8 @@ the same machine load:
 - `seq 1000000` from one host: Pushbutton start request to `end`, all 1M lines checked at the
   client; beside `ssh host seq 1000000` with its output read to the end.
 - the server's responsiveness during the 100-host fan-out: the slowest `/healthz` answer.
+- `echo hi` on 100 targets as the first run of a server started just before it (the analyst's
+  first press of Run), beside 100 plain `ssh` processes again.
 
 Needs root (it starts sshd and creates the login user).
 
@@ -72,6 +74,7 @@ class Bench(Server):
     """bench/run.py's server, on this benchmark's catalog (written where that server reads it)."""
 
     def __init__(self, folder: Path, text: str):
+        self.catalog = text
         super().__init__(folder, text)
 
 
@@ -166,6 +169,28 @@ def main() -> None:
         print("| " + " | ".join(row) + " |")
 
 
+def fresh_start(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> tuple[str, str, str]:
+    """An analyst's very first run: a server started just now, 100 hosts. What a server learns
+    once (ssh's options, its threadpool) must not cost a fan-out's first run 100 times."""
+    def his(lines):
+        assert lines == ["hi"] * 100, lines[:5]
+
+    first, plain = [], []
+    for r in range(ROUNDS):
+        for side in ("pushbutton", "openssh") if r % 2 == 0 else ("openssh", "pushbutton"):
+            if side == "openssh":
+                plain.append(openssh(lab, server, "echo hi", 100))
+                continue
+            with tempfile.TemporaryDirectory() as folder:
+                fresh = Bench(Path(folder), bench.catalog)
+                try:
+                    first.append(pushbutton_run(fresh, "hi100", his))
+                finally:
+                    fresh.stop()
+    return ("`echo hi` on 100 targets, the first run of a server started just before it", fmt(first),
+            f"{fmt(plain)} (100 at once)")
+
+
 def measure(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> list[tuple[str, str, str]]:
     def his(n):
         def check(lines):
@@ -206,6 +231,7 @@ def measure(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> list[tuple[str, s
                  "100 at once above)", fmt(default), rows[-2][2]))
     rows.append(("`echo hi` on 100 targets, OpenSSH with its default (post-quantum) key exchange", "",
                  f"{fmt(default_kex)} (100 at once)"))
+    rows.append(fresh_start(bench, lab, server))
     pb, plain, local, executor, local_executor = [], [], [], [], []
     for _ in range(SEQ_ROUNDS):
         pb.append(pushbutton_run(bench, "seq", seq_check, executor))
