@@ -15,9 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import gevent
-
-from server.executors import ssh_client
 from tests.ssh import sshd
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -114,18 +111,24 @@ def test_with_a_terminal_each_ssh_client_has_a_session_of_its_own_and_cannot_rea
         assert lowered == CLIENTS
 
 
-def test_the_hosts_of_a_first_fan_out_ask_ssh_about_key_exchange_once(monkeypatch):
-    """kex() starts `ssh -G`: 100 hosts asking at once, before the first answer, started 100."""
-    monkeypatch.setattr(ssh_client, "_kex_ok", None)
-    asked = []
-    real = ssh_client._ask_kex
+ASKING = """
+import json, gevent
+from server.executors import ssh_client
 
-    def ask() -> bool:
-        asked.append(gevent.getcurrent())
-        return real()
+asked, real = [], ssh_client._ask_kex
+ssh_client._ask_kex = lambda: asked.append(1) or real()  # counts the `ssh -G` it starts
+hosts = [gevent.spawn(ssh_client.kex) for _ in range(20)]
+gevent.joinall(hosts, timeout=60, raise_error=True)
+print(json.dumps({"asked": len(asked), "answers": [host.value for host in hosts]}))
+"""
 
-    monkeypatch.setattr(ssh_client, "_ask_kex", ask)
-    hosts = [gevent.spawn(ssh_client.kex) for _ in range(20)]
-    gevent.joinall(hosts, timeout=60, raise_error=True)
-    assert len(asked) == 1
-    assert [host.value for host in hosts] == [True] * 20  # this machine's OpenSSH knows `^`
+
+def test_the_hosts_of_a_first_fan_out_ask_ssh_about_key_exchange_once():
+    """kex() starts `ssh -G`: 100 hosts asking at once, before the first answer, started 100.
+    In a fresh server process, as on its first fan-out."""
+    done = subprocess.run([sys.executable, "-c", ASKING], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["asked"] == 1
+    assert seen["answers"] == [True] * 20  # this machine's OpenSSH knows `^`
