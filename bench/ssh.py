@@ -172,9 +172,6 @@ def main() -> None:
 def fresh_start(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> tuple[str, str, str]:
     """An analyst's very first run: a server started just now, 100 hosts. What a server learns
     once (ssh's options, its threadpool) must not cost a fan-out's first run 100 times."""
-    def his(lines):
-        assert lines == ["hi"] * 100, lines[:5]
-
     first, plain = [], []
     for r in range(ROUNDS):
         for side in ("pushbutton", "openssh") if r % 2 == 0 else ("openssh", "pushbutton"):
@@ -184,19 +181,21 @@ def fresh_start(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> tuple[str, st
             with tempfile.TemporaryDirectory() as folder:
                 fresh = Bench(Path(folder), bench.catalog)
                 try:
-                    first.append(pushbutton_run(fresh, "hi100", his))
+                    first.append(pushbutton_run(fresh, "hi100", his(100)))
                 finally:
                     fresh.stop()
     return ("`echo hi` on 100 targets, the first run of a server started just before it", fmt(first),
             f"{fmt(plain)} (100 at once)")
 
 
-def measure(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> list[tuple[str, str, str]]:
-    def his(n):
-        def check(lines):
-            assert lines == ["hi"] * n, lines[:5]
-        return check
+def his(n: int):
+    """A check that `n` hosts each said `hi`."""
+    def check(lines):
+        assert lines == ["hi"] * n, lines[:5]
+    return check
 
+
+def measure(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> list[tuple[str, str, str]]:
     def seq_check(lines):
         assert len(lines) == LINES and lines[0] == "1" and lines[-1] == str(LINES)
 

@@ -142,6 +142,18 @@ def alive(pid: int) -> bool:
         return False
 
 
+def scheduling(pid: int) -> dict:
+    """Where Linux schedules a process: its process group, session, terminal (0: none), nice value,
+    and its autogroup's name and nice value (None on a kernel without autogroups)."""
+    fields = Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()
+    try:
+        group = Path("/proc", str(pid), "autogroup").read_text().split()  # ['/autogroup-42', 'nice', '0']
+    except OSError:
+        group = None
+    return {"pgid": int(fields[2]), "sid": int(fields[3]), "tty": int(fields[4]), "nice": int(fields[16]),
+            "group": group and group[0], "group_nice": group and int(group[2])}
+
+
 def wait_for(predicate, timeout: float = 10, interval: float = 0.02):
     deadline = time.monotonic() + timeout
     while True:

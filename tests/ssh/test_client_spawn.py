@@ -24,6 +24,7 @@ SPAWNER = f"""
 import fcntl, json, os, subprocess, sys, termios
 import gevent
 from server.executors import ssh_client
+from tests.helpers import scheduling
 
 if sys.argv[1] == "terminal":
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # stdin, a pty: this session's terminal from now on
@@ -36,20 +37,10 @@ elif sys.argv[1] != "":  # a user's uid:gid: root's Python may live where others
     assert os.geteuid() == uid
 
 
-def info(pid):
-    stat = open(f"/proc/{{pid}}/stat").read().rsplit(")", 1)[1].split()
-    try:
-        group = open(f"/proc/{{pid}}/autogroup").read().split()  # ['/autogroup-42', 'nice', '0']
-    except OSError:
-        group = None  # a kernel without autogroup scheduling
-    return {{"pgid": int(stat[2]), "sid": int(stat[3]), "tty": int(stat[4]), "nice": int(stat[16]),
-             "group": group and group[0], "group_nice": group and int(group[2])}}
-
-
 procs = [ssh_client.spawn(["sleep", "30"], subprocess.DEVNULL, subprocess.DEVNULL) for _ in range({CLIENTS})]
 try:
-    print(json.dumps({{"server": info(os.getpid()), "euid": os.geteuid(), "terminal": ssh_client.has_terminal(),
-                      "clients": [dict(info(p.pid), pid=p.pid) for p in procs]}}))
+    print(json.dumps({{"server": scheduling(os.getpid()), "euid": os.geteuid(), "terminal": ssh_client.has_terminal(),
+                      "clients": [dict(scheduling(p.pid), pid=p.pid) for p in procs]}}))
 finally:
     for p in procs:
         p.kill()
@@ -57,11 +48,12 @@ finally:
 """
 
 
-def spawn_clients(mode: str, stdin=subprocess.DEVNULL) -> dict:
-    """Start CLIENTS ssh-client spawns from a fresh server process and report where they run."""
-    done = subprocess.run([sys.executable, "-c", SPAWNER, mode], cwd=ROOT, stdin=stdin,
+def fresh_process(code: str, *args: str, stdin=subprocess.DEVNULL) -> dict:
+    """`code` run by a fresh Python (a server process's first moments), what it printed as JSON.
+    A session of its own: no terminal unless `stdin` makes one."""
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, stdin=stdin,
                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                          timeout=60, start_new_session=True)  # no terminal unless given one
+                          timeout=120, start_new_session=True)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -74,7 +66,7 @@ def test_without_a_terminal_a_users_ssh_clients_share_the_servers_group_at_the_l
         sshd.ensure_user()
         account = pwd.getpwnam(sshd.USER)
         user = f"{account.pw_uid}:{account.pw_gid}"
-    seen = spawn_clients(user)
+    seen = fresh_process(SPAWNER, user)
     server = seen["server"]
     assert seen["terminal"] is False and seen["euid"] != 0
     assert len(seen["clients"]) == CLIENTS
@@ -93,7 +85,7 @@ def test_with_a_terminal_each_ssh_client_has_a_session_of_its_own_and_cannot_rea
     and its group is lowered as far as Linux allows (for root, all of them)."""
     leader, follower = pty.openpty()
     try:
-        seen = spawn_clients("terminal", stdin=follower)
+        seen = fresh_process(SPAWNER, "terminal", stdin=follower)
     finally:
         os.close(leader)
         os.close(follower)
@@ -126,9 +118,6 @@ print(json.dumps({"asked": len(asked), "answers": [host.value for host in hosts]
 def test_the_hosts_of_a_first_fan_out_ask_ssh_about_key_exchange_once():
     """kex() starts `ssh -G`: 100 hosts asking at once, before the first answer, started 100.
     In a fresh server process, as on its first fan-out."""
-    done = subprocess.run([sys.executable, "-c", ASKING], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    seen = fresh_process(ASKING)
     assert seen["asked"] == 1
     assert seen["answers"] == [True] * 20  # this machine's OpenSSH knows `^`

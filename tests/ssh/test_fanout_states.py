@@ -4,9 +4,8 @@ starts, `running`, then the outcome; and the ssh clients' CPU priority while the
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
-from tests.helpers import wait_for
+from tests.helpers import scheduling, wait_for
 from tests.ssh import sshd
 from tests.ssh.test_remote_runs import by_host, jobs
 
@@ -64,27 +63,19 @@ def test_ssh_clients_run_at_the_lowest_cpu_priority_and_never_outweigh_the_serve
         children = subprocess.run(["pgrep", "-P", str(pb.proc.pid), "-x", "ssh"], capture_output=True,
                                   text=True).stdout.split()
         assert len(children) == 2
-        server = stat(pb.proc.pid)
+        server = scheduling(pb.proc.pid)
         for pid in children:
-            client = stat(int(pid))
+            client = scheduling(int(pid))
             assert client["nice"] == 19
             assert client["pgid"] == int(pid)  # a group of its own: stopped with what it started
             if server["tty"] == 0:  # no terminal (CI, a service, the desktop app)
                 assert client["sid"] == server["sid"] and client["group"] == server["group"]
             else:
                 assert client["sid"] == int(pid) and client["tty"] == 0
-                assert client["group"] is None or client["group"].endswith(" nice 19")
-        assert server["group"] is None or server["group"].endswith(" nice 0")
+                assert client["group"] is None or client["group_nice"] == 19
+        assert server["group"] is None or server["group_nice"] == 0
     finally:
         gate.touch()
     assert pb.wait(run_id)["state"] == "succeeded"
     gate.unlink()
 
-
-def stat(pid: int) -> dict:
-    """A process's group, session, terminal, nice value and autogroup (None without autogroups)."""
-    proc = Path("/proc", str(pid))
-    fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-    group = proc / "autogroup"
-    return {"pgid": int(fields[2]), "sid": int(fields[3]), "tty": int(fields[4]), "nice": int(fields[16]),
-            "group": group.read_text().strip() if group.exists() else None}
