@@ -144,10 +144,11 @@ def alive(pid: int) -> bool:
 
 def scheduling(pid: int) -> dict:
     """Where Linux schedules a process: its process group, session, terminal (0: none), nice value,
-    and its autogroup's name and nice value (None on a kernel without autogroups)."""
+    and its autogroup's name and nice value: None on a kernel without autogroups, and for a process
+    in the boot session's default group (one no ancestor left by `setsid`), which Linux shows as empty."""
     fields = Path("/proc", str(pid), "stat").read_text().rsplit(")", 1)[1].split()
     try:
-        group = Path("/proc", str(pid), "autogroup").read_text().split()  # ['/autogroup-42', 'nice', '0']
+        group = Path("/proc", str(pid), "autogroup").read_text().split() or None  # ['/autogroup-42', 'nice', '0']
     except OSError:
         group = None
     return {"pgid": int(fields[2]), "sid": int(fields[3]), "tty": int(fields[4]), "nice": int(fields[16]),
