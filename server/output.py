@@ -219,7 +219,7 @@ class OutputStream:
         if text.isascii():  # a flag of the str: free
             raw = text.encode()
             if not raw.translate(None, JSON_AS_IS):
-                return orjson.Fragment(b'["' + raw.replace(b"\n", b'","') + b'"]')
+                return orjson.Fragment(b"".join((b'["', raw.replace(b"\n", b'","'), b'"]')))  # one copy, not two
         if "\\" not in text:
             return orjson.Fragment(orjson.dumps([text]).replace(b"\\n", b'","'))
         return text.split("\n")

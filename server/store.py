@@ -62,6 +62,9 @@ CREATE TABLE IF NOT EXISTS events (
     PRIMARY KEY (run_id, seq)
 );
 """
+# An event's data comes as UTF-8 JSON bytes (EventLog.emit) and is kept as TEXT, as it always was:
+# the hub never decodes a flood's JSON to a str only for SQLite and the SSE writes to encode it again.
+INSERT_EVENT = "INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, ?, CAST(? AS TEXT))"
 # Columns added after the first release: (name, SQL type); added to older databases on open.
 ADDED_COLUMNS = (("hosts", "TEXT"), ("user", "TEXT"), ("stopped_by", "TEXT"), ("preview", "TEXT"),
                  ("approval", "TEXT"), ("artifacts", "TEXT"))
@@ -151,15 +154,15 @@ class Store(StoreWriter, StoreReads):
         conn.execute(f"UPDATE runs SET {names} WHERE id = ?", (*values, run_id))
 
     @staticmethod
-    def append_event(conn: sqlite3.Connection, run_id: int, event: tuple[int, str, str]) -> int:
+    def append_event(conn: sqlite3.Connection, run_id: int, event: tuple[int, str, bytes | str]) -> int:
         """One event: one statement, so alone in a batch it needs no transaction of its own."""
-        conn.execute("INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, ?, ?)", (run_id, *event))
+        conn.execute(INSERT_EVENT, (run_id, *event))
         return event[0]
 
     @staticmethod
-    def append_events(conn: sqlite3.Connection, run_id: int, events: list[tuple[int, str, str]]) -> int:
+    def append_events(conn: sqlite3.Connection, run_id: int, events: list[tuple[int, str, bytes | str]]) -> int:
         conn.executemany(
-            "INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, ?, ?)",
+            INSERT_EVENT,
             [(run_id, seq, kind, data) for seq, kind, data in events],
         )
         return events[-1][0]

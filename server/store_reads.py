@@ -66,8 +66,9 @@ class StoreReads:
         return {r[1]: _row_to_run(r) for r in rows}
 
     def events(self, run_id: int, after: int, limit: int = 200,
-               kind: str | None = None) -> list[tuple[int, str, str]]:
-        """Events with seq > after, in order; only one type if `kind` is given. At most READ_BYTES
+               kind: str | None = None) -> list[tuple[int, str, bytes]]:
+        """Events with seq > after, in order, their data as UTF-8 JSON bytes (what the SSE streams
+        write); only one type if `kind` is given. At most READ_BYTES
         of data (but at least one event): a reader far behind a flood must not hold 200 events of
         256 KiB each at once, and a client that stops reading holds only what it was given."""
         if kind is None:
@@ -75,7 +76,7 @@ class StoreReads:
         else:
             sql, args = " AND type = ?", (kind,)
         cursor = self._reader().execute(
-            f"SELECT seq, type, data FROM events WHERE run_id = ? AND seq > ?{sql} ORDER BY seq LIMIT ?",
+            f"SELECT seq, type, CAST(data AS BLOB) FROM events WHERE run_id = ? AND seq > ?{sql} ORDER BY seq LIMIT ?",
             (run_id, after, *args, limit),
         )
         rows, size = [], 0

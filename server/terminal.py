@@ -198,7 +198,7 @@ def print_hosts(hosts: list[dict]) -> None:
         print(f"  {line}", file=sys.stderr, flush=True)
 
 
-def print_event(kind: str, data: str) -> None:
+def print_event(kind: str, data: bytes) -> None:
     event = json.loads(data)
     if kind == "output":
         out = sys.stdout if event["stream"] == "stdout" else sys.stderr
