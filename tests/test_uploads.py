@@ -35,7 +35,7 @@ command = {sys.executable} {SCRIPT} {{data}}
 param.data.type = file
 
 [job:fails]
-command = sh -c 'exit 3'
+command = sh -c 'test -s "$PB_DATA" && exit 3'
 param.data.type = file
 
 [job:waits]
@@ -222,10 +222,15 @@ def test_the_runs_files_are_removed_whatever_its_end(pb, job, end):
     res = start(pb, job, {}, [("data", "a.csv", b"1,2\n")])
     run = res.json()["run"]
     folder = pb.data_dir / "runs" / str(run["id"]) / "uploads"
-    assert len(list(folder.iterdir())) == 1  # there while the run is
-    if end == "cancelled":
+    if end == "cancelled":  # the others may be over already: each shows it had the file (below)
+        assert len(list(folder.iterdir())) == 1  # there while the run is
         assert pb.client.post(f"/api/runs/{run['id']}/cancel").status_code == 202
-    assert pb.wait(run["id"])["state"] == end
+    done = pb.wait(run["id"])
+    assert done["state"] == end
+    if job == "fails":
+        assert done["exit_code"] == 3  # `test -s "$PB_DATA"` held
+    if job == "load":
+        assert report(pb, run["id"])["sha256"] == hashlib.sha256(b"1,2\n").hexdigest()
     wait_for(lambda: not folder.exists(), timeout=10)
 
 
