@@ -271,6 +271,7 @@ class StoreWriter:
         if self._unchecked >= CHECKPOINT_BYTES:
             self._checkpoint_due.set()
             if self._unchecked >= CHECKPOINT_MAX:  # right after a write: the WAL may start over after it
+                self._unchecked = 0
                 self._checkpoint_now.set()
 
     def _checkpoint_loop(self) -> None:
@@ -282,10 +283,10 @@ class StoreWriter:
                     break
             if self._stopping:
                 break
-            with self._soon_lock:
+            if not self._checkpoint_now.is_set():  # at a pause (no lock: at worst a write's bytes are not counted)
                 self._unchecked = 0
-                self._checkpoint_due.clear()
-                self._checkpoint_now.clear()
+            self._checkpoint_due.clear()
+            self._checkpoint_now.clear()
             with contextlib.suppress(sqlite3.Error):  # busy or a full disk: the next one catches up
                 conn = conn or self._side_connection()
                 _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
