@@ -10,10 +10,7 @@ connection that never waits for a lock; whatever SQLite refuses there goes to th
 Neither checkpoints: copying the WAL into the database (a read and a write of every page, and an
 fsync) took a third of the writer's time in a flood, on the path every line waits on before it is
 shown. A checkpointer thread of its own does it (PASSIVE: it never blocks a writer or a reader)
-once about CHECKPOINT_BYTES have been written, as SQLite's automatic checkpoint would, but at the
-first pause in the writes (CHECKPOINT_QUIET) unless CHECKPOINT_MAX comes first: on a machine of
-two cores, a checkpoint in the middle of a flood took its CPU from the hub and the writer, which
-every line waits on, and one after it copies each page once.
+each time about CHECKPOINT_BYTES have been written, as SQLite's automatic checkpoint would.
 """
 
 from __future__ import annotations
@@ -38,9 +35,7 @@ INLINE_REST = 1.0  # seconds
 # while it is busy (a fan-out's many events), the two connections taking turns would each find the
 # other's writes and reload their pages every time.
 WRITER_QUIET = 0.05  # seconds
-CHECKPOINT_BYTES = 4 * 2**20  # written between two checkpoints at least (SQLite's default: 1,000 pages)
-CHECKPOINT_QUIET = 0.02  # seconds without a write: then the checkpoint due is made...
-CHECKPOINT_MAX = 32 * 2**20  # ...or once this much has been written since the last one
+CHECKPOINT_BYTES = 4 * 2**20  # written between two checkpoints (SQLite's default: 1,000 pages)
 PAGE = 4096  # what a commit writes at least
 # The WAL starts over at the first write after a checkpoint that caught up with it, unless a write
 # came in between; past this length (writes that never paused), a RESTART checkpoint makes writers
@@ -68,10 +63,8 @@ class StoreWriter:
         self._writer_done = 0.0  # when the writer last finished a batch (monotonic)
         self._inline_after = 0.0  # no inline write before then (monotonic): see INLINE_SLOW
         self.on_commit: Callable[[float], None] | None = None  # seconds each batch took (metrics)
-        self._unchecked = 0  # bytes written (roughly) since the last checkpoint
-        self._last_write = 0.0  # when the last write was done (monotonic)
-        self._checkpoint_due = threading.Event()  # CHECKPOINT_BYTES written: at the next pause...
-        self._checkpoint_now = threading.Event()  # ...or at once: CHECKPOINT_MAX written
+        self._unchecked = 0  # bytes written (roughly) since the last checkpoint was asked for
+        self._checkpoint_due = threading.Event()
         self._stopping = False
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
         self._conn.execute(f"PRAGMA journal_size_limit={WAL_LONG}")
@@ -90,7 +83,6 @@ class StoreWriter:
             self._writer.join()
         self._stopping = True
         self._checkpoint_due.set()
-        self._checkpoint_now.set()
         self._checkpointer.join()
         if self._hub_conn is not None:
             self._hub_conn.close()
@@ -267,26 +259,17 @@ class StoreWriter:
     def _written(self, size: int) -> None:
         """Under `_soon_lock`: `size` more bytes in the WAL; a checkpoint once they add up."""
         self._unchecked += size
-        self._last_write = time.monotonic()
         if self._unchecked >= CHECKPOINT_BYTES:
+            self._unchecked = 0
             self._checkpoint_due.set()
-            if self._unchecked >= CHECKPOINT_MAX:  # right after a write: the WAL may start over after it
-                self._unchecked = 0
-                self._checkpoint_now.set()
 
     def _checkpoint_loop(self) -> None:
         conn = None
         while True:
             self._checkpoint_due.wait()
-            while (quiet := time.monotonic() - self._last_write) < CHECKPOINT_QUIET:
-                if self._checkpoint_now.wait(CHECKPOINT_QUIET - quiet):
-                    break
+            self._checkpoint_due.clear()
             if self._stopping:
                 break
-            if not self._checkpoint_now.is_set():  # at a pause (no lock: at worst a write's bytes are not counted)
-                self._unchecked = 0
-            self._checkpoint_due.clear()
-            self._checkpoint_now.clear()
             with contextlib.suppress(sqlite3.Error):  # busy or a full disk: the next one catches up
                 conn = conn or self._side_connection()
                 _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
