@@ -6,6 +6,7 @@ import asyncio
 import gc
 import threading
 import time
+import weakref
 from collections import Counter
 from types import SimpleNamespace
 
@@ -98,6 +99,33 @@ async def _fan_out(url: str, run_id: int) -> list[int]:
     finally:
         for client in clients:
             await client.aclose()
+
+
+def test_garbage_in_reference_cycles_is_collected_once_nothing_is_open_or_running():
+    """A closed connection's greenlet and socket can wait in a cycle for CPython's rare full
+    collection, holding their buffers; once the load is gone, the trimmer collects them."""
+    class Held:
+        buffer = None
+
+    runs = SimpleNamespace(streams=Counter(run=2), active={})
+    cycle = Held()
+    cycle.buffer, cycle.me = bytes(8 * MiB), cycle
+    alive = weakref.ref(cycle)
+    del cycle
+    gc.disable()  # only the trimmer collects
+    trimmer = gevent.spawn(memory.trim_after_load, runs, 0.02)
+    try:
+        gevent.sleep(0.1)
+        assert alive() is not None  # load steady: left alone
+        runs.streams["run"] = 1
+        gevent.sleep(0.1)
+        assert alive() is not None  # load fell, but a stream is open: no full collection under load
+        runs.streams["run"] = 0
+        gevent.sleep(0.1)
+        assert alive() is None
+    finally:
+        trimmer.kill()
+        gc.enable()
 
 
 def test_server_rss_returns_near_idle_after_a_200_client_fan_out(pushbutton, tmp_path):
