@@ -83,8 +83,10 @@ def report(pb, run_id: int) -> dict:
 
 def leftovers(pb) -> list[Path]:
     """Every file the server keeps for uploads: staging and the runs' upload folders."""
-    runs = pb.data_dir / "runs"
-    return sorted(p for p in runs.rglob("*") if "incoming" in p.parts or "uploads" in p.parts) if runs.exists() else []
+    found = []
+    for folder, dirs, files in os.walk(pb.data_dir / "runs"):  # a folder removed meanwhile is skipped
+        found += [p for name in dirs + files if "incoming" in (p := Path(folder, name)).parts or "uploads" in p.parts]
+    return sorted(found)
 
 
 def test_job_gets_the_path_in_argv_and_env_and_the_users_name(pb):
