@@ -131,14 +131,19 @@ def test_garbage_in_reference_cycles_is_collected_once_nothing_is_open_or_runnin
         gc.enable()
 
 
-def test_server_rss_returns_near_idle_after_a_200_client_fan_out(pushbutton, tmp_path):
-    """Before server/memory.py: 45 MiB idle, 116-126 MiB after the clients had gone, for good; now 63-74."""
+def _settled_server(pushbutton, tmp_path):
+    """A server on JOBS, its process, and its RSS once settled after start-up."""
     jobs = tmp_path / "jobs.ini"
     jobs.write_text(JOBS)
     pb = pushbutton(jobs)
     server = psutil.Process(pb.proc.pid)
     time.sleep(1)
-    idle = server.memory_info().rss
+    return pb, server, server.memory_info().rss
+
+
+def test_server_rss_returns_near_idle_after_a_200_client_fan_out(pushbutton, tmp_path):
+    """Before server/memory.py: 45 MiB idle, 116-126 MiB after the clients had gone, for good; now 63-74."""
+    pb, server, idle = _settled_server(pushbutton, tmp_path)
     run = pb.start_run("seq", n=100_000)
     pb.wait(run["id"])
     got = in_own_thread(asyncio.run, _fan_out(pb.url, run["id"]))
@@ -156,12 +161,7 @@ def test_many_small_events_leave_no_memory_behind(pushbutton, tmp_path):
     windows, thousands of them left the heaps in pieces glibc could not give back (bench/load.py
     --quick: 64 MiB after, 46 idle). Copied to an object of its own size, they come from Python's
     small-object allocator."""
-    jobs = tmp_path / "jobs.ini"
-    jobs.write_text(JOBS)
-    pb = pushbutton(jobs)
-    server = psutil.Process(pb.proc.pid)
-    time.sleep(1)
-    idle = server.memory_info().rss
+    pb, server, idle = _settled_server(pushbutton, tmp_path)
     runs = [pb.start_run("talk") for _ in range(10)]
     for run in runs:
         assert pb.wait(run["id"], timeout=60)["state"] == "succeeded"
