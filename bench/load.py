@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 import httpx
 import psutil
 from load_client import BUCKET, PER_ADDRESS, Tally, work
+from machine import Machine
 from run import Server, start
 
 JOBS = """
@@ -309,9 +310,11 @@ def main() -> None:
     if args.client == "node" and not NODE:
         sys.exit("bench/load.py: --client node needs `node` on PATH")
     clients, runs, seconds = (100, 10, 10) if args.quick else (1000, 50, 60)
-    result = campaign(args.clients or clients, args.runs or runs, args.seconds or seconds, args.every,
-                      args.workers, dict(os.environ), args.client, args.printer)
+    with Machine() as machine:
+        result = campaign(args.clients or clients, args.runs or runs, args.seconds or seconds, args.every,
+                          args.workers, dict(os.environ), args.client, args.printer)
     print(report(result))
+    print(f"\n{machine.describe()}")
     t = result["total"]
     sys.exit(1 if t.lost or t.duplicated or t.clients_with_errors else 0)
 

@@ -6,7 +6,8 @@ socket, as a flood's client must not be the bottleneck; best of 3); the delay of
 server's CPU seconds per 1,000 such lines; start request -> first output of `echo hi`; 20
 concurrent `seq 100000` (started at once, all read by one thread over plain sockets; median of
 5 rounds, to the last run's `end`); idle RSS
-and RSS after a 1M-line run. Every run's lines are checked: none lost, none repeated.
+and RSS after a 1M-line run. Every run's lines are checked: none lost, none repeated. Below the
+table: what the machine gave the benchmark (bench/machine.py).
 
     .venv/bin/python bench/run.py          (or: make bench)
 """
@@ -29,6 +30,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import psutil
+from machine import Machine
 
 TOKEN = "bench"
 TICKS = 1000  # lines of `job:tick` below, one every 10 ms
@@ -249,7 +251,7 @@ def best(fn, repeat: int = 3) -> float:
 
 
 def main() -> None:
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory() as folder, Machine() as machine:
         server = Server(Path(folder))
         try:
             time.sleep(0.5)
@@ -279,6 +281,7 @@ def main() -> None:
     print("| workload | Pushbutton |\n|---|---|")
     for name, value in figures.items():
         print(f"| {name} | {value} |")
+    print(f"\n{machine.describe()}")
 
 
 if __name__ == "__main__":

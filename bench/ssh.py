@@ -40,6 +40,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from machine import Machine  # noqa: E402  (bench/machine.py)
 from run import Server, lines_in, receive, start  # noqa: E402  (bench/run.py)
 
 from server.executors.ssh_client import KEX  # noqa: E402
@@ -156,7 +157,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as folder:
             bench = Bench(Path(folder), catalog(lab, server))
             try:
-                rows = measure(bench, lab, server)
+                with Machine() as machine:
+                    rows = measure(bench, lab, server)
             finally:
                 bench.stop()
     finally:
@@ -167,6 +169,7 @@ def main() -> None:
     print("| workload | Pushbutton | OpenSSH `ssh` processes |\n|---|---|---|")
     for row in rows:
         print("| " + " | ".join(row) + " |")
+    print(f"\n{machine.describe()}")
 
 
 def fresh_start(bench: Bench, lab: sshd.Lab, server: sshd.Sshd) -> tuple[str, str, str]:
