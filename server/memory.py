@@ -14,10 +14,11 @@ clients had gone (now 63-74 MiB). Two causes, two remedies (glibc only; other al
   the load (open streams plus active runs) has fallen since the last look (each second), on the
   hub's threadpool (ctypes releases the GIL, so the hub keeps serving while glibc walks its heaps).
 - Garbage in reference cycles (a closed connection's greenlet and socket, say) waits for CPython's
-  full collection, which comes rarely: once nothing is open or running, one is made before the
-  trim (after bench/load.py's 1,000 clients, 111 MiB instead of 145, idle 46; glibc's thread
-  heaps 2 MiB instead of 33). Not under load, since it holds the GIL for tens of ms; while a page
-  stays open (its stream of run states), CPython's own full collections do it, later.
+  full collection, which comes rarely: once nothing is open or running at two looks in a row, one
+  is made before the trim (after bench/load.py's 1,000 clients, 111 MiB instead of 145, idle 46;
+  glibc's thread heaps 2 MiB instead of 33). Not under load, since it holds the GIL for tens of
+  ms; while a page stays open (its stream of run states), CPython's own full collections do it,
+  later.
 """
 
 from __future__ import annotations
@@ -65,12 +66,37 @@ def load_of(runs) -> int:
 
 def trim_after_load(runs, every: float = CHECK_EVERY) -> None:
     """Forever (a greenlet): give memory back each time the load has dropped since the last look."""
-    high = load_of(runs)
+    looks = Looks(load_of(runs))
     while True:
         gevent.sleep(every)
-        load = load_of(runs)
-        if load < high:
-            if load == 0:
-                gc.collect()
+        action = looks.look(load_of(runs))
+        if action == COLLECT:
+            gc.collect()
+        if action is not None:
             in_pool(give_back)
-        high = load
+
+
+TRIM, COLLECT = "trim", "collect"
+
+
+class Looks:
+    """What each look at the load calls for: TRIM when it has fallen, COLLECT (a full collection,
+    then the trim) when it has fallen to zero and is still zero at the next look. Not at the first
+    zero: a collection holds the GIL for tens of ms (42 ms after bench/run.py's floods), and work
+    that comes in bursts (a script's runs one after another, a benchmark's rounds) touches zero
+    between them, when the next request is already on its way."""
+
+    def __init__(self, load: int):
+        self.high = load
+        self.zero_since_last = False  # the load fell to zero at the last look
+
+    def look(self, load: int) -> str | None:
+        if self.zero_since_last and load == 0:
+            action = COLLECT
+        elif self.zero_since_last or 0 < load < self.high:
+            action = TRIM
+        else:
+            action = None
+        self.zero_since_last = load == 0 < self.high
+        self.high = load
+        return action

@@ -65,6 +65,14 @@ def test_memory_is_given_back_once_the_load_drops_and_not_while_it_holds(monkeyp
         trimmer.kill()
 
 
+def test_a_full_collection_waits_for_the_load_to_stay_at_zero_from_one_look_to_the_next():
+    looks = memory.Looks(3)
+    assert [looks.look(load) for load in (3, 4, 2)] == [None, None, memory.TRIM]
+    assert [looks.look(load) for load in (0, 5)] == [None, memory.TRIM]  # zero between two bursts
+    assert [looks.look(load) for load in (0, 0, 0, 0)] == [None, memory.COLLECT, None, None]
+    assert [looks.look(load) for load in (1, 0, 0)] == [None, None, memory.COLLECT]
+
+
 JOBS = """
 [pushbutton]
 retention_days = 0
