@@ -16,7 +16,7 @@ from typing import Any
 
 import gevent
 import orjson
-from gevent.event import Event
+from gevent.event import AsyncResult, Event
 
 from server.store import READ_BYTES, Store
 
@@ -46,10 +46,23 @@ def in_pool(fn, *args):
 
 
 def store_call(store: Store, fn, *args) -> Any:
-    """A store write whose result this greenlet needs: it waits, the hub keeps serving.
-    (Through the threadpool, which keeps the loop alive while it waits; a bare
-    `run_callback_threadsafe` does not, and a hub with nothing else to do would exit.)"""
-    return in_pool(store.call, fn, *args)
+    """A store write whose result this greenlet needs: it waits, the hub keeps serving. The writer
+    wakes this greenlet through an async watcher of its own, which also keeps the loop alive while
+    it waits (a bare `run_callback_threadsafe` does not: a hub with nothing else to do would exit).
+    Formerly a threadpool thread waited for the writer instead: two more thread hand-offs for each
+    run started, and one more thread competing with the hub for the GIL."""
+    box: list = []
+    done = AsyncResult()
+    watcher = gevent.get_hub().loop.async_()
+    watcher.start(lambda: done.set(box[0]))
+    try:
+        store.submit(fn, *args, callback=lambda result, error: (box.append((result, error)), watcher.send()))
+        result, error = done.get()
+    finally:
+        watcher.close()
+    if error is not None:
+        raise error
+    return result
 
 
 class EventLog:

@@ -19,6 +19,7 @@ from urllib.parse import quote, unquote
 import httpx
 import pytest
 
+from server.files import artifacts
 from tests.helpers import wait_for
 from tests.test_api import security_header_problems
 
@@ -339,3 +340,16 @@ def _hwm(pid: int) -> int:
         if line.startswith("VmHWM:"):
             return int(line.split()[1])
     raise AssertionError("no VmHWM")
+
+
+def test_a_folder_left_by_a_data_dir_reused_without_its_database_is_emptied_before_the_run(tmp_path):
+    left = tmp_path / "runs" / "7" / "artifacts"
+    (left / "deep").mkdir(parents=True)
+    (left / "deep" / "old.txt").write_text("from another database")
+    fresh = tmp_path / "runs" / "8" / "artifacts"
+    assert artifacts.prepare(tmp_path, 7, remote=False) == str(left)
+    assert artifacts.prepare(tmp_path, 8, remote=False) == str(fresh)
+    for folder in (left, fresh):
+        assert folder.is_dir() and list(folder.iterdir()) == []
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert artifacts.prepare(tmp_path, 9, remote=True) is None
