@@ -312,6 +312,19 @@ def test_both_ways_of_finding_a_runs_processes_agree(tmp_path):
     assert wait_for(lambda: local.members(group.pid, marker) == [])
 
 
+def test_a_process_whose_marker_lies_deep_in_a_large_environment_is_found():
+    from server.executors import local
+
+    marker = "probe-deep"
+    env = {"PATH": "/usr/bin:/bin", "PB_BIG": "x" * 40000, local.MARKER: marker}  # in this order
+    proc = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    try:
+        assert wait_for(lambda: local._members_proc({(None, marker)})[(None, marker)] == [proc.pid])
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_runs_ending_together_share_one_scan_of_the_processes(monkeypatch):
     import subprocess
 
