@@ -97,6 +97,6 @@ class Looks:
             action = TRIM
         else:
             action = None
-        self.zero_since_last = load == 0 < self.high
+        self.zero_since_last = load == 0 and self.high > 0
         self.high = load
         return action

@@ -132,10 +132,11 @@ def collect(runs, run) -> list[dict] | None:
 
 def _empty(data_dir, run_id: int) -> bool:
     """Whether the run's artifacts folder holds nothing (a look at its first entry, never through a
-    symlink); False when it cannot be read, for `index` to say why."""
+    symlink). No folder to open counts as empty, as `index` finds nothing there either; one that
+    cannot be read does not, for `index` to say why."""
     root = open_root(data_dir, run_id)
     if root is None:
-        return not os.path.lexists(os.path.join(data_dir, files.RUNS_DIR, str(run_id), PART))
+        return True
     try:
         with os.scandir(root) as entries:
             return next(entries, None) is None
