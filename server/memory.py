@@ -14,8 +14,8 @@ clients had gone (now 63-74 MiB). Two causes, two remedies (glibc only; other al
   the load (open streams plus active runs) has fallen since the last look (each second), on the
   hub's threadpool (ctypes releases the GIL, so the hub keeps serving while glibc walks its heaps).
 - Garbage in reference cycles (a closed connection's greenlet and socket, say) waits for CPython's
-  full collection, which comes rarely: once nothing is open or running at two looks in a row, one
-  is made before the trim (after bench/load.py's 1,000 clients, 111 MiB instead of 145, idle 46;
+  full collection, which comes rarely: once nothing is open or running at two looks in a row, and
+  nothing began between them, one is made before the trim (after bench/load.py's 1,000 clients, 111 MiB instead of 145, idle 46;
   glibc's thread heaps 2 MiB instead of 33). Not under load, since it holds the GIL for tens of
   ms; while a page stays open (its stream of run states), CPython's own full collections do it,
   later.
@@ -66,10 +66,10 @@ def load_of(runs) -> int:
 
 def trim_after_load(runs, every: float = CHECK_EVERY) -> None:
     """Forever (a greenlet): give memory back each time the load has dropped since the last look."""
-    looks = Looks(load_of(runs))
+    looks = Looks(load_of(runs), runs.begun)
     while True:
         gevent.sleep(every)
-        action = looks.look(load_of(runs))
+        action = looks.look(load_of(runs), runs.begun)
         if action == COLLECT:
             gc.collect()
         if action is not None:
@@ -81,22 +81,26 @@ TRIM, COLLECT = "trim", "collect"
 
 class Looks:
     """What each look at the load calls for: TRIM when it has fallen, COLLECT (a full collection,
-    then the trim) when it has fallen to zero and is still zero at the next look. Not at the first
-    zero: a collection holds the GIL for tens of ms (42 ms after bench/run.py's floods), and work
-    that comes in bursts (a script's runs one after another, a benchmark's rounds) touches zero
-    between them, when the next request is already on its way."""
+    then the trim) when it has fallen to zero and is still zero at the next look, with nothing
+    begun in between (`begun`: runs recorded and streams opened so far). Not at the first zero: a
+    collection holds the GIL for tens of ms (42 ms after bench/run.py's floods), and work that
+    comes in bursts (a script's runs one after another, a benchmark's rounds) touches zero between
+    them, when the next request is already on its way. Nor when a burst came and went between two
+    looks: a look a second apart sees only the gaps of bursts half a second apart."""
 
-    def __init__(self, load: int):
+    def __init__(self, load: int, begun: int = 0):
         self.high = load
+        self.begun = begun
         self.zero_since_last = False  # the load fell to zero at the last look
 
-    def look(self, load: int) -> str | None:
-        if self.zero_since_last and load == 0:
+    def look(self, load: int, begun: int = 0) -> str | None:
+        quiet = begun == self.begun  # nothing came and went since the last look
+        if self.zero_since_last and load == 0 and quiet:
             action = COLLECT
-        elif self.zero_since_last or 0 < load < self.high:
+        elif self.zero_since_last or 0 < load < self.high or (load == 0 and not quiet):
             action = TRIM
         else:
             action = None
-        self.zero_since_last = load == 0 and self.high > 0
-        self.high = load
+        self.zero_since_last = load == 0 and (self.high > 0 or not quiet)
+        self.high, self.begun = load, begun
         return action

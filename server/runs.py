@@ -84,6 +84,7 @@ class Runs(Approvals):
         self.on_state: list[Callable[[Run], None]] = []  # called at each change of a run's state (metrics, log)
         self.metrics = None  # server.metrics.Metrics, where the server keeps them
         self.streams: Counter[str] = Counter()  # open SSE streams by kind (server/sse.py)
+        self.begun = 0  # runs recorded and streams opened so far: server/memory.py looks for quiet
         self.choices = Choices()  # lists from commands (param.NAME.choices_from), checked at start
 
     def replace_catalog(self, catalog: Catalog) -> None:
@@ -125,6 +126,7 @@ class Runs(Approvals):
                                "comment": None} if job.approve_by else None,
                   "preview": preview(job, values, P.masked(job.params, values))}
         record["id"] = store_call(self.store, Store.insert_run, record)
+        self.begun += 1
         uploads.adopt(self.store, job, values, record)  # its files move into its folder
         run = Run(record["id"], job, values, record, self.store)
         self.active[run.id] = run

@@ -39,6 +39,7 @@ def frame(seq: int | None, kind: str, data: bytes) -> bytes:
 def _counted(runs: Runs, kind: str, stream: Iterator[bytes]) -> Iterator[bytes]:
     """`stream`, counted in `runs.streams[kind]` while it is open (GET /metrics shows them)."""
     runs.streams[kind] += 1
+    runs.begun += 1
     try:
         yield from stream
     finally:

@@ -47,7 +47,7 @@ def test_give_back_returns_freed_malloc_pages_to_the_os():
 def test_memory_is_given_back_once_the_load_drops_and_not_while_it_holds(monkeypatch):
     trims: list[int] = []
     monkeypatch.setattr(memory, "give_back", lambda: trims.append(len(runs.active)))
-    runs = SimpleNamespace(streams=Counter(), active={})  # the two figures Runs keeps (runs.py)
+    runs = SimpleNamespace(streams=Counter(), active={}, begun=0)  # the figures Runs keeps (runs.py)
     trimmer = gevent.spawn(memory.trim_after_load, runs, 0.02)
     try:
         runs.streams["run"] = 200
@@ -71,6 +71,17 @@ def test_a_full_collection_waits_for_the_load_to_stay_at_zero_from_one_look_to_t
     assert [looks.look(load) for load in (0, 5)] == [None, memory.TRIM]  # zero between two bursts
     assert [looks.look(load) for load in (0, 0, 0, 0)] == [None, memory.COLLECT, None, None]
     assert [looks.look(load) for load in (1, 0, 0)] == [None, None, memory.COLLECT]
+
+
+def test_a_burst_that_comes_and_goes_between_two_looks_puts_the_full_collection_off():
+    """Rounds of work half a second apart: looks a second apart may each land in a gap, with the
+    load at zero both times; what began in between says it was not quiet."""
+    looks = memory.Looks(0, begun=0)
+    assert looks.look(0, begun=0) is None  # idle
+    assert looks.look(0, begun=20) == memory.TRIM  # 20 runs came and went: what they used, back
+    assert looks.look(0, begun=40) == memory.TRIM  # and 20 more: still not quiet
+    assert looks.look(0, begun=40) == memory.COLLECT  # a second with nothing begun
+    assert looks.look(0, begun=40) is None
 
 
 JOBS = """
@@ -118,7 +129,7 @@ def test_garbage_in_reference_cycles_is_collected_once_nothing_is_open_or_runnin
     class Held:
         buffer = None
 
-    runs = SimpleNamespace(streams=Counter(run=2), active={})
+    runs = SimpleNamespace(streams=Counter(run=2), active={}, begun=0)
     cycle = Held()
     cycle.buffer, cycle.me = bytes(8 * MiB), cycle
     alive = weakref.ref(cycle)
