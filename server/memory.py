@@ -15,10 +15,10 @@ clients had gone (now 63-74 MiB). Two causes, two remedies (glibc only; other al
   hub's threadpool (ctypes releases the GIL, so the hub keeps serving while glibc walks its heaps).
 - Garbage in reference cycles (a closed connection's greenlet and socket, say) waits for CPython's
   full collection, which comes rarely: once nothing is open or running at two looks in a row, and
-  nothing began between them, one is made before the trim (after bench/load.py's 1,000 clients, 111 MiB instead of 145, idle 46;
-  glibc's thread heaps 2 MiB instead of 33). Not under load, since it holds the GIL for tens of
-  ms; while a page stays open (its stream of run states), CPython's own full collections do it,
-  later.
+  nothing began between them, one is made before the trim (after bench/load.py's 1,000 clients,
+  111 MiB instead of 145, idle 46; glibc's thread heaps 2 MiB instead of 33). Not under load,
+  since it holds the GIL for tens of ms; while a page stays open (its stream of run states),
+  CPython's own full collections do it, later.
 """
 
 from __future__ import annotations

@@ -64,7 +64,9 @@ CREATE TABLE IF NOT EXISTS events (
 """
 # An event's data comes as UTF-8 JSON bytes (EventLog.emit) and is kept as TEXT, as it always was:
 # the hub never decodes a flood's JSON to a str only for SQLite and the SSE writes to encode it again.
-INSERT_EVENT = "INSERT INTO events (run_id, seq, type, data) VALUES (?, ?, ?, CAST(? AS TEXT))"
+INSERT_EVENTS = "INSERT INTO events (run_id, seq, type, data) VALUES "
+EVENT_VALUES = "(?, ?, ?, CAST(? AS TEXT))"
+INSERT_EVENT = INSERT_EVENTS + EVENT_VALUES
 # Columns added after the first release: (name, SQL type); added to older databases on open.
 ADDED_COLUMNS = (("hosts", "TEXT"), ("user", "TEXT"), ("stopped_by", "TEXT"), ("preview", "TEXT"),
                  ("approval", "TEXT"), ("artifacts", "TEXT"))
@@ -160,6 +162,13 @@ class Store(StoreWriter, StoreReads):
         return event[0]
 
     @staticmethod
+    def append_each(conn: sqlite3.Connection, calls: list[tuple[int, tuple[int, str, bytes | str]]]) -> list[int]:
+        """`append_event` for each of `calls` (its arguments: run id, event), in one statement."""
+        conn.execute(INSERT_EVENTS + ", ".join([EVENT_VALUES] * len(calls)),
+                     [value for run_id, event in calls for value in (run_id, *event)])
+        return [event[0] for _, event in calls]
+
+    @staticmethod
     def append_events(conn: sqlite3.Connection, run_id: int, events: list[tuple[int, str, bytes | str]]) -> int:
         conn.executemany(
             INSERT_EVENT,
@@ -222,6 +231,7 @@ class Store(StoreWriter, StoreReads):
         return len(ids)
 
 Store.one_statement = (Store.append_event, Store.update_run)
+Store.many = {Store.append_event: Store.append_each}
 
 
 def _interrupt_hosts(conn: sqlite3.Connection, run_id: int) -> None:

@@ -41,6 +41,12 @@ PAGE = 4096  # what a commit writes at least
 # came in between; past this length (writes that never paused), a RESTART checkpoint makes writers
 # wait the moment it takes (or gives up at once, busy timeout 0), and the file is cut back to it.
 WAL_LONG = 64 * 2**20
+# One statement stores up to MANY_ROWS writes of a `many` form, MANY_BYTES of data at most, in
+# runs of 1, 2, 4... rows: SQLite keeps a copy of a cached statement's last values until its next
+# use, so few statements, each holding little, stay cached. 128 rows of 4 values keep below the
+# 999 parameters older SQLite libraries allow.
+MANY_ROWS = 128
+MANY_BYTES = 64 * 1024
 
 
 class _HubsLater(list):
@@ -52,6 +58,10 @@ class StoreWriter:
     `self._wal_bytes(fn, args)` (about what a write adds to the WAL) from the class using it."""
 
     one_statement: tuple = ()  # writes atomic on their own: alone, they skip BEGIN and COMMIT
+    # Writes with a form that makes many in one statement: {fn: fn_many}, where fn_many(conn, [args,
+    # ...]) -> [result, ...]. A run of small events is then one statement: one hand-back of the GIL
+    # from SQLite, instead of three an item with its savepoint (and 30% less of the writer's CPU).
+    many: dict = {}
 
     def _start_writer(self) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -166,7 +176,7 @@ class StoreWriter:
         began = time.perf_counter()
         try:
             conn = self._hub_conn = self._hub_conn or self._side_connection()
-            results = self._inline_transaction(conn, items)
+            results = self._inline_transaction(conn, self._groups(items))
         except sqlite3.Error:
             return None
         except Exception:  # an item's own fault: the writer runs them one by one and tells its caller
@@ -182,14 +192,18 @@ class StoreWriter:
                 callback(result, None)
         return True
 
-    @staticmethod
-    def _inline_transaction(conn: sqlite3.Connection, items: list) -> list:
-        if len(items) == 1:  # one statement: atomic alone
-            fn, args, _ = items[0]
-            return [fn(conn, *args)]
+    def _inline_transaction(self, conn: sqlite3.Connection, groups: list[tuple]) -> list:
+        """`groups` (see `_groups`) in one transaction; any error undoes them all and is raised."""
+        def run(many, items) -> list:
+            if many is not None:
+                return self.many[many](conn, [args for _, args, _ in items])
+            return [fn(conn, *args) for fn, args, _ in items]
+
+        if len(groups) == 1 and (groups[0][0] is not None or len(groups[0][1]) == 1):  # one statement: atomic alone
+            return run(*groups[0])
         conn.execute("BEGIN")
         try:
-            results = [fn(conn, *args) for fn, args, _ in items]
+            results = [result for group in groups for result in run(*group)]
             conn.execute("COMMIT")
         except Exception:
             if conn.in_transaction:
@@ -318,19 +332,70 @@ class StoreWriter:
                 return [(callback, None, exc)]
             self._conn.execute("COMMIT")
             return [(callback, result, None)]
+        groups = self._groups(batch)
+        if len(groups) == 1 and groups[0][0] is not None:  # one statement: atomic alone
+            stored = self._many(*groups[0])
+            if stored is not None:
+                return stored
         results = []
         self._conn.execute("BEGIN")
-        for fn, args, callback in batch:
-            self._conn.execute("SAVEPOINT item")
-            try:
-                results.append((callback, fn(self._conn, *args), None))
+        for many, items in groups:
+            if many is not None:
+                self._conn.execute("SAVEPOINT item")
+                stored = self._many(many, items)
+                if stored is not None:
+                    results += stored
+                    self._conn.execute("RELEASE item")
+                    continue
+                self._conn.execute("ROLLBACK TO item")  # none of them stayed: one by one, below
                 self._conn.execute("RELEASE item")
-            except Exception as exc:  # one bad item must not lose the batch
-                self._conn.execute("ROLLBACK TO item")
-                self._conn.execute("RELEASE item")
-                results.append((callback, None, exc))
+            for fn, args, callback in items:
+                self._conn.execute("SAVEPOINT item")
+                try:
+                    results.append((callback, fn(self._conn, *args), None))
+                    self._conn.execute("RELEASE item")
+                except Exception as exc:  # one bad item must not lose the batch
+                    self._conn.execute("ROLLBACK TO item")
+                    self._conn.execute("RELEASE item")
+                    results.append((callback, None, exc))
         self._conn.execute("COMMIT")
         return results
+
+    def _many(self, fn, items: list) -> list | None:
+        """A run of one write in its one statement; None if it failed, so that its items are
+        tried one by one and a bad one is reported to its own caller. A database locked past the
+        busy timeout is raised instead: each item would wait it out again."""
+        try:
+            out = self.many[fn](self._conn, [args for _, args, _ in items])
+        except sqlite3.Error as exc:
+            if not _may_fit_alone(exc):
+                raise
+            return None
+        except Exception:
+            return None
+        return [(callback, result, None) for (_, _, callback), result in zip(items, out, strict=True)]
+
+    def _groups(self, batch: list) -> list[tuple]:
+        """`batch` as its statements: (fn, [items]) for consecutive items of one `many` form, within
+        MANY_ROWS and MANY_BYTES and in runs of a power of two; (None, [item]) for any other."""
+        groups: list[tuple] = []
+        run: list = []
+        size = 0
+        for item in [*batch, (None, (), None)]:  # the last, a sentinel, ends the last run
+            fn, args, _ = item
+            item_size = self._wal_bytes(fn, args) if fn in self.many else 0
+            if run and (fn is not run[0][0] or len(run) == MANY_ROWS or size + item_size > MANY_BYTES):
+                while run:
+                    take = 1 << (len(run).bit_length() - 1)  # 1, 2, 4...: few statements to keep cached
+                    groups.append((run[0][0], run[:take]))
+                    run = run[take:]
+                size = 0
+            if fn in self.many:
+                run.append(item)
+                size += item_size
+            elif fn is not None:
+                groups.append((None, [item]))
+        return groups
 
     def _rollback(self) -> None:
         if self._conn.in_transaction:
