@@ -30,6 +30,7 @@ from server.fanout import exit_code as hosts_exit_code
 from server.fanout import summary as hosts_summary
 from server.fanout import worst as worst_host
 from server.files import artifacts, uploads
+from server.files.ready import ReadyFolders
 from server.output import OutputStream
 from server.preview import command_of, preview
 from server.run_errors import ConfirmationRequired, Conflict, no_job, no_run
@@ -86,6 +87,7 @@ class Runs(Approvals):
         self.streams: Counter[str] = Counter()  # open SSE streams by kind (server/sse.py)
         self.begun = 0  # runs recorded and streams opened so far: server/memory.py looks for quiet
         self.choices = Choices()  # lists from commands (param.NAME.choices_from), checked at start
+        self.ready = ReadyFolders(store, lambda: self.catalog.settings.max_concurrent_runs)  # run folders made ahead
 
     def replace_catalog(self, catalog: Catalog) -> None:
         """A reloaded jobs.ini: new runs use it, runs already started keep the Job they started
@@ -177,7 +179,7 @@ class Runs(Approvals):
         """Build argv and env once, run locally or on the targets, under the job's timeout."""
         job = run.job
         command = command_of(job, run.values, run.id,  # what the preview showed (server/preview.py)
-                             artifacts.prepare(self.store.dir, run.id, bool(job.targets)))
+                             artifacts.prepare(self.ready, run.id, bool(job.targets)))
         argv, env = command.argv, command.env
         secrets = P.secret_values(job.params, run.values)
         run.log.on_failure = lambda: self.stop(run, "failed")  # its history cannot be written

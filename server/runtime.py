@@ -221,6 +221,7 @@ class Server:
             return
         pruner = gevent.spawn(self._prune_daily, store)
         trimmer = gevent.spawn(trim_after_load, self.runs)  # memory back to the OS after load: server/memory.py
+        self.runs.ready.start()  # run folders made ahead: server/files/ready.py
         reloader.start()
         self.scheduler = Scheduler(self.runs, self.window, self.clock)  # [schedule:NAME]: server/schedules.py
         self.scheduler.start()
@@ -231,6 +232,9 @@ class Server:
         self.wsgi.close()  # no new connections; open streams see the runs end
         self.runs.shutdown("interrupted")
         in_pool(SHARED.close_all)  # SSH connections kept open for the next run: server/executors/ssh_shared.py
+        if self.runs.ready.filling is not None:
+            self.runs.ready.filling.kill()
+        in_pool(self.runs.ready.close)
         notifications.close(timeout=5)  # the runs just interrupted are told too
         pruner.kill()
         trimmer.kill()

@@ -111,7 +111,7 @@ class Store(StoreWriter, StoreReads):
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return handle
 
-    def _owner_alive(self, owner: str) -> bool:
+    def owner_alive(self, owner: str) -> bool:
         if owner == self.owner:
             return True
         path = self.dir / "owners" / f"{owner}.lock"
@@ -194,7 +194,7 @@ class Store(StoreWriter, StoreReads):
             rows = conn.execute(
                 "SELECT id, owner, state FROM runs WHERE state IN (?, ?, ?)", (*ACTIVE_STATES, AWAITING)
             ).fetchall()
-            dead = {run_id: (owner, state) for run_id, owner, state in rows if not self._owner_alive(owner)}
+            dead = {run_id: (owner, state) for run_id, owner, state in rows if not self.owner_alive(owner)}
             now = time.time()
             for run_id, (_, state) in dead.items():
                 message = APPROVAL_LOST if state == AWAITING else "the server stopped while this run was active"

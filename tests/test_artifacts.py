@@ -20,6 +20,8 @@ import httpx
 import pytest
 
 from server.files import artifacts
+from server.files.ready import ReadyFolders
+from server.store import Store
 from tests.helpers import wait_for
 from tests.test_api import security_header_problems
 
@@ -314,7 +316,8 @@ def test_the_preview_names_pb_artifacts_for_local_jobs_only(write_jobs, pushbutt
     here = pb.client.post("/api/jobs/here/preview", json={"params": {}}).json()
     there = pb.client.post("/api/jobs/there/preview", json={"params": {}}).json()
     assert "PB_ARTIFACTS" in here["env"] and "PB_ARTIFACTS" not in there["env"]
-    assert not (pb.data_dir / "runs").exists() or not any((pb.data_dir / "runs").iterdir())  # a preview makes none
+    runs = pb.data_dir / "runs"
+    assert not runs.exists() or not any(f.name.isdigit() for f in runs.iterdir())  # a preview makes no run's folder
 
 
 def test_a_large_artifact_is_hashed_and_streamed_without_growing_the_server(writer):
@@ -342,14 +345,22 @@ def _hwm(pid: int) -> int:
     raise AssertionError("no VmHWM")
 
 
-def test_a_folder_left_by_a_data_dir_reused_without_its_database_is_emptied_before_the_run(tmp_path):
-    left = tmp_path / "runs" / "7" / "artifacts"
-    (left / "deep").mkdir(parents=True)
-    (left / "deep" / "old.txt").write_text("from another database")
-    fresh = tmp_path / "runs" / "8" / "artifacts"
-    assert artifacts.prepare(tmp_path, 7, remote=False) == str(left)
-    assert artifacts.prepare(tmp_path, 8, remote=False) == str(fresh)
-    for folder in (left, fresh):
-        assert folder.is_dir() and list(folder.iterdir()) == []
-        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    assert artifacts.prepare(tmp_path, 9, remote=True) is None
+@pytest.mark.parametrize("made_ahead", [0, 4], ids=["none-made-ahead", "made-ahead"])
+def test_a_folder_left_by_a_data_dir_reused_without_its_database_is_emptied_before_the_run(tmp_path, made_ahead):
+    store = Store(tmp_path)
+    try:
+        ready = ReadyFolders(store, lambda: made_ahead)
+        ready.fill()
+        left = tmp_path / "runs" / "7" / "artifacts"
+        (left / "deep").mkdir(parents=True)
+        (left / "deep" / "old.txt").write_text("from another database")
+        fresh = tmp_path / "runs" / "8" / "artifacts"
+        assert artifacts.prepare(ready, 7, remote=False) == str(left)
+        assert artifacts.prepare(ready, 8, remote=False) == str(fresh)
+        for folder in (left, fresh, fresh.parent):
+            assert folder.is_dir() and stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert list(left.iterdir()) == [] and list(fresh.iterdir()) == []
+        assert len(ready.stock) == max(0, made_ahead - 1)  # 8 took one; 7 had a folder: made the usual way
+        assert artifacts.prepare(ready, 9, remote=True) is None
+    finally:
+        store.close()

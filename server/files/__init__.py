@@ -16,9 +16,14 @@ def run_folder(data_dir: Path, run_id: int, part: str) -> Path:
     """`DATA/runs/<id>/<part>/`, created private (0700 whatever the umask)."""
     folder = Path(data_dir) / RUNS_DIR / str(run_id) / part
     for path in (folder.parent.parent, folder.parent, folder):
-        path.mkdir(mode=0o700, exist_ok=True)
-        path.chmod(0o700)
+        make_private(path)
     return folder
+
+
+def make_private(folder: Path) -> None:
+    """`folder` (its parent exists), 0700 whatever the umask; one that exists is made 0700."""
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o700)
 
 
 def remove_run_folder(data_dir: Path, run_id: int, part: str | None = None) -> None:
