@@ -26,6 +26,7 @@ class Runs:
     def __init__(self, log: EventLog, open_streams: int = 1):
         self.log = log
         self.streams = Counter(run=open_streams)
+        self.begun = 0  # streams opened so far (server/memory.py)
 
     def event_log(self, run_id: int) -> EventLog:
         return self.log

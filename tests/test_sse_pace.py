@@ -15,11 +15,12 @@ from server.store import Store
 
 
 class Runs:
-    """What sse.run_events asks of Runs: the live log and the count of open streams."""
+    """What sse.run_events asks of Runs: the live log, and the counts of open and opened streams."""
 
     def __init__(self, log: EventLog, open_streams: int):
         self.log = log
         self.streams = Counter(run=open_streams)
+        self.begun = 0  # streams opened so far (server/memory.py)
 
     def event_log(self, run_id: int) -> EventLog:
         return self.log
