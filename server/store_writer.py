@@ -1,5 +1,6 @@
-"""The history's one writer: a thread that runs every write in order, batched into transactions,
-so that the gevent hub never waits on the disk or a lock (Store, store.py, is its user).
+"""The history's one writer: a thread that runs every write in order, batched into transactions
+(store_batch.py), so that the gevent hub never waits on the disk or a lock (Store, store.py, is
+its user).
 
 Writes come in two ways: `submit` from any thread, and `submit_soon` from the hub, handed over
 once per loop iteration (`submit_here` picks the one that fits the caller). One exception to
@@ -25,6 +26,8 @@ from typing import Any
 
 import gevent
 
+from server import store_batch as B
+
 Callback = Callable[[Any, BaseException | None], None]
 INLINE_BYTES = 64 * 1024  # the events of one hand-over up to this size (JSON) may be stored by the hub
 # An inline write that took longer than INLINE_SLOW (a slow disk, the kernel throttling dirty pages)
@@ -41,12 +44,6 @@ PAGE = 4096  # what a commit writes at least
 # came in between; past this length (writes that never paused), a RESTART checkpoint makes writers
 # wait the moment it takes (or gives up at once, busy timeout 0), and the file is cut back to it.
 WAL_LONG = 64 * 2**20
-# One statement stores up to MANY_ROWS writes of a `many` form, MANY_BYTES of data at most, in
-# runs of 1, 2, 4... rows: SQLite keeps a copy of a cached statement's last values until its next
-# use, so few statements, each holding little, stay cached. 128 rows of 4 values keep below the
-# 999 parameters older SQLite libraries allow.
-MANY_ROWS = 128
-MANY_BYTES = 64 * 1024
 
 
 class _HubsLater(list):
@@ -58,10 +55,7 @@ class StoreWriter:
     `self._wal_bytes(fn, args)` (about what a write adds to the WAL) from the class using it."""
 
     one_statement: tuple = ()  # writes atomic on their own: alone, they skip BEGIN and COMMIT
-    # Writes with a form that makes many in one statement: {fn: fn_many}, where fn_many(conn, [args,
-    # ...]) -> [result, ...]. A run of small events is then one statement: one hand-back of the GIL
-    # from SQLite, instead of three an item with its savepoint (and 30% less of the writer's CPU).
-    many: dict = {}
+    many: dict = {}  # writes with a form that makes many in one statement: server/store_batch.py
 
     def _start_writer(self) -> None:
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
@@ -176,7 +170,7 @@ class StoreWriter:
         began = time.perf_counter()
         try:
             conn = self._hub_conn = self._hub_conn or self._side_connection()
-            results = self._inline_transaction(conn, self._groups(items))
+            results = B.all_or_nothing(conn, B.groups(items, self.many, self._wal_bytes), self.many)
         except sqlite3.Error:
             return None
         except Exception:  # an item's own fault: the writer runs them one by one and tells its caller
@@ -191,26 +185,6 @@ class StoreWriter:
             if callback is not None:
                 callback(result, None)
         return True
-
-    def _inline_transaction(self, conn: sqlite3.Connection, groups: list[tuple]) -> list:
-        """`groups` (see `_groups`) in one transaction; any error undoes them all and is raised."""
-        def run(many, items) -> list:
-            if many is not None:
-                return self.many[many](conn, [args for _, args, _ in items])
-            return [fn(conn, *args) for fn, args, _ in items]
-
-        if len(groups) == 1 and (groups[0][0] is not None or len(groups[0][1]) == 1):  # one statement: atomic alone
-            return run(*groups[0])
-        conn.execute("BEGIN")
-        try:
-            results = [result for group in groups for result in run(*group)]
-            conn.execute("COMMIT")
-        except Exception:
-            if conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK")
-            raise
-        return results
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Blocking write, for start-up and for threads that may block."""
@@ -300,13 +274,13 @@ class StoreWriter:
         try:
             results = self._transaction(batch)
         except sqlite3.Error as exc:
-            self._rollback()
-            results = [] if _may_fit_alone(exc) else [(item[2], None, exc) for item in batch]
-            for item in batch if _may_fit_alone(exc) else ():
+            B.rollback(self._conn)
+            results = [] if B.may_fit_alone(exc) else [(item[2], None, exc) for item in batch]
+            for item in batch if B.may_fit_alone(exc) else ():
                 try:
                     results.extend(self._transaction([item]))
                 except sqlite3.Error as error:
-                    self._rollback()
+                    B.rollback(self._conn)
                     results.append((item[2], None, error))
         else:
             if self.on_commit is not None:
@@ -316,94 +290,4 @@ class StoreWriter:
                 callback(result, error)
 
     def _transaction(self, batch: list) -> list:
-        if len(batch) == 1 and batch[0][0] in self.one_statement:  # atomic alone: no BEGIN and COMMIT
-            fn, args, callback = batch[0]
-            try:
-                return [(callback, fn(self._conn, *args), None)]
-            except Exception as exc:
-                return [(callback, None, exc)]
-        if len(batch) == 1:  # alone, the transaction is the item's savepoint: 2 statements fewer per event
-            fn, args, callback = batch[0]
-            self._conn.execute("BEGIN")
-            try:
-                result = fn(self._conn, *args)
-            except Exception as exc:  # as a failed item of a batch: undone, its caller told
-                self._rollback()
-                return [(callback, None, exc)]
-            self._conn.execute("COMMIT")
-            return [(callback, result, None)]
-        groups = self._groups(batch)
-        if len(groups) == 1 and groups[0][0] is not None:  # one statement: atomic alone
-            stored = self._many(*groups[0])
-            if stored is not None:
-                return stored
-        results = []
-        self._conn.execute("BEGIN")
-        for many, items in groups:
-            if many is not None:
-                self._conn.execute("SAVEPOINT item")
-                stored = self._many(many, items)
-                if stored is not None:
-                    results += stored
-                    self._conn.execute("RELEASE item")
-                    continue
-                self._conn.execute("ROLLBACK TO item")  # none of them stayed: one by one, below
-                self._conn.execute("RELEASE item")
-            for fn, args, callback in items:
-                self._conn.execute("SAVEPOINT item")
-                try:
-                    results.append((callback, fn(self._conn, *args), None))
-                    self._conn.execute("RELEASE item")
-                except Exception as exc:  # one bad item must not lose the batch
-                    self._conn.execute("ROLLBACK TO item")
-                    self._conn.execute("RELEASE item")
-                    results.append((callback, None, exc))
-        self._conn.execute("COMMIT")
-        return results
-
-    def _many(self, fn, items: list) -> list | None:
-        """A run of one write in its one statement; None if it failed, so that its items are
-        tried one by one and a bad one is reported to its own caller. A database locked past the
-        busy timeout is raised instead: each item would wait it out again."""
-        try:
-            out = self.many[fn](self._conn, [args for _, args, _ in items])
-        except sqlite3.Error as exc:
-            if not _may_fit_alone(exc):
-                raise
-            return None
-        except Exception:
-            return None
-        return [(callback, result, None) for (_, _, callback), result in zip(items, out, strict=True)]
-
-    def _groups(self, batch: list) -> list[tuple]:
-        """`batch` as its statements: (fn, [items]) for consecutive items of one `many` form, within
-        MANY_ROWS and MANY_BYTES and in runs of a power of two; (None, [item]) for any other."""
-        groups: list[tuple] = []
-        run: list = []
-        size = 0
-        for item in [*batch, (None, (), None)]:  # the last, a sentinel, ends the last run
-            fn, args, _ = item
-            item_size = self._wal_bytes(fn, args) if fn in self.many else 0
-            if run and (fn is not run[0][0] or len(run) == MANY_ROWS or size + item_size > MANY_BYTES):
-                while run:
-                    take = 1 << (len(run).bit_length() - 1)  # 1, 2, 4...: few statements to keep cached
-                    groups.append((run[0][0], run[:take]))
-                    run = run[take:]
-                size = 0
-            if fn in self.many:
-                run.append(item)
-                size += item_size
-            elif fn is not None:
-                groups.append((None, [item]))
-        return groups
-
-    def _rollback(self) -> None:
-        if self._conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back already
-                self._conn.execute("ROLLBACK")
-
-
-def _may_fit_alone(error: sqlite3.Error) -> bool:
-    """Whether items of a failed batch are worth trying one by one: not when the database is
-    locked (each try would wait out the busy timeout again), yes when, say, the disk is full."""
-    return getattr(error, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+        return B.each_alone(self._conn, batch, self.one_statement, self.many, self._wal_bytes)
