@@ -23,6 +23,8 @@ from server.store import READ_BYTES, Store
 log = logging.getLogger("pushbutton")
 RECENT_EVENTS = 256  # kept in memory after commit, for live readers...
 RECENT_BYTES = 4 * 1024 * 1024  # ...up to this much; older events are read from SQLite
+UNSTORED_BYTES = 2 * RECENT_BYTES  # a run whose history cannot be written: output kept in memory, at most
+NOT_KEPT = "pushbutton: the rest of the output was not kept: history could not be written"
 BACKLOG_EVENTS = 64  # emitted but not yet stored; beyond this the producer waits
 SMALL = 512  # bytes: CPython's small-object allocator serves objects below this size
 Row = tuple[int, str, bytes]  # (seq, type, its data as UTF-8 JSON)
@@ -81,11 +83,20 @@ class EventLog:
         self._tick_every = 0.0
         self._waiting = 0
         self.failure: str | None = None  # why an event could not be stored (the first time)
+        self.unstored_from: int | None = None  # from this event on, memory may hold the only copy
+        self.dropping = False  # past UNSTORED_BYTES after a failure: output is no longer kept
         self.on_failure: Callable[[], None] | None = None  # called then, once (Runs stops the run)
         self.shared: Any = None  # what the SSE layer made of the last read, for the run's other readers
         self.broadcast: Any = None  # its readers' broadcaster while it has any (server/broadcast.py)
 
     def emit(self, kind: str, data: Any) -> int:
+        if kind == "output" and self.unstored_from is not None and self.recent_bytes > UNSTORED_BYTES:
+            # Its history cannot be written, and memory holds its output: the run is being stopped,
+            # but a job may print for its grace period, at the hub's pace. Said once, then dropped.
+            if self.dropping:
+                return self.seq
+            self.dropping = True
+            data = {"stream": "stderr", "lines": [NOT_KEPT]}
         self.seq += 1
         # orjson: encoding the lines is the largest cost of a flood, 9x less than the stdlib's.
         raw = orjson.dumps(data)
@@ -115,14 +126,17 @@ class EventLog:
             # Disk full or similar: serve the event from memory, and say so once (the run is
             # stopped: output that cannot be kept must not go on as if it were).
             log.error("run %s: could not store event: %s", self.run_id, error)
+            if self.unstored_from is None:  # writes are answered in order: the first failed one
+                self.unstored_from = self.committed + 1
             seq = self.seq
             if self.failure is None:
                 self.failure = f"history could not be written: {error}"
                 if self.on_failure is not None:
                     self.on_failure()
         self.committed = max(self.committed, seq or 0)
+        keep = self.committed if self.unstored_from is None else min(self.committed, self.unstored_from - 1)
         while (len(self.recent) > RECENT_EVENTS or self.recent_bytes > RECENT_BYTES) \
-                and self.recent and self.recent[0][0] <= self.committed:
+                and self.recent and self.recent[0][0] <= keep:  # never an event SQLite lacks
             self.recent_bytes -= len(self.recent.popleft()[2])
         if self._tick is not None and self.finished:  # its readers are done: free it now, not a tick later
             self._tick.close()
@@ -156,7 +170,10 @@ class EventLog:
                 out.append(row)
                 size += len(row[2])
             return out
-        return in_pool(self.store.events, self.run_id, after, limit)
+        rows = in_pool(self.store.events, self.run_id, after, limit)
+        if self.unstored_from is not None and recent and rows and rows[-1][0] >= recent[0][0]:
+            rows = [row for row in rows if row[0] < recent[0][0]]  # memory has the rest; SQLite lacks some
+        return rows
 
     def wait(self, after: int, timeout: float) -> bool:
         """Block this greenlet until an event after `after` is committed; False when a tick comes
