@@ -23,7 +23,8 @@ from server.store import READ_BYTES, Store
 log = logging.getLogger("pushbutton")
 RECENT_EVENTS = 256  # kept in memory after commit, for live readers...
 RECENT_BYTES = 4 * 1024 * 1024  # ...up to this much; older events are read from SQLite
-UNSTORED_BYTES = 2 * RECENT_BYTES  # a run whose history cannot be written: output kept in memory, at most
+UNSTORED_BYTES = 2 * RECENT_BYTES  # a run whose history cannot be written: output kept in memory, at most,
+UNSTORED_EVENTS = 16 * RECENT_EVENTS  # and in at most this many events
 NOT_KEPT = "pushbutton: the rest of the output was not kept: history could not be written"
 BACKLOG_EVENTS = 64  # emitted but not yet stored; beyond this the producer waits
 SMALL = 512  # bytes: CPython's small-object allocator serves objects below this size
@@ -84,13 +85,14 @@ class EventLog:
         self._waiting = 0
         self.failure: str | None = None  # why an event could not be stored (the first time)
         self.unstored_from: int | None = None  # from this event on, memory may hold the only copy
-        self.dropping = False  # past UNSTORED_BYTES after a failure: output is no longer kept
+        self.dropping = False  # past UNSTORED_* after a failure: output is no longer kept
         self.on_failure: Callable[[], None] | None = None  # called then, once (Runs stops the run)
         self.shared: Any = None  # what the SSE layer made of the last read, for the run's other readers
         self.broadcast: Any = None  # its readers' broadcaster while it has any (server/broadcast.py)
 
     def emit(self, kind: str, data: Any) -> int:
-        if kind == "output" and self.unstored_from is not None and self.recent_bytes > UNSTORED_BYTES:
+        if kind == "output" and self.unstored_from is not None \
+                and (self.recent_bytes > UNSTORED_BYTES or len(self.recent) > UNSTORED_EVENTS):
             # Its history cannot be written, and memory holds its output: the run is being stopped,
             # but a job may print for its grace period, at the hub's pace. Said once, then dropped.
             if self.dropping:

@@ -11,7 +11,7 @@ import sqlite3
 import gevent
 import pytest
 
-from server.events import BACKLOG_EVENTS, NOT_KEPT, RECENT_BYTES, UNSTORED_BYTES, EventLog
+from server.events import BACKLOG_EVENTS, NOT_KEPT, RECENT_BYTES, UNSTORED_BYTES, UNSTORED_EVENTS, EventLog
 from server.store import Store
 
 REFUSED = range(10, 301)  # events 10 to 300 fail; those before and after are stored
@@ -61,12 +61,16 @@ def test_events_the_store_refused_are_read_from_memory_in_order_with_none_skippe
     assert read_all(log) == list(range(1, 401))
 
 
-def test_output_after_a_failure_is_held_up_to_a_bound_and_the_rest_is_said_to_be_dropped(store):
+@pytest.mark.parametrize("count, size", [(400, 100_000), (UNSTORED_EVENTS + 500, 10)], ids=["bytes", "events"])
+def test_output_after_a_failure_is_held_up_to_a_bound_and_the_rest_is_said_to_be_dropped(store, count, size):
     log = EventLog(store, 1)
-    emitted(log, 400, 100_000)  # 40 MB after the failure at event 10
-    assert RECENT_BYTES < log.recent_bytes <= UNSTORED_BYTES + (BACKLOG_EVENTS + 1) * 100_100
+    emitted(log, count, size)  # 40 MB, or thousands of small events, after the failure at event 10
+    if size > 1000:
+        assert RECENT_BYTES < log.recent_bytes <= UNSTORED_BYTES + (BACKLOG_EVENTS + 1) * (size + 100)
+    else:
+        assert UNSTORED_EVENTS < len(log.recent) <= UNSTORED_EVENTS + BACKLOG_EVENTS + 1
     seqs = read_all(log)
-    assert seqs == list(range(1, log.seq + 1)) and log.seq < 400
+    assert seqs == list(range(1, log.seq + 1)) and log.seq < count
     rows = log.read(log.seq - 1)
     assert NOT_KEPT.encode() in rows[-1][2]
     log.emit("end", {"state": "failed"})  # what is not output is still kept, and read
