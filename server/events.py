@@ -12,6 +12,7 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import gevent
@@ -112,30 +113,30 @@ class EventLog:
         self.recent_bytes += len(row[2])
         if kind == "end":
             self.ended = True
-        self.store.submit_soon(self._loop, Store.append_event, self.run_id, row, callback=self._stored)
+        self.store.submit_soon(self._loop, Store.append_event, self.run_id, row,
+                               callback=partial(self._stored, self.seq))
         return self.seq
 
     emit.takes_fragments = True  # `data` may hold orjson.Fragment: JSON made already (OutputStream)
 
-    def _stored(self, seq: int | None, error: BaseException | None) -> None:
+    def _stored(self, seq: int, _: int | None, error: BaseException | None) -> None:
         if threading.get_ident() == self._hub_thread:  # stored by the hub itself: readers see it now
             self._commit(seq, error)
         else:  # the writer thread: hand over to the hub
             self._loop.run_callback_threadsafe(self._commit, seq, error)
 
-    def _commit(self, seq: int | None, error: BaseException | None) -> None:
+    def _commit(self, seq: int, error: BaseException | None) -> None:
         if error is not None:
             # Disk full or similar: serve the event from memory, and say so once (the run is
             # stopped: output that cannot be kept must not go on as if it were).
             log.error("run %s: could not store event: %s", self.run_id, error)
-            if self.unstored_from is None:  # writes are answered in order: the first failed one
-                self.unstored_from = self.committed + 1
+            self.unstored_from = min(seq, self.unstored_from or seq)
             seq = self.seq
             if self.failure is None:
                 self.failure = f"history could not be written: {error}"
                 if self.on_failure is not None:
                     self.on_failure()
-        self.committed = max(self.committed, seq or 0)
+        self.committed = max(self.committed, seq)
         keep = self.committed if self.unstored_from is None else min(self.committed, self.unstored_from - 1)
         while (len(self.recent) > RECENT_EVENTS or self.recent_bytes > RECENT_BYTES) \
                 and self.recent and self.recent[0][0] <= keep:  # never an event SQLite lacks
