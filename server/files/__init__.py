@@ -6,15 +6,22 @@ Both live in the run's private folder in the data dir, `DATA/runs/<id>/` (0700, 
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
 RUNS_DIR = "runs"
 
 
+def run_path(data_dir, run_id: int, part: str | None = None) -> str:
+    """Where `DATA/runs/<id>/` (or its `<part>/`) is, made or not: a string, for the start of a run."""
+    folder = os.path.join(data_dir, RUNS_DIR, str(run_id))
+    return os.path.join(folder, part) if part else folder
+
+
 def run_folder(data_dir: Path, run_id: int, part: str) -> Path:
     """`DATA/runs/<id>/<part>/`, created private (0700 whatever the umask)."""
-    folder = Path(data_dir) / RUNS_DIR / str(run_id) / part
+    folder = Path(run_path(data_dir, run_id, part))
     for path in (folder.parent.parent, folder.parent, folder):
         make_private(path)
     return folder
@@ -28,5 +35,4 @@ def make_private(folder: Path) -> None:
 
 def remove_run_folder(data_dir: Path, run_id: int, part: str | None = None) -> None:
     """Remove a run's folder (or one part of it); nothing there is not an error."""
-    folder = Path(data_dir) / RUNS_DIR / str(run_id)
-    shutil.rmtree(folder / part if part else folder, ignore_errors=True)
+    shutil.rmtree(run_path(data_dir, run_id, part), ignore_errors=True)

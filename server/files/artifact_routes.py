@@ -18,8 +18,8 @@ from gevent.lock import BoundedSemaphore
 
 from server.auth import rules as R
 from server.events import in_pool, store_call
-from server.files import RUNS_DIR
 from server.files import artifacts as A
+from server.files import run_path
 from server.run_errors import NotFound
 from server.run_record import FINAL
 from server.store import Store
@@ -63,7 +63,7 @@ def listed(runs, run_id: int, record: dict) -> list[dict]:
         store = runs.store
 
         def work():
-            if not os.path.isdir(os.path.join(store.dir, RUNS_DIR, str(run_id), A.PART)):
+            if not os.path.isdir(run_path(store.dir, run_id, A.PART)):
                 return None, []
             return A.index(store.dir, run_id, runs.catalog.settings.artifacts,
                            lambda: store.read(A.used_bytes, run_id))

@@ -71,7 +71,7 @@ def prepare(ready: ReadyFolders, run_id: int, remote: bool) -> str | None:
         return None
     data_dir = ready.store.dir
     if ready.take(run_id):
-        return os.path.join(data_dir, files.RUNS_DIR, str(run_id), PART)
+        return files.run_path(data_dir, run_id, PART)
 
     def make() -> None:
         files.remove_run_folder(data_dir, run_id, PART)  # a data dir reused without its database
@@ -81,12 +81,12 @@ def prepare(ready: ReadyFolders, run_id: int, remote: bool) -> str | None:
         in_pool(make)
     except OSError:
         log.exception("the artifacts folder of run %s", run_id)
-    return os.path.join(data_dir, files.RUNS_DIR, str(run_id), PART)
+    return files.run_path(data_dir, run_id, PART)
 
 
 def open_root(data_dir, run_id: int) -> int | None:
     """A descriptor of the run's artifacts folder, or None if it has none."""
-    path = os.path.join(data_dir, files.RUNS_DIR, str(run_id), PART)
+    path = files.run_path(data_dir, run_id, PART)
     try:
         return os.open(path, DIR_FLAGS)
     except OSError:

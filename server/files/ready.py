@@ -28,7 +28,7 @@ from pathlib import Path
 import gevent
 
 from server.events import in_pool
-from server.files import RUNS_DIR, make_private
+from server.files import RUNS_DIR, make_private, run_path
 
 log = logging.getLogger("pushbutton")
 READY = "ready"  # DATA/runs/ready/: not a run id, so no run's folder
@@ -63,12 +63,12 @@ class ReadyFolders:
 
     def take(self, run_id: int) -> bool:
         """Rename a ready folder to the run's own; False if none is ready or the run has a folder."""
-        taken = self._rename(Path(self.store.dir) / RUNS_DIR / str(run_id))
+        taken = self._rename(run_path(self.store.dir, run_id))
         if self.started and self.filling is None and len(self.stock) * 2 < self.wanted():
             self.filling = gevent.spawn_later(REFILL_AFTER, self.fill)
         return taken
 
-    def _rename(self, target: Path) -> bool:
+    def _rename(self, target: str) -> bool:
         while self.stock:
             folder = self.stock.pop()
             try:
