@@ -380,7 +380,7 @@ def test_stop_after_the_process_was_reaped_signals_only_the_runs_marked_processe
     have given to an unrelated process: simulated by pointing the run at a stranger's PID."""
     import gevent
 
-    from server.executors.local import MARKER, LocalProcess
+    from server.executors.local import MARKER, LocalProcess, members
 
     marker = f"reuse-{random.getrandbits(32)}"
     stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)  # a group of its own: pgid = pid
@@ -392,6 +392,8 @@ def test_stop_after_the_process_was_reaped_signals_only_the_runs_marked_processe
         proc.proc.pid = stranger.pid  # as if the OS had reused the leader's PID for the stranger
         proc.stop()
         proc._killer.join(timeout=15)
+        # (CI failed here once, 2026-12-03: `ours` still ran 5 s later; this says which step it was)
+        assert proc._killer.dead, f"the stop still ran after 15 s; its process found: {members(None, marker)}"
         assert ours.wait(5) == -signal.SIGTERM  # the run's own process is still found by its marker
         time.sleep(0.2)
         assert stranger.poll() is None, "an unrelated process group was signalled"

@@ -237,10 +237,15 @@ def test_window_build_alone_in_a_folder_opens_the_page(window_build, folder, tmp
             while '("tk" "Tk")' in window_titles(display) and time.monotonic() < deadline:
                 time.sleep(0.1)
             assert '("tk" "Tk")' not in window_titles(display)
-        time.sleep(1.5)
         shot = artifacts / "window-onefile.png"
-        # `import -window TITLE` finds the window by its title: the title comes from jobs.ini.
-        subprocess.run(["import", "-window", "Frozen Ops", str(shot)], env=env, check=True, timeout=30)
+        # `import -window TITLE` finds the window by its title: the title comes from jobs.ini. The
+        # page paints a moment after "showing": 1.5 s was once too short on a busy machine (CI).
+        deadline = time.monotonic() + 20
+        while True:
+            time.sleep(0.5)
+            subprocess.run(["import", "-window", "Frozen Ops", str(shot)], env=env, check=True, timeout=30)
+            if not_blank(shot) > 16 or time.monotonic() > deadline:
+                break
         assert not_blank(shot) > 16, "the frozen window shows a blank page"
     finally:
         proc.send_signal(signal.SIGTERM)
