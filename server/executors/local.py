@@ -195,7 +195,7 @@ def members(pgid: int | None, marker: str) -> list[int]:
     result = sweeps.asked.get((pgid, marker))
     if result is None:
         result = sweeps.asked[(pgid, marker)] = AsyncResult()
-    if sweeps.greenlet is None:
+    if sweeps.greenlet is None or sweeps.greenlet.dead:  # dead: killed before it ran its `finally`
         sweeps.greenlet = gevent.spawn(_sweep, sweeps)
     return result.get()
 
