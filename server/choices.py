@@ -30,6 +30,7 @@ import gevent.os
 from gevent.lock import BoundedSemaphore
 
 from server import params as P
+from server.environment import inherited
 from server.executors.local import wait_exit
 
 if TYPE_CHECKING:
@@ -203,7 +204,7 @@ class Choices:
         """Run the command once; (list, None) or (None, error), never raised: a greenlet's
         exception would also be printed by the hub as a crash."""
         argv = source.argv if source.shell else P.build_argv(source.argv, values)
-        env = {**os.environ, **job.env, **P.build_env(values)}
+        env = {**inherited(), **job.env, **P.build_env(values)}
         try:
             with self._slots:
                 return _parse(*_run(argv, env, str(job.workdir), source.timeout)), None

@@ -22,6 +22,7 @@ from server import catalog as C
 from server.auth.commands import add_parser as users_parser
 from server.auth.commands import main as users_main
 from server.catalog_access import base_path
+from server.environment import TOKEN_ENV
 from server.logs import FORMATS
 from server.logs import configure as configure_logs
 from server.terminal import RUN_HELP, run_in_terminal
@@ -29,6 +30,9 @@ from server.terminal import RUN_HELP, run_in_terminal
 log = logging.getLogger("pushbutton")
 # window(args, catalog) opens the window; window(args, None, problems=[...]) shows why it cannot.
 Window = Callable[..., int]
+
+
+HISTORY_ONLY = "accepted, not needed: only the history is read, never jobs.ini"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -70,12 +74,12 @@ def parser() -> argparse.ArgumentParser:
                                                       "like 7d or 12h (times without an offset are UTC)")
     audit.add_argument("--user", help="only this user's entries")
     audit.add_argument("--action", help="only these actions, comma-separated (run.start,run.stop)")
-    audit.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
+    audit.add_argument("--jobs", metavar="PATH", dest="sub_jobs", help=HISTORY_ONLY)
     audit.add_argument("--data-dir", metavar="DIR", dest="sub_data_dir")
     backup = sub.add_parser("backup", help="copy the history, consistently, while the server runs (see "
                                            "docs/operations.md to restore)")
     backup.add_argument("file", metavar="FILE", help="where to write the copy (replaced only once it is whole)")
-    backup.add_argument("--jobs", metavar="PATH", dest="sub_jobs")
+    backup.add_argument("--jobs", metavar="PATH", dest="sub_jobs", help=HISTORY_ONLY)
     backup.add_argument("--data-dir", metavar="DIR", dest="sub_data_dir")
     users_parser(sub)
     return p
@@ -89,6 +93,9 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
         return helper(argv[1:])
     args = parser().parse_args(argv)
     configure_logs(args.log_format)
+    data_dir = Path(getattr(args, "sub_data_dir", None) or args.data_dir or platformdirs.user_data_dir(C.APP_NAME))
+    if args.command in ("backup", "audit"):  # the history only: a jobs.ini mid-edit must not stop a backup
+        return _history_command(args, data_dir)
     jobs = getattr(args, "sub_jobs", None) or args.jobs
     try:
         path = C.find_jobs_file(jobs)
@@ -97,7 +104,6 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
         return _cannot_load(args, window, [f"pushbutton: {exc}"])
     except C.CatalogError as exc:
         return _cannot_load(args, window, [str(problem) for problem in exc.problems])
-    data_dir = Path(getattr(args, "sub_data_dir", None) or args.data_dir or platformdirs.user_data_dir(C.APP_NAME))
     for warning in catalog.warnings:  # `check` prints them as it prints problems; the others log them
         if args.command == "check":
             print(warning, file=sys.stderr)
@@ -116,14 +122,6 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
         return check_hosts(catalog)
     if args.command == "users":
         return users_main(args, catalog, data_dir)
-    if args.command == "backup":
-        from server.backup import main as backup_main
-
-        return backup_main(data_dir, args.file)
-    if args.command == "audit":
-        from server.auth.audit import print_log
-
-        return print_log(data_dir, args.since, args.user, args.action)
     if args.headless or window is None:
         try:
             token = access_token(args)
@@ -133,6 +131,18 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
             return 2
         return serve(catalog, data_dir, args.host, 8000 if args.port is None else args.port, token)
     return window(args, catalog)
+
+
+def _history_command(args: argparse.Namespace, data_dir: Path) -> int:
+    """`backup` and `audit` read the history alone, never jobs.ini: they work while it is missing
+    or has an error (a cron backup during an edit), and `--jobs` is accepted but not read."""
+    if args.command == "backup":
+        from server.backup import main as backup_main
+
+        return backup_main(data_dir, args.file)
+    from server.auth.audit import print_log
+
+    return print_log(data_dir, args.since, args.user, args.action)
 
 
 def _cannot_load(args: argparse.Namespace, window: Window | None, problems: list[str]) -> int:
@@ -160,7 +170,7 @@ def access_token(args: argparse.Namespace) -> str | None:
         if not token:
             raise ValueError(f"--token-file {args.token_file} is empty")
         return token
-    return os.environ.get("PUSHBUTTON_TOKEN") or None
+    return os.environ.get(TOKEN_ENV) or None
 
 
 def edge_settings(args: argparse.Namespace, settings: C.Settings) -> None:

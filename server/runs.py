@@ -8,7 +8,6 @@ batch of output is an event, stored before anyone sees it.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from server.approvals import Approvals
 from server.auth.rights import Rights
 from server.catalog import Catalog, Job
 from server.choices import Choices
+from server.environment import inherited
 from server.events import EventLog, in_pool, store_call
 from server.executors.askpass import Asker
 from server.executors.local import LocalProcess, StartError, run_marker
@@ -200,7 +200,7 @@ class Runs(Approvals):
         job = run.job
         streams = [OutputStream(name, run.log.emit, secrets, self._progress_of(run), wait=run.log.wait_writable)
                    for name in ("stdout", "stderr")]
-        run.process = LocalProcess(argv, {**os.environ, **env}, str(job.workdir), run_marker(self.store.owner, run.id),
+        run.process = LocalProcess(argv, {**inherited(), **env}, str(job.workdir), run_marker(self.store.owner, run.id),
                                    job.grace)
         code: int | None = None
         try:

@@ -67,6 +67,28 @@ def test_a_backup_onto_the_history_itself_or_without_history_fails_and_says_why(
     assert not (tmp_path / "b.sqlite3").exists()
 
 
+def test_backup_and_audit_work_while_jobs_ini_is_broken_or_missing(pushbutton, write_jobs, tmp_path):
+    """They read the history alone: a cron backup must not stop while someone edits jobs.ini."""
+    jobs = write_jobs(FLOOD)
+    pb = pushbutton(jobs)
+    pb.wait(pb.start_run("hello", who="there")["id"])
+    jobs.write_text("[job:broken\ncommand = \n")
+    elsewhere = tmp_path / "empty"
+    elsewhere.mkdir()
+    for n, where in enumerate((["--jobs", str(jobs)], [])):  # a broken file; none at all (cwd has none)
+        target = tmp_path / f"copy{n}.sqlite3"
+        done = subprocess.run([BIN, "backup", str(target), *where, "--data-dir", str(pb.data_dir)], cwd=elsewhere,
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        with sqlite3.connect(target) as db:
+            assert db.execute("SELECT count(*) FROM runs").fetchone() == (1,)
+        audit = subprocess.run([BIN, "audit", *where, "--data-dir", str(pb.data_dir)], cwd=elsewhere,
+                               capture_output=True, text=True, timeout=60)
+        assert audit.returncode == 0, audit.stderr
+        actions = [json.loads(line)["action"] for line in audit.stdout.splitlines()]
+        assert actions[0] == "run.start" and set(actions) <= {"run.start", "config.error"}  # the server saw the edit
+
+
 def _metric(text: str, name: str, **labels: str) -> float:
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     key = f"{name}{{{want}}}" if labels else name

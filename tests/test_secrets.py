@@ -247,3 +247,29 @@ def test_no_fragment_of_a_secret_reaches_the_stream_the_log_the_api_or_sqlite(pu
     script.write_text(JOB)
     pb = pushbutton(write_jobs(f"[job:leak]\ncommand = {sys.executable} {script}\n" + PARAMS_E2E))
     assert_no_fragment_anywhere(pb, "leak")
+
+
+def test_the_servers_own_credentials_never_reach_a_jobs_or_a_choices_commands_environment(
+        pushbutton, write_jobs, monkeypatch):
+    """Ops give the server its token and its directory and provider secrets in the environment; a
+    job that prints its environment must not show them to everyone who may read its output."""
+    from server.environment import CREDENTIALS
+
+    for name in CREDENTIALS:
+        monkeypatch.setenv(name, f"{name.lower()}-s3cret-value")
+    monkeypatch.setenv("PB_TEST_INHERITED", "kept")  # the rest of the environment is inherited
+    pb = pushbutton(write_jobs("""
+        [job:env]
+        command = env
+
+        [job:pick]
+        command = echo {name}
+        param.name.type = choice
+        param.name.choices_from = sh -c 'env | cut -d= -f1'
+    """))
+    lines = pb.output(pb.start_run("env")["id"])
+    assert "PB_TEST_INHERITED=kept" in lines
+    assert not [line for line in lines if "s3cret" in line or line.split("=")[0] in CREDENTIALS]
+    names = pb.client.get("/api/jobs/pick/params/name/choices").json()["choices"]
+    assert "PB_TEST_INHERITED" in names
+    assert not set(names) & set(CREDENTIALS)
