@@ -161,7 +161,7 @@ def _body(raw: bytes | None = None) -> dict:
     raw = (_read_body() if raw is None else raw) or b"{}"
     try:
         body = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser goes
         raise _json(400, {"error": "body must be JSON"}) from None
     if not isinstance(body, dict) or not isinstance(body.get("params", {}), dict):
         raise _json(400, {"error": 'body must be {"params": {...}}'})

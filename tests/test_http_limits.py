@@ -336,3 +336,15 @@ def test_a_body_of_exactly_the_limit_is_read_chunked_or_not(server):
         res = server.client.post("/api/jobs/greet/runs", content=content)
         assert res.status_code == 202, res.text
         assert res.json()["run"]["params"] == {"name": "full"}
+
+
+def test_json_nested_deeper_than_the_parser_goes_is_a_400_not_a_crash(server):
+    """Python's parser raises RecursionError, not ValueError, for it: it was a 500 and a traceback
+    in the log, from anyone, even not signed in."""
+    deep = b"[" * 200_000 + b"]" * 200_000  # 400 KB: under the body limit
+    assert len(deep) < MAX_BODY
+    for path in ("/api/session", "/api/jobs/greet/runs", "/api/jobs/greet/preview"):
+        res = server.client.post(path, content=deep, headers={"Content-Type": "application/json"})
+        assert res.status_code == 400, (path, res.status_code, res.text)
+        assert res.json() == {"error": "body must be JSON"}
+    assert "Traceback" not in server.log.read_text()

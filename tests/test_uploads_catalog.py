@@ -73,3 +73,9 @@ def test_clean_name_never_leaves_a_path():
     for raw in ("../..", "/", "..\\", "\x00\x01", " . "):
         assert clean_name(raw) == "upload"
     assert clean_name("a/b/../c.txt") == "c.txt"
+
+
+def test_a_file_name_never_starts_like_an_option_or_a_hidden_file():
+    for raw, clean in (("--help", "help"), ("-rf.csv", "rf.csv"), (" - .-x.csv", "x.csv"), ("---", "upload"),
+                       ("a-b.csv", "a-b.csv"), ("dir/--output=x.csv", "output=x.csv")):
+        assert clean_name(raw) == clean

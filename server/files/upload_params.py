@@ -87,9 +87,10 @@ def accepted(accept: list[str], name: str) -> bool:
 def clean_name(raw: str) -> str:
     """The user's file name as shown and given to the job in PB_<NAME>_FILENAME: the last path
     component (`/` and `\\` both), NFC, no control characters, no leading dots (`..`, hidden
-    files), at most MAX_NAME characters with the extension kept; `upload` if nothing is left."""
+    files) or dashes (a script's `ls $PB_F_FILENAME` would take `--help` as an option), at most
+    MAX_NAME characters with the extension kept; `upload` if nothing is left."""
     name = unicodedata.normalize("NFC", raw).replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip().lstrip(".").strip()
+    name = "".join(c for c in name if unicodedata.category(c)[0] != "C").strip().lstrip(".- ")
     if len(name) > MAX_NAME:
         stem, dot, ext = name.rpartition(".")
         ext = ext[:20] if dot and stem else ""
