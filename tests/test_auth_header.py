@@ -112,3 +112,23 @@ def test_auth_header_without_trusted_proxies_does_not_start(write_jobs, tmp_path
     done = subprocess.run([BIN, "--headless", "--jobs", str(jobs), "--port", "0", "--data-dir", str(tmp_path / "d")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "trusted_proxies" in done.stderr
+
+
+def test_a_session_from_an_earlier_auth_method_is_not_honoured_after_the_switch(pushbutton, write_jobs, tmp_path):
+    """bob signed in with a local password; once the server trusts a proxy's header instead, his old
+    cookie must not keep him in for the rest of its week: the proxy's bob may be someone else."""
+    from tests.auth_helpers import add_user, local_jobs, sign_in
+
+    data = tmp_path / "data"
+    local = pushbutton(write_jobs(local_jobs(), name="local.ini"), data_dir=data)
+    add_user(local, "bob")
+    signed_in = sign_in(local, "bob")
+    cookies = dict(signed_in.cookies)
+    assert signed_in.get("/api/me").json()["method"] == "local"
+    local.stop()
+    proxied = pushbutton(write_jobs(JOBS.format(proxies="127.0.0.2"), name="header.ini"), data_dir=data)
+    old = client(proxied, "127.0.0.1", cookies=cookies)
+    assert old.get("/api/me").status_code == 401
+    assert old.post("/api/jobs/report/runs", json={"params": {}}).status_code == 401
+    status, body = me(proxied, "127.0.0.2", **{"X-Forwarded-User": "bob"})  # the proxy's bob is let in
+    assert status == 200 and body["method"] == "header"

@@ -51,7 +51,7 @@ class Authenticator:
             owner = self.users.token_owner(bearer)
             return self.rights.user_for(owner[1], (), "api-token") if owner else None  # revoked: at once
         session = self.sessions.get(Sessions.cookie_value(environ))
-        if session is not None:
+        if session is not None and session.method == self.method.name:  # not one of an earlier `auth`
             return self.rights.user_for(session.user, session.groups, session.method)
         return self.method.identify(environ)
 
