@@ -100,6 +100,11 @@ class Broadcast:
                 reader.ended = True
                 self._hand_back(reader)
 
+    def hand_back_all(self) -> None:
+        """Every parked reader goes back to its own greenlet (a new jobs.ini: server/sse.py)."""
+        for reader in list(self.readers):
+            self._hand_back(reader)
+
     def _hand_back(self, reader: Reader) -> None:
         self.leave(reader)
         reader.woken.set()

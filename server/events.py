@@ -197,6 +197,11 @@ class EventLog:
             self._waiting -= 1
         return self.committed > after
 
+    def wake(self) -> None:
+        """Every waiting reader looks again now (a new jobs.ini may have taken its rights)."""
+        if self._waiting:
+            self._wake()
+
     def _ticked(self) -> None:
         if self._waiting:
             self._wake()

@@ -90,7 +90,7 @@ class Reloader:
                 self._refuse(problems, trigger, user)
             else:
                 self._apply(catalog, trigger, user)
-            sse.catalog_changed(self.runs)
+            sse.catalog_changed(self.runs, applied=not problems)
             return problems or None
 
     def _settled(self) -> bytes | str:

@@ -64,7 +64,10 @@ def pace(runs: Runs) -> float:
 def _run_events(runs: Runs, run_id: int, after: int, connection) -> Iterator[bytes]:
     yield f"retry: {RETRY_MS}\n\n".encode()
     wrote = 0.0
+    rights = runs.rights_changed
     while True:
+        if runs.rights_changed != rights:
+            return  # a new jobs.ini: the browser reconnects (Last-Event-ID) through its rules
         live = runs.event_log(run_id)
         if live is not None and live.committed <= after and connection is not None and not live.finished:
             reader = broadcast.follow(live, connection, after, _frames, lambda: pace(runs), KEEPALIVE)
@@ -153,11 +156,20 @@ def _changes(runs: Runs, sees: Callable[[dict], bool]) -> Iterator[bytes]:
         runs.unwatch(watcher)
 
 
-def catalog_changed(runs: Runs) -> None:
+def catalog_changed(runs: Runs, applied: bool = True) -> None:
     """jobs.ini was reloaded (or failed to): every `changes` stream says `catalog` and ends, so
-    each page re-reads its jobs and reconnects with the rights the new file gives."""
+    each page re-reads its jobs and reconnects with the rights the new file gives. Once a new file
+    is `applied`, every run stream ends too, at once: its browser reconnects a second later after
+    the last event it has, through the route's rule again, and one who may no longer see the run
+    gets a 404 instead of the rest of its output."""
     for watcher in list(runs.watchers):
         try:
             watcher.put_nowait(CATALOG)
         except Full:
             runs.unwatch(watcher)
+    if applied:
+        runs.rights_changed += 1
+        for live in list(runs.logs.values()):
+            if live.broadcast is not None:
+                live.broadcast.hand_back_all()
+            live.wake()

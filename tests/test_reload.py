@@ -380,3 +380,42 @@ def test_the_per_launch_token_is_unaffected_and_unknown_clients_stay_out(pushbut
     pb = pushbutton(path)
     assert httpx.post(pb.url + "/api/reload").status_code == 401
     assert pb.client.post("/api/reload", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+TICKER = TEAMS + """
+[job:ticker]
+shell = yes
+command = i=0; while [ $i -lt 300 ]; do i=$((i+1)); echo tick $i; sleep 0.02; done
+run_by = team:analysts
+"""
+
+
+def test_an_open_run_stream_follows_the_reloaded_rights_and_resumes_for_who_keeps_them(pushbutton, write_jobs):
+    """Before, a stream checked its rule only when it opened: ann, removed from the team, kept
+    receiving the run's output until it ended. Now every run stream ends at a reload; the browser
+    reconnects after the last event it has, through the rule again."""
+    path = write_jobs(TICKER.format(admins="olga", analysts="alan, ann", extra="other"))
+    pb = pushbutton(path)
+    ann, alan = as_user(pb, "ann"), as_user(pb, "alan")
+    run = alan.post("/api/jobs/ticker/runs", json={"params": {}}).json()["run"]["id"]
+    seen: dict[str, list] = {"ann": [], "alan": []}
+    with ann.stream("GET", f"/api/runs/{run}/events") as a, alan.stream("GET", f"/api/runs/{run}/events") as b:
+        streams = {"ann": parse_sse(sse_lines(a)), "alan": parse_sse(sse_lines(b))}
+        for name, events in streams.items():  # both read some output first
+            while not [e for e in seen[name] if e.type == "output"]:
+                seen[name].append(next(events))
+        save(path, TICKER.format(admins="olga", analysts="alan", extra="other"))
+        for name, events in streams.items():
+            seen[name] += list(events)  # to the stream's end: it must come, and not as the run's `end`
+            assert seen[name][-1].type != "end", f"{name}'s stream ran to the run's end"
+    assert as_user(pb, "olga").get(f"/api/runs/{run}").json()["state"] == "running"  # ended at the reload
+    last = {name: int(events[-1].id) for name, events in seen.items()}
+    assert ann.get(f"/api/runs/{run}/events", headers={"Last-Event-ID": str(last["ann"])}).status_code == 404
+    with alan.stream("GET", f"/api/runs/{run}/events", headers={"Last-Event-ID": str(last["alan"])}) as c:
+        for event in parse_sse(sse_lines(c)):
+            seen["alan"].append(event)
+            if event.type == "end":
+                break
+    assert [int(e.id) for e in seen["alan"]] == list(range(1, int(seen["alan"][-1].id) + 1))  # none lost or twice
+    ticks = [line for e in seen["alan"] if e.type == "output" for line in e.data["lines"]]
+    assert ticks == [f"tick {i}" for i in range(1, 301)]

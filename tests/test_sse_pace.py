@@ -21,6 +21,7 @@ class Runs:
         self.log = log
         self.streams = Counter(run=open_streams)
         self.begun = 0  # streams opened so far (server/memory.py)
+        self.rights_changed = 0  # jobs.ini files applied (server/sse.py)
 
     def event_log(self, run_id: int) -> EventLog:
         return self.log
