@@ -162,6 +162,15 @@ def test_filter_characters_in_a_name_match_only_that_name(server):
         "(&(uid=\\2a\\29\\28uid=\\2a)(member=cn=a\\5c,b))"
 
 
+def test_a_user_found_by_another_attribute_signs_in_under_the_name_attributes_value(server):
+    """With a filter that matches two attributes (AD's sAMAccountName or userPrincipalName), one
+    person typing either spelling is one user, named by the first attribute: two names would let
+    them approve their own run under the other."""
+    pb = server(ldap_user_filter="(|(uid={user})(cn={user}))")
+    for typed in (S.INJECTION, "Injection Test", "injection test"):  # its uid, its cn in two cases
+        assert signed_in(pb, typed, S.password(S.INJECTION)).get("/api/me").json()["user"] == S.INJECTION
+    assert signed_in(pb, "ALICE", S.password("alice")).get("/api/me").json()["user"] == "alice"
+
 def test_failed_sign_ins_are_limited_as_for_local_accounts(server):
     pb = server()
     for _ in range(PER_NAME):

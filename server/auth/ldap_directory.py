@@ -75,6 +75,10 @@ def check_password(cfg: Ldap, name: str, password: str) -> Found | None:
         finally:
             _close(user)
         canonical = _canonical(cfg, entry, name)
+        if canonical is None:
+            log.warning("LDAP sign-in: the user's entry has no %s, or several and none is the name typed: refused",
+                        cfg.name_attribute)
+            return None
         if cfg.groups_attribute:
             groups = _values(entry["attributes"].get(cfg.groups_attribute))
         elif cfg.group_base:
@@ -134,12 +138,20 @@ def _search(cfg: Ldap, conn: Connection, base: str, query: str, attributes=None,
     return [r for r in conn.response or [] if r.get("type") == "searchResEntry"]
 
 
-def _canonical(cfg: Ldap, entry: dict, typed: str) -> str:
-    """The name as the directory has it (`Alice` typed, `alice` stored: alice)."""
+def _canonical(cfg: Ldap, entry: dict, typed: str) -> str | None:
+    """The user name: the directory's value of the name attribute (`uid` in `(uid={user})`), not
+    what was typed. `Alice` typed, `alice` stored: alice. With `(|(uid={user})(mail={user}))`,
+    `bob@acme.test` typed is bob too: one person is one user, who cannot approve their own run
+    under another name. None when the entry has none, or several and none is the one typed."""
     attribute = cfg.name_attribute
-    values = _values(entry["attributes"].get(attribute)) if attribute else []
+    if not attribute:  # `check` warns: the name as typed is the user name
+        return typed
+    values = _values(entry["attributes"].get(attribute))
     folded = typed.strip().casefold()
-    return next((v for v in values if v.strip().casefold() == folded), typed)
+    same = [v for v in values if v.strip().casefold() == folded]
+    if same or len(values) == 1:
+        return (same or values)[0]
+    return None
 
 
 def _close(conn: Connection) -> None:
