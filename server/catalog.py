@@ -27,7 +27,7 @@ from server.catalog_oidc import OIDC_KEYS, Oidc, OidcChecks
 from server.catalog_params import PARAM_KEYS as PARAM_KEYS  # re-exported: the documented keys
 from server.catalog_params import ParamChecks
 from server.catalog_schedules import Schedule, ScheduleChecks
-from server.catalog_values import non_negative_int, parse_bool, positive_duration, positive_int
+from server.catalog_values import NAME_RULE, non_negative_int, parse_bool, positive_duration, positive_int
 from server.catalog_values import parse_duration as parse_duration  # re-exported
 from server.files.artifacts import ENV as ARTIFACTS_ENV
 from server.files.artifacts import KEYS as ARTIFACT_KEYS
@@ -228,17 +228,17 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
                 settings = self.settings(section, parser[section])
             elif kind == "job" and name:
                 if not JOB_ID_RE.match(name):
-                    self.problem(section, None, "job id may use letters, digits, '.', '_' and '-'")
+                    self.problem(section, None, f"job id {NAME_RULE}")
                 job = self.job(name, section, parser[section])
                 if job is not None:
                     jobs[name] = job
             elif kind == "team" and name:
                 if not JOB_ID_RE.match(name):
-                    self.problem(section, None, "team name may use letters, digits, '.', '_' and '-'")
+                    self.problem(section, None, f"team name {NAME_RULE}")
                 teams[name] = self.team(name, section, parser[section])
             elif kind in ("host", "group") and name:
                 if not JOB_ID_RE.match(name):
-                    self.problem(section, None, f"{kind} name may use letters, digits, '.', '_' and '-'")
+                    self.problem(section, None, f"{kind} name {NAME_RULE}")
                 if kind == "host":
                     hosts[name] = self.host(name, section, parser[section])
                 else:
@@ -246,6 +246,8 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
             elif kind == "schedule" and name:
                 schedules[name] = self.schedule(name, section, parser[section])
             elif kind == "notify" and name:
+                if not JOB_ID_RE.match(name):  # jobs name it in a comma-separated list
+                    self.problem(section, None, f"notifier name {NAME_RULE}")
                 notifiers[name] = self.notifier(name, section, parser[section])
             else:
                 self.problem(section, None, "unknown section; expected [pushbutton], [job:ID], [team:NAME], "
@@ -341,6 +343,7 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
         for p in job.params:
             self.check_param(section, param_lines[p.name], p)
         self.check_dash_warnings(section, param_lines, job)
+        self.check_env_names(section, param_lines, job)
         self.check_confirm(section, job)
         return job
 

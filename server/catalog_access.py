@@ -151,8 +151,8 @@ class AccessChecks:
         for job in jobs.values():
             self.check_approvers(job, teams)
         if (access.certfile is None) != (access.keyfile is None):
-            self.problem("pushbutton", "certfile" if access.certfile is None else "keyfile",
-                         "certfile and keyfile go together")
+            given, missing = ("keyfile", "certfile") if access.certfile is None else ("certfile", "keyfile")
+            self.problem("pushbutton", given, f"{given} needs {missing}: they go together")
         if access.auth == "header" and not access.trusted_proxies:
             self.problem("pushbutton", "auth", "auth = header needs trusted_proxies: the addresses of the proxies "
                          "whose user header is believed")

@@ -180,6 +180,18 @@ class ParamChecks:
                 self.warning(section, self.param_where(section, first_keys[p.name], p, "allow_dash"),
                              f"allow_dash has no effect: {why}")
 
+    def check_env_names(self, section: str, first_keys: dict[str, str], job: Job) -> None:
+        """No two parameters set one variable: `env` and `ENV` are both $PB_ENV, a file `f`'s
+        $PB_F_FILENAME is a text `f_filename`'s too; the later would silently replace the other,
+        a checked choice by free text."""
+        owners: dict[str, str] = {}
+        for p in job.params:
+            for var in (f"PB_{p.name.upper()}", *([f"PB_{p.name.upper()}_FILENAME"] if p.type == "file" else [])):
+                other = owners.setdefault(var, p.name)
+                if other != p.name:
+                    self.problem(section, first_keys[p.name], f"parameters {other!r} and {p.name!r} would both "
+                                 f"set ${var}: rename one")
+
     def check_choices_from(self, section: str, first_keys: dict[str, str], job: Job) -> None:
         """`choices_from`: split like the command, its inputs known and not secret, no loop of
         lists; a value it places where an argument begins obeys the leading-dash rule there too.
@@ -193,8 +205,10 @@ class ParamChecks:
             def where(pkey: str, p: Param = p) -> str:
                 return self.param_where(section, first_keys[p.name], p, pkey)
 
-            if not source.command.strip():
-                self.problem(section, where("choices_from"), "choices_timeout and choices_cache need choices_from")
+            if not source.command.strip():  # blamed on the key written: choices_from is not
+                written = "choices_timeout" if (section, f"param.{p.name}.choices_timeout") in self.lines.keys \
+                    else "choices_cache"
+                self.problem(section, where(written), "choices_timeout and choices_cache need choices_from")
             elif p.type not in ("choice", "multichoice"):
                 self.problem(section, where("choices_from"), f"choices_from only applies to choice and multichoice, "
                              f"not {p.type}")

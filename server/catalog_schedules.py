@@ -18,7 +18,7 @@ import tzlocal
 from cronsim import CronSim, CronSimError
 
 from server import params as P
-from server.catalog_values import parse_bool, positive_duration
+from server.catalog_values import NAME_RULE, parse_bool, positive_duration
 
 SCHEDULE_KEYS = ("job", "cron", "timezone", "enabled", "catchup", "catchup_within", "overlap")
 SCHEDULE_PREFIX_KEYS = ("param.NAME",)
@@ -118,7 +118,7 @@ class ScheduleChecks:
 
     def schedule(self, name: str, section: str, items) -> Schedule:
         if not NAME_RE.match(name):
-            self.problem(section, None, "schedule name may use letters, digits, '.', '_' and '-'")
+            self.problem(section, None, f"schedule name {NAME_RULE}")
         s = Schedule(name)
         s.timezone, s.zone = local_zone()
         for key, raw in items.items():

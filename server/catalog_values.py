@@ -5,6 +5,7 @@ from __future__ import annotations
 import configparser
 import re
 
+NAME_RULE = "starts with a letter or digit, then letters, digits, '.', '_' and '-'"  # names of sections, in words
 DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(d|h|m|s)?")
 
 

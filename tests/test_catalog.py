@@ -136,7 +136,10 @@ BAD = [
      "FILE:2: [pushbutton] max_concurrent_runs: 'lots' is not a whole number"),
     ("[pushbutton]\nretention_days = -1\n[job:a]\ncommand = x\n",
      "FILE:2: [pushbutton] retention_days: must be at least 0"),
-    ("[job:bad id]\ncommand = x\n", "FILE:1: [job:bad id]: job id may use"),
+    ("[job:bad id]\ncommand = x\n", "FILE:1: [job:bad id]: job id starts with a letter or digit"),
+    ("[job:_x]\ncommand = x\n", "FILE:1: [job:_x]: job id starts with a letter or digit"),
+    ("[notify:bad name!]\nurl = json://localhost/\n[job:a]\ncommand = x\n",
+     "FILE:1: [notify:bad name!]: notifier name starts with a letter or digit"),
     ("[pushbutton]\ntitle = x\n", "FILE:1: no [job:ID] section"),
     ("command = x\n", "FILE:1: text before the first [section]"),
     ("[job:a]\ncommand = x\nthis line has no equals sign\n", "FILE:3: cannot parse this line has no equals sign"),
@@ -412,3 +415,34 @@ def test_signing_in_with_nobody_as_admin_is_a_warning_with_its_line(write_jobs):
     assert [str(w) for w in catalog.warnings] == [
         f"{catalog.path}:1: warning: [pushbutton] admins: nobody is an admin: with auth = local or header, name the "
         "admins (admins = team:ops, alice), or jobs without run_by/view_by are for nobody"]
+
+
+def test_two_parameters_that_would_set_one_variable_are_refused(write_jobs):
+    found = problems(write_jobs, """
+        [job:a]
+        command = echo {env} {ENV}
+        param.env.type = choice
+        param.env.choices = staging, production
+        param.ENV.type = text
+
+        [job:b]
+        command = wc -l {f}
+        param.f_filename.type = text
+        param.f.type = file
+        """)
+    assert found == [
+        "FILE:5: [job:a] param.ENV.type: parameters 'env' and 'ENV' would both set $PB_ENV: rename one",
+        "FILE:10: [job:b] param.f.type: parameters 'f_filename' and 'f' would both set $PB_F_FILENAME: rename one"]
+
+
+def test_a_certfile_without_its_keyfile_is_blamed_on_the_line_that_gives_it(write_jobs, tmp_path):
+    (tmp_path / "cert.pem").write_text("x")
+    found = problems(write_jobs, """
+        [pushbutton]
+        auth = token
+        certfile = cert.pem
+
+        [job:a]
+        command = true
+        """)
+    assert found == ["FILE:3: [pushbutton] certfile: certfile needs keyfile: they go together"]

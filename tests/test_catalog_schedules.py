@@ -129,7 +129,8 @@ def test_every_schedule_problem_is_reported_at_its_line(write_jobs):
         "FILE:36: [schedule:ghost] job: no job 'nothing'",
         "FILE:39: [schedule:required]: param.target: required: give it a value here "
         "(job 'backup' has no default for it)",
-        "FILE:43: [schedule:with space]: schedule name may use letters, digits, '.', '_' and '-'",
+        "FILE:43: [schedule:with space]: schedule name starts with a letter or digit, then letters, digits, "
+        "'.', '_' and '-'",
         "FILE:48: [schedule:empty]: missing job =",
         "FILE:48: [schedule:empty]: missing cron =",
     ]

@@ -342,7 +342,7 @@ def test_only_a_parameter_with_choices_from_has_a_list(pushbutton, write_jobs):
     ("command = x {a}\nparam.a.type = choice\nparam.a.choices_from = ls 'open\n",
      "FILE:4: [job:j] param.a.choices_from: cannot split choices_from: No closing quotation"),
     ("command = x {a}\nparam.a.type = choice\nparam.a.choices_timeout = 5s\n",
-     "FILE:3: [job:j] param.a.type: choices_timeout and choices_cache need choices_from"),
+     "FILE:4: [job:j] param.a.choices_timeout: choices_timeout and choices_cache need choices_from"),
     ("command = x {a}\nparam.a.type = choice\nparam.a.choices_from = ls\nparam.a.choices_timeout = 0\n",
      "FILE:5: [job:j] param.a.choices_timeout: must be longer than 0s"),
     ("command = x {a}\nparam.a.type = choice\nparam.a.choices_from = ls\nparam.a.choices_cache = soon\n",

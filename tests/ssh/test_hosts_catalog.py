@@ -119,7 +119,7 @@ def test_every_host_and_group_problem_is_reported_with_its_line(write_jobs, tmp_
         "FILE:18: [group:typos] hosts: unknown host 'loop1' (for the group, write group:loop1)",
         "FILE:19: [group:typos] parallel: must be at least 1",
         "FILE:21: [group:empty] hosts: a group needs hosts = NAME, NAME, ...",
-        "FILE:22: [host:bad name!]: host name may use letters, digits, '.', '_' and '-'",
+        "FILE:22: [host:bad name!]: host name starts with a letter or digit, then letters, digits, '.', '_' and '-'",
         "FILE:26: [job:j] targets: unknown host 'zz'",
         "FILE:26: [job:j] targets: 'c': expected host:NAME or group:NAME",
         "FILE:27: [job:j] workdir: workdir applies to jobs run on this machine; a remote command starts in the "
