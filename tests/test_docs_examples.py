@@ -1,0 +1,43 @@
+"""Every jobs.ini example in the README and docs/ is one `check` accepts, but for what it names
+outside itself (a key file on the ops machine, a job or host shown in another example). A reader
+copies these; one that named a parameter it never declared reached `check` as an error."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from server import catalog as C
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+OURS = re.compile(r"^\[(pushbutton|(job|team|host|group|schedule|notify):[^\]]+)\]", re.M)
+# Problems about what an excerpt leaves to the reader's own file or machine.
+ELSEWHERE = re.compile(r"cannot read|no job '|unknown host '|names no \[team:|needs the client secret|"
+                       r"the bind DN needs its password|folder '.*' does not exist")
+
+
+def examples():
+    for page in PAGES:
+        text = page.read_text()
+        for block in re.finditer(r"^```ini\n(.*?)^```", text, re.M | re.S):
+            if OURS.search(block.group(1)):  # not a systemd unit, say
+                line = text[:block.start()].count("\n") + 1
+                yield pytest.param(block.group(1), id=f"{page.relative_to(ROOT)}:{line}")
+
+
+@pytest.mark.parametrize("text", list(examples()))
+def test_a_docs_example_passes_check_but_for_what_it_leaves_to_the_reader(text, tmp_path):
+    if "[job:" not in text:  # settings shown alone: a file needs a job
+        text += "\n[job:example]\ncommand = true\n"
+    path = tmp_path / "jobs.ini"
+    path.write_text(text)
+    try:
+        C.load(path)
+    except C.CatalogError as exc:
+        own = [str(p).replace(str(path), "FILE") for p in exc.problems if not ELSEWHERE.search(p.message)]
+        assert own == []
+
+
+def test_the_examples_are_found():
+    assert len(list(examples())) >= 15  # the pattern still finds them
