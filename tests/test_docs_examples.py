@@ -41,3 +41,32 @@ def test_a_docs_example_passes_check_but_for_what_it_leaves_to_the_reader(text, 
 
 def test_the_examples_are_found():
     assert len(list(examples())) >= 15  # the pattern still finds them
+
+
+def test_every_audit_action_is_in_the_api_docs_table():
+    from server.auth.audit import ACTIONS
+
+    table = (ROOT / "docs" / "api.md").read_text().split("| action | when |", 1)[1].split("\n\n", 1)[0]
+    listed = {name for cell in re.findall(r"^\| ([^|]+) \|", table, re.M) for name in re.findall(r"`([a-z.]+)`", cell)}
+    assert set(ACTIONS) - listed == set()
+    assert listed - set(ACTIONS) == set()
+
+
+def test_the_api_docs_name_every_field_of_a_job_a_parameter_and_a_run(pushbutton, write_jobs):
+    """The listing's and RUN's fields as the server answers them, each named in docs/api.md."""
+    pb = pushbutton(write_jobs("""
+        [job:j]
+        command = wc -l {f} {n}
+        param.f.type = file
+        param.n.type = int
+        """))
+    api = (ROOT / "docs" / "api.md").read_text()
+    listing = next(line for line in api.splitlines() if line.startswith("| `GET /api/jobs` |") and "\"jobs\"" in line)
+    run_block = api.split("**RUN**", 1)[1].split("```", 2)[1]
+    answer = pb.client.get("/api/jobs").json()
+    job = answer["jobs"][0]
+    fields = {*answer, *job, *(key for p in job["params"] for key in p)}
+    assert [f for f in sorted(fields) if f'"{f}"' not in listing] == []
+    run = pb.client.post("/api/jobs/j/runs", files={"f": ("a.txt", b"x\n")}, data={"json": '{"params": {"n": 1}}'})
+    assert run.status_code == 202, run.text
+    assert [f for f in sorted(run.json()["run"]) if f'"{f}"' not in run_block] == []
