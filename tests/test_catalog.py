@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from server import catalog as C
+from server.params import TYPES
 from tests.helpers import BIN
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -24,7 +25,7 @@ def problems(write_jobs, text: str) -> list[str]:
 def test_sample_jobs_ini_is_valid_and_shows_every_parameter_type():
     catalog = C.load(ROOT / "jobs.ini")
     types = {p.type for job in catalog.jobs.values() for p in job.params}
-    assert types == {"text", "multiline", "int", "float", "bool", "choice", "multichoice", "date", "secret"}
+    assert types == set(TYPES)
     assert any(job.confirm for job in catalog.jobs.values())
     assert any(job.shell for job in catalog.jobs.values())
 

@@ -25,7 +25,8 @@ def pb(*args: str, cwd=None, timeout: float = 60) -> subprocess.CompletedProcess
 def test_check_ok_prints_a_one_line_summary():
     out = pb("check", "--jobs", str(ROOT / "jobs.ini"))
     assert out.returncode == 0
-    assert out.stdout.count("\n") == 1 and "OK, 5 job(s): deploy, report, disk-check, backup, greet" in out.stdout
+    assert out.stdout.count("\n") == 1
+    assert "OK, 6 job(s): deploy, report, disk-check, backup, greet, import" in out.stdout
 
 
 def test_check_prints_file_line_problems_and_exits_2(write_jobs):

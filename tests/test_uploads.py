@@ -299,3 +299,19 @@ def test_the_path_is_absolute_whatever_the_data_dir_is_given_as(pushbutton, writ
     run = pb.wait(res.json()["run"]["id"])
     assert run["state"] == "succeeded", pb.output(run["id"])
     assert Path(report(pb, run["id"])["env"]["PB_DATA"]).is_absolute()
+
+
+def test_the_sample_import_job_reads_an_uploaded_csv_and_keeps_a_summary(pushbutton):
+    """The sample jobs.ini's file parameter, end to end, as an analyst first meets it."""
+    from tests.conftest import ROOT
+
+    pb = pushbutton(ROOT / "jobs.ini")
+    res = pb.client.post("/api/jobs/import/runs", files={"data": ("sales.csv", b"region,total\nnorth,12\nsouth,7\n")},
+                         data={"json": '{"params": {}}'})
+    assert res.status_code == 202, res.text
+    run_id = res.json()["run"]["id"]
+    assert pb.output(run_id) == ["Importing sales.csv: 3 lines", "  region,total", "  north,12", "  south,7", "done"]
+    assert pb.wait(run_id)["state"] == "succeeded"
+    assert pb.client.get(f"/api/runs/{run_id}/artifacts/summary.txt").text == "file: sales.csv\nlines: 3\n"
+    refused = pb.client.post("/api/jobs/import/runs", files={"data": ("sales.xlsx", b"x")}, data={"json": "{}"})
+    assert refused.status_code == 400 and "data" in refused.json()["fields"]

@@ -90,7 +90,7 @@ def test_job_list_search(ui, page):
     expect(page.locator("#job-list .job")).to_have_count(0)
     expect(page.get_by_text("No job matches “nothing like this”.")).to_be_visible()
     search.fill("")
-    expect(page.locator("#job-list .job")).to_have_count(5)
+    expect(page.locator("#job-list .job")).to_have_count(6)
 
     assert page.title() == "Acme Ops (sample)"
     expect(page.get_by_role("heading", level=1)).to_have_text("Acme Ops (sample)")
