@@ -157,7 +157,7 @@ class AccessChecks:
             self.problem("pushbutton", "auth", "auth = header needs trusted_proxies: the addresses of the proxies "
                          "whose user header is believed")
         if access.auth != "token" and not access.admins:
-            self.problem("pushbutton", "admins", "nobody is an admin: with auth = local or header, name the admins "
+            self.problem("pushbutton", "admins", f"nobody is an admin: with auth = {access.auth}, name the admins "
                          "(admins = team:ops, alice), or jobs without run_by/view_by are for nobody", warning=True)
 
     def check_approvers(self, job, teams: dict[str, Team]) -> None:

@@ -181,8 +181,8 @@ class Server:
             raise self._error
         if self.catalog.settings.auth == "token" and not is_loopback(self.host):
             log.warning("listening on %s with auth = token: the address printed below grants every right to "
-                        "whoever has it (see and run every job); set auth = local or header in jobs.ini to give "
-                        "each person their own rights", self.host)
+                        "whoever has it (see and run every job); set auth = local, header, ldap or oidc in "
+                        "jobs.ini to give each person their own rights", self.host)
         return self.login_url
 
     def _main(self) -> None:

@@ -414,8 +414,8 @@ def test_defaults_keep_the_single_user_token_mode(write_jobs):
 def test_signing_in_with_nobody_as_admin_is_a_warning_with_its_line(write_jobs):
     catalog = C.load(write_jobs("[pushbutton]\nauth = local\n[job:a]\ncommand = x\nrun_by = *\n"))
     assert [str(w) for w in catalog.warnings] == [
-        f"{catalog.path}:1: warning: [pushbutton] admins: nobody is an admin: with auth = local or header, name the "
-        "admins (admins = team:ops, alice), or jobs without run_by/view_by are for nobody"]
+        f"{catalog.path}:1: warning: [pushbutton] admins: nobody is an admin: with auth = local, name the admins "
+        "(admins = team:ops, alice), or jobs without run_by/view_by are for nobody"]
 
 
 def test_two_parameters_that_would_set_one_variable_are_refused(write_jobs):

@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace, catalog: Catalog, users: Users, audit: Audit)
     elif action == "token":
         check_name(name)
         if catalog.settings.auth == "token":
-            raise UserError("personal tokens need auth = local or header (with auth = token the access "
+            raise UserError("personal tokens need auth = local, header, ldap or oidc (with auth = token the access "
                             "token is the credential)")
         if catalog.settings.auth == "local" and not users.exists(name):
             raise UserError(f"no user {name!r} (add it first: pushbutton users add {name})")
