@@ -62,10 +62,12 @@ class Problem:
 
 
 class CatalogError(Exception):
-    """A jobs.ini that must not be served; `problems` lists every one found."""
+    """A jobs.ini that must not be served; `problems` lists every one found, `warnings` what would
+    have been warned about had it loaded (`check` prints both)."""
 
-    def __init__(self, problems: list[Problem]):
+    def __init__(self, problems: list[Problem], warnings: list[Problem] | None = None):
         self.problems = problems
+        self.warnings = warnings or []
         super().__init__("\n".join(map(str, problems)))
 
 
@@ -391,6 +393,6 @@ def load(path: str | os.PathLike) -> Catalog:
     reader = _Reader(path, text)
     catalog = reader.read(parser)
     if reader.problems:
-        raise CatalogError(sorted(reader.problems, key=lambda p: p.line))
+        raise CatalogError(sorted(reader.problems, key=lambda p: p.line), sorted(reader.warnings, key=lambda p: p.line))
     catalog.warnings = sorted(reader.warnings, key=lambda p: p.line)
     return catalog

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
     except FileNotFoundError as exc:
         return _cannot_load(args, window, [f"pushbutton: {exc}"])
     except C.CatalogError as exc:
-        return _cannot_load(args, window, [str(problem) for problem in exc.problems])
+        found = exc.problems + (exc.warnings if args.command == "check" else [])
+        return _cannot_load(args, window, [str(p) for p in sorted(found, key=lambda p: p.line)])
     for warning in catalog.warnings:  # `check` prints them as it prints problems; the others log them
         if args.command == "check":
             print(warning, file=sys.stderr)

@@ -39,6 +39,14 @@ def test_check_prints_file_line_problems_and_exits_2(write_jobs):
     ]
 
 
+def test_check_also_prints_the_warnings_of_a_file_with_errors_in_line_order(write_jobs):
+    """Fixing the errors first and only then learning of the warnings took two rounds."""
+    path = write_jobs("[pushbutton]\nauth = local\n[job:a]\ncommand = x {y}\nrun_by = *\n")
+    out = pb("check", "--jobs", str(path))
+    assert out.returncode == 2
+    lines = out.stderr.splitlines()
+    assert [line.split(": ", 2)[:2] for line in lines] == [[f"{path}:1", "warning"], [f"{path}:4", "[job:a] command"]]
+
 def test_a_bad_jobs_ini_never_starts_a_server(write_jobs, tmp_path):
     path = write_jobs("[job:a]\ncommand = x\ntimeout = soon\n")
     out = pb("--headless", "--jobs", str(path), "--port", "0", "--data-dir", str(tmp_path / "d"))
