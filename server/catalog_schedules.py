@@ -97,13 +97,24 @@ def parse_cron(raw: str) -> str:
         return ALIASES[text.lower()]
     if len(text.split()) != 5:
         raise ValueError(f"{raw!r}: expected {CRON_HELP}")
+    now = dt.datetime.now(dt.UTC)
     try:
-        next(CronSim(text, dt.datetime.now(dt.UTC)))
+        next(CronSim(text, now))
     except CronSimError as exc:
+        if all(_valid(" ".join(f if i == n else "*" for i, f in enumerate(text.split())), now) for n in range(5)):
+            raise ValueError(f"{raw!r} never fires: no such date") from None  # 31 alone and 2 alone are fine
         raise ValueError(f"{raw!r}: {str(exc).lower()} field") from None
     except StopIteration:
         raise ValueError(f"{raw!r} never fires") from None
     return text
+
+
+def _valid(cron: str, now: dt.datetime) -> bool:
+    try:
+        CronSim(cron, now)
+    except CronSimError:
+        return False
+    return True
 
 
 def parse_zone(raw: str) -> dt.tzinfo:

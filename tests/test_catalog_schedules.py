@@ -125,7 +125,7 @@ def test_every_schedule_problem_is_reported_at_its_line(write_jobs):
         "FILE:23: [schedule:bad] param.bad-name: no such parameter",
         "FILE:27: [schedule:six] cron: '0 0 * * * *': expected five fields (minute hour day-of-month month "
         "day-of-week, e.g. 0 2 * * *) or @hourly, @daily, @weekly, @monthly, @yearly",
-        "FILE:32: [schedule:never] cron: '0 0 31 2 *': bad day-of-month field",
+        "FILE:32: [schedule:never] cron: '0 0 31 2 *' never fires: no such date",
         "FILE:36: [schedule:ghost] job: no job 'nothing'",
         "FILE:39: [schedule:required]: param.target: required: give it a value here "
         "(job 'backup' has no default for it)",
