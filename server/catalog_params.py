@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from server import choices as C
 from server.catalog_values import parse_bool, parse_duration, positive_duration
+from server.code_args import FREE_TYPES, code_placeholders
 from server.files.upload_params import parse_accept, parse_size
 from server.params import TYPES, LeadingDash, Param, leading_names, placeholders, split_list
 
@@ -160,9 +161,23 @@ class ParamChecks:
             elif names[name].secret:
                 self.problem(section, "command", f"secret {{{name}}} in the command line is visible to every "
                              f"user of the host; the process gets it as $PB_{name.upper()}")
+        self._check_code(section, "command", job.argv, names)
         leading = leading_names(job.argv)
         for p in job.params:  # a parameter the command does not name reaches it only as $PB_NAME
             p.leads = p.name in leading or p.name not in named
+
+    def _check_code(self, section: str, key: str, argv: list[str], names: dict[str, Param]) -> None:
+        """Free text never goes where the argv holds code (server/code_args.py)."""
+        for name, where in dict.fromkeys(code_placeholders(argv)):
+            p = names.get(name)
+            if p is None or p.type not in FREE_TYPES:
+                continue
+            if where == "the program":
+                self.problem(section, key, f"{{{name}}} would choose the program to run: make it a choice")
+            else:
+                self.problem(section, key, f"{{{name}}} is in {where}, which would run a value such as $(id) as "
+                             f"code: give it as an argument of its own (sh -c '... \"$1\"' _ {{{name}}}), or "
+                             f"make it a choice")
 
     def check_dash_warnings(self, section: str, first_keys: dict[str, str], job: Job) -> None:
         """Warn where a parameter allowed to start with '-' begins an argument with no `--` before
@@ -220,6 +235,8 @@ class ParamChecks:
                 except ValueError as exc:
                     self.problem(section, where("choices_from"), str(exc))
                 else:
+                    if not job.shell:
+                        self._check_code(section, where("choices_from"), source.argv, names)
                     self._check_inputs(section, where("choices_from"), p, job)
                     # by name from here on (a shell script says $PB_REGION for {region})
                     source.inputs = [o.name for ref in source.inputs if (o := C.input_of(job.params, ref))]

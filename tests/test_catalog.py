@@ -447,3 +447,47 @@ def test_a_certfile_without_its_keyfile_is_blamed_on_the_line_that_gives_it(writ
         command = true
         """)
     assert found == ["FILE:3: [pushbutton] certfile: certfile needs keyfile: they go together"]
+
+
+@pytest.mark.parametrize("command, expected", [
+    ("sh -c 'echo {x}'", "{x} is in sh's script, which would run a value such as $(id) as code"),
+    ("/bin/bash -ec 'deploy {x}'", "{x} is in bash's script"),
+    ("env A=1 python3.11 -c 'print({x})'", "{x} is in python's script"),
+    ("perl -e {x}", "{x} is in perl's script"),
+    ("{x} --version", "{x} would choose the program to run: make it a choice"),
+    ("./tools/{x}.sh", "{x} would choose the program to run"),
+])
+def test_free_text_where_the_command_holds_code_is_refused(write_jobs, command, expected):
+    found = problems(write_jobs, f"[job:a]\ncommand = {command}\nparam.x.type = text\n")
+    assert found == [f"FILE:2: [job:a] command: {expected}" + found[0].split(expected, 1)[1]]
+
+
+def test_values_beside_a_script_or_from_ops_own_lists_are_accepted_there(write_jobs):
+    catalog = C.load(write_jobs("""
+        [job:a]
+        command = sh -c 'echo "$1" {n} {env}' sh {x}
+        param.x.type = text
+        param.n.type = int
+        param.env.type = choice
+        param.env.choices = staging, production
+
+        [job:b]
+        command = ./{tool}.sh --name {x}
+        param.tool.type = choice
+        param.tool.choices = build, test
+        param.x.type = text
+        """))
+    assert set(catalog.jobs) == {"a", "b"}
+
+
+def test_a_choices_command_may_not_run_free_text_as_code_either(write_jobs):
+    found = problems(write_jobs, """
+        [job:a]
+        command = echo {db}
+        param.region.type = text
+        param.db.type = choice
+        param.db.choices_from = sh -c 'list-dbs {region}'
+        """)
+    assert found == ["FILE:5: [job:a] param.db.choices_from: {region} is in sh's script, which would run a value "
+                     "such as $(id) as code: give it as an argument of its own (sh -c '... \"$1\"' _ {region}), or "
+                     "make it a choice"]
