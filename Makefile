@@ -20,6 +20,7 @@ bench:
 	.venv/bin/python bench/page.py
 	.venv/bin/python bench/ssh.py
 	.venv/bin/python bench/auth.py
+	.venv/bin/python bench/load.py
 
 # The desktop window on jobs.ini (needs a display; `make run` is the headless server).
 desktop:
