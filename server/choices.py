@@ -129,8 +129,10 @@ class Choices:
         self._slots = BoundedSemaphore(MAX_RUNNING)
 
     def inputs(self, job: Job, p: P.Param, raw: dict[str, object]) -> dict[str, P.Value]:
-        """The list's input values from a request, each checked as its own field would be; an
-        empty one is an error (the list cannot be made yet). Raises ParamsError."""
+        """The list's input values from a request, each checked as its own field would be (one
+        that is a list from a command too, against its current list: a viewer's request runs the
+        command, with nothing made up); an empty one is an error (the list cannot be made yet).
+        Raises ParamsError, or ChoicesError when an input's own list cannot be made."""
         values, errors = {}, {}
         for ref in p.choices_from.inputs:
             other = input_of(job.params, ref)
@@ -141,6 +143,11 @@ class Choices:
                 continue
             if value is None:
                 errors[other.name] = f"fill this in first: the choices of {p.name} depend on it"
+            elif other.choices_from is not None:
+                current = self.get(job, other, self.inputs(job, other, raw)).choices
+                bad = [c for c in (value if isinstance(value, list) else [value]) if c not in current]
+                if bad:
+                    errors[other.name] = f"{bad[0]!r} is not one of the current choices"
         if errors:
             raise P.ParamsError(errors)
         return values

@@ -100,6 +100,25 @@ def test_a_dependent_list_gets_the_other_value_as_one_argument_and_in_env(pushbu
     assert listing(pb, "backup", "db", region="a\nb").json()["fields"] == {"region": "must be a single line"}
 
 
+def test_a_chained_lists_input_must_be_one_of_its_own_current_list(pushbutton, write_jobs, tmp_path):
+    """db's list depends on region, itself a list from a command: a request for db with a region
+    its list does not hold is refused before db's command runs with it."""
+    script(tmp_path, "regions.sh", "echo eu\necho us\n")
+    script(tmp_path, "dbs.sh", 'echo "$1" >> asked; echo "$1-main"\n')
+    pb = pushbutton(write_jobs("""
+        [job:backup]
+        command = echo {region} {db}
+        param.region.type = choice
+        param.region.choices_from = ./regions.sh
+        param.db.type = choice
+        param.db.choices_from = ./dbs.sh {region}
+        """))
+    assert choices(pb, "backup", "db", region="eu") == ["eu-main"]
+    made_up = listing(pb, "backup", "db", region="mars")
+    assert made_up.status_code == 400
+    assert made_up.json()["fields"] == {"region": "'mars' is not one of the current choices"}
+    assert (tmp_path / "asked").read_text() == "eu\n"  # the command never ran for mars
+
 def test_a_value_leading_an_argument_of_the_choices_command_may_not_start_with_a_dash(pushbutton, write_jobs, tmp_path):
     """`{region}` follows `--` in the job's command but begins an argument of the choices
     command: there too a value could become an option, so it is refused everywhere."""
