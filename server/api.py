@@ -278,6 +278,7 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
     @app.post("/api/jobs/<job_id>/runs", rule=R.JOB_RUN)
     def start(job_id: str):
         with uploads.received(request.environ, runs.job(job_id), runs.store.dir, _body) as body:  # files too
+            R.recheck()
             run = runs.start(job_id, body.get("params", {}), confirmed=body.get("confirm") is True,
                              user=R.current_user().name)
         response.status = 202
@@ -313,6 +314,7 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
     def rerun(run_id: int):
         job = runs.job(R.target_run()["job"])
         with uploads.received(request.environ, job, runs.store.dir, _body) as body:  # a file is sent again
+            R.recheck()
             run = runs.rerun(run_id, body.get("params", {}), confirmed=body.get("confirm") is True,
                              user=R.current_user().name)
         response.status = 202
@@ -320,13 +322,17 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
 
     @app.post("/api/runs/<run_id:int>/approve", rule=R.RUN_APPROVE)
     def approve(run_id: int):
-        response.status = 202
-        return {"run": runs.decide(run_id, R.current_user().name, True, _comment())}
+        return _decide(run_id, True)
 
     @app.post("/api/runs/<run_id:int>/reject", rule=R.RUN_APPROVE)
     def reject(run_id: int):
+        return _decide(run_id, False)
+
+    def _decide(run_id: int, approved: bool) -> dict:
+        comment = _comment()
+        R.recheck()  # the comment may have come late
         response.status = 202
-        return {"run": runs.decide(run_id, R.current_user().name, False, _comment())}
+        return {"run": runs.decide(run_id, R.current_user().name, approved, comment)}
 
     @app.get("/api/approvals", rule=R.SIGNED_IN)
     def approvals():

@@ -45,5 +45,20 @@ class Approvals:
             self._audit("run.expire", "", run, {})
             self._finish(run, "expired", approval=approval, message="nobody approved it in time")
 
+    def orphaned_approvals(self, catalog) -> None:
+        """A new jobs.ini that removed a waiting run's job, or its `approve_by`: nobody could approve
+        the run any more (rights follow the new file) and without `approve_within` it would wait
+        forever. It ends `cancelled`, nothing having run; the requester starts it again if wanted."""
+        for run in self.awaiting():
+            job = catalog.jobs.get(run.job.id)
+            if job is not None and job.approve_by:
+                continue
+            why = "its job was removed" if job is None else "its job no longer asks for approval"
+            if run.expiry is not None:
+                run.expiry.kill(block=False)
+            approval = {**run.record["approval"], "state": "cancelled", "at": iso(time.time())}
+            self._finish(run, "cancelled", approval=approval,
+                         message=f"jobs.ini changed before anyone decided: {why}; nothing ran, start it again")
+
     def awaiting(self) -> list[runs.Run]:
         return [run for run in self.active.values() if run.state == AWAITING]

@@ -34,7 +34,7 @@ from server.files.ready import ReadyFolders
 from server.output import OutputStream
 from server.preview import command_of, preview
 from server.run_errors import ConfirmationRequired, Conflict, no_job, no_run
-from server.run_record import FINAL, public
+from server.run_record import FINAL, iso, public
 from server.store import APPROVAL_LOST, AWAITING, Store
 
 log = logging.getLogger("pushbutton")
@@ -95,6 +95,7 @@ class Runs(Approvals):
         with; whatever follows the catalog (schedules, ...) hears of it through `on_catalog`."""
         self.catalog = catalog
         self.rights.catalog = catalog  # the one Rights everyone holds (the Authenticator too) follows
+        self.orphaned_approvals(catalog)
         for hook in list(self.on_catalog):
             hook(catalog)
         self._schedule()
@@ -150,7 +151,8 @@ class Runs(Approvals):
         old = self.get(run_id)
         job = self.job(old["job"])
         known = {p.name: p for p in job.params}
-        merged = {k: v for k, v in old["params"].items() if k in known and not known[k].secret}
+        # A value stored masked was a secret then (jobs.ini may have changed since): never a value.
+        merged = {k: v for k, v in old["params"].items() if k in known and not known[k].secret and v != P.MASK}
         merged.update(raw)
         missing = {p.name: "enter the secret again" for p in job.params
                    if p.secret and old["params"].get(p.name) and not raw.get(p.name)}
@@ -312,7 +314,9 @@ class Runs(Approvals):
         approval ends at once; at shutdown its secrets, held in memory only, are gone for good."""
         if run.state == AWAITING:
             self._stopped_by(run, by)
-            self._finish(run, reason, **({"message": APPROVAL_LOST} if reason == "interrupted" else {}))
+            approval = {**run.record["approval"], "state": reason, "at": iso(time.time())}  # no longer waiting
+            self._finish(run, reason, approval=approval,
+                         **({"message": APPROVAL_LOST} if reason == "interrupted" else {}))
         elif run.state == "queued":
             self.queue.remove(run)
             self._stopped_by(run, by)

@@ -198,8 +198,10 @@ class Store(StoreWriter, StoreReads):
             now = time.time()
             for run_id, (_, state) in dead.items():
                 message = APPROVAL_LOST if state == AWAITING else "the server stopped while this run was active"
-                conn.execute("UPDATE runs SET state = 'interrupted', finished = ?, message = ? "
-                             "WHERE id = ?", (now, message, run_id))
+                conn.execute("UPDATE runs SET state = 'interrupted', finished = ?, message = ?, "
+                             "approval = CASE WHEN approval IS NULL OR approval = 'null' THEN approval "
+                             "ELSE json_set(approval, '$.state', 'interrupted') END WHERE id = ?",
+                             (now, message, run_id))
                 _interrupt_hosts(conn, run_id)
                 record = json.dumps(self._record(conn, run_id))
                 last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?",

@@ -201,7 +201,7 @@ def test_a_restart_while_awaiting_ends_the_run_interrupted_since_its_secret_is_g
     server.stop(sig)
     server.start()
     done = as_user(server, "olga").get(f"/api/runs/{run['id']}").json()
-    assert (done["state"], done["message"]) == ("interrupted", LOST)
+    assert (done["state"], done["message"], done["approval"]["state"]) == ("interrupted", LOST, "interrupted")
     assert as_user(server, "omar").post(f"/api/runs/{run['id']}/approve").status_code == 409
     assert as_user(server, "omar").get("/api/approvals").json()["runs"] == []
 
@@ -247,3 +247,67 @@ def test_the_terminal_refuses_a_guarded_job_instead_of_waiting_for_an_approval_i
     assert (done.returncode, done.stderr.strip()) == (
         2, "pushbutton: deploy needs approval by team:ops: request it on the server")
     assert as_user(server, "olga").get("/api/runs").json()["runs"] == []
+
+
+def reload(pb, text: str) -> None:
+    """Save a new jobs.ini and apply it now (as an admin's POST /api/reload does)."""
+    tmp = pb.jobs.with_name("next.ini")
+    tmp.write_text(text)
+    os.replace(tmp, pb.jobs)
+    res = as_user(pb, "olga").post("/api/reload")
+    assert res.status_code == 200 and not res.json().get("problems"), res.text
+
+
+def test_a_cancelled_waiting_run_says_so_in_its_approval(server):
+    run = request(as_user(server, "ann"))
+    assert as_user(server, "ann").post(f"/api/runs/{run['id']}/cancel").status_code == 202
+    done = ended(server, run["id"])
+    assert (done["state"], done["approval"]["state"], done["stopped_by"]) == ("cancelled", "cancelled", "ann")
+
+
+def test_a_reload_that_removes_a_waiting_runs_job_or_its_approve_by_ends_it_instead_of_stranding_it(server):
+    """Rights follow the new file: nobody could approve these any more, and no expiry was set."""
+    gone, unguarded, guarded = (request(as_user(server, "ann")) for _ in range(3))
+    # deploy loses approve_by, and a copy keeps it under a new id: the runs still belong to `deploy`
+    reload(server, JOBS.replace("    approve_by = team:ops\n    [job:quick]", "    [job:quick]", 1))
+    for run in (gone, unguarded, guarded):
+        done = ended(server, run["id"])
+        assert (done["state"], done["approval"]["state"]) == ("cancelled", "cancelled")
+        assert done["message"] == ("jobs.ini changed before anyone decided: its job no longer asks for approval; "
+                                   "nothing ran, start it again")
+    assert "secret-arrived" not in as_user(server, "olga").get(f"/api/runs/{gone['id']}/log").text
+    reload(server, JOBS)
+    waiting = request(as_user(server, "ann"))
+    reload(server, JOBS.replace("[job:deploy]", "[job:deploy-v2]"))
+    assert ended(server, waiting["id"])["message"].startswith("jobs.ini changed before anyone decided: its job was "
+                                                               "removed")
+    assert as_user(server, "omar").get("/api/approvals").json()["runs"] == []
+
+
+def test_an_approval_whose_body_arrives_after_a_reload_took_the_right_is_refused(server):
+    """The rule was checked when the headers came; the comment came after a new jobs.ini had taken
+    dave out of the ops team. The approval must not count."""
+    import socket
+    from urllib.parse import urlsplit
+
+    run = request(as_user(server, "ann"))
+    url = urlsplit(server.url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as sock:
+        sock.sendall(f"POST /api/runs/{run['id']}/approve HTTP/1.1\r\nHost: {url.netloc}\r\n"
+                     "X-Forwarded-User: dave\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n".encode())
+        reload(server, JOBS.replace("members = dave, omar", "members = omar"))
+        assert as_user(server, "dave").post(f"/api/runs/{run['id']}/approve").status_code == 403  # a fresh one
+        sock.sendall(b"{}")
+        answer = sock.recv(65536).decode()
+    assert answer.split(" ", 2)[1] in ("403", "404"), answer
+    assert as_user(server, "olga").get(f"/api/runs/{run['id']}").json()["state"] == "awaiting_approval"
+
+
+def test_run_again_never_sends_a_masked_value_after_a_secret_became_text(server):
+    run = request(as_user(server, "ann"))
+    assert as_user(server, "omar").post(f"/api/runs/{run['id']}/approve").status_code == 202
+    assert ended(server, run["id"])["state"] == "succeeded"
+    reload(server, JOBS.replace("param.token.type = secret", "param.token.type = text"))
+    again = as_user(server, "ann").post(f"/api/runs/{run['id']}/rerun", json={"params": {}})
+    assert again.status_code == 202, again.text
+    assert again.json()["run"]["params"].get("token") in (None, "")  # not "********"

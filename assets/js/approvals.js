@@ -82,6 +82,8 @@ export const approvals = {
     let text;
     if (a.state === 'waiting') text = `Waiting for approval by ${a.approvers.join(', ')}`;
     else if (a.state === 'expired' && !a.by) text = 'Expired: nobody approved it in time.';
+    else if (a.state === 'cancelled') text = 'Cancelled before anyone decided.';
+    else if (a.state === 'interrupted') text = 'Not decided: the server stopped while it waited.';
     else text = `${WORDS[a.state] || a.state} by ${a.by || '–'}${a.at ? ` ${time(a.at)}` : ''}`;
     $('#approval-status').text(text);
     $('#approval-comment-text').text(a.comment ? `“${a.comment}”` : '').prop('hidden', !a.comment);

@@ -29,6 +29,7 @@ RULES = (PUBLIC, SIGNED_IN, JOB_VIEW, JOB_RUN, RUN_VIEW, RUN_RERUN, RUN_STOP, RU
 
 USER_KEY = "pushbutton.user"  # environ: the request's User, or None (anonymous)
 RUN_KEY = "pushbutton.run"  # environ: the run record a run.* rule resolved
+CHECKED_KEY = "pushbutton.checked"  # environ: what `recheck` needs to check the route's rule again
 RULE_CONFIG = "pushbutton.rule"  # where a route's config keeps its rule (Route.rule is its path)
 
 
@@ -47,6 +48,17 @@ class Forbidden(Exception):
 
 def current_user() -> User | None:
     return request.environ.get(USER_KEY)
+
+
+def recheck() -> None:
+    """The route's rule again, once its handler has read the body: a slow upload or a comment sent
+    late leaves time for a new jobs.ini to take the right (rights follow it at once), and the
+    action must not come after that. Teams are worked out again from the file in force now."""
+    rules, rule, route, kwargs = request.environ[CHECKED_KEY]
+    user = current_user()
+    if user.method not in ("token", "cli"):  # the launch token's holder is no one's team member
+        user = rules.runs.rights.user_for(user.name, user.groups, user.method)
+    rules.check(rule, user, route, kwargs)
 
 
 def target_run() -> dict:
@@ -86,6 +98,7 @@ class Rules:
             if user is None:
                 raise SignInRequired(self.runs.catalog.settings.auth)
             self.check(rule, user, route, kwargs)
+            request.environ[CHECKED_KEY] = (self, rule, route, kwargs)
             return callback(*args, **kwargs)
 
         return wrapper
