@@ -135,14 +135,21 @@ export const jobView = {
   previewTimer: 0,
   previewSeq: 0,
   open(id) {
+    this.keepDraft();
     const job = app.byId[id];
     this.id = id;
-    if (!job) return pageError(`There is no job “${id}”.`);
+    $('#job-form').prop('hidden', !job);
+    if (!job) {  // nothing of the job shown before may stay: its Run button would do nothing
+      $('#job-title').text('');
+      $('#job-desc').text('').prop('hidden', true);
+      $('#fields, #job-runs').empty();
+      return pageError(`There is no job “${id}”.`);
+    }
     document.title = `${job.title} — ${app.title}`;
     $('#job-title').text(job.title);
     $('#job-desc').text(job.description).prop('hidden', !job.description);
     $('#form-error').prop('hidden', true);
-    const given = app.prefill?.job === id ? app.prefill : null;
+    const given = app.prefill?.job === id ? app.prefill : this.drafts[id] ? {params: this.drafts[id]} : null;
     app.prefill = null;
     $('#fields').empty().append(job.params.map(p => field(p, given && p.name in given.params ? given.params[p.name] : p.default)));
     if (!job.params.length) $('#fields').append($('<p>', {class: 'muted', text: 'This job has no settings.'}));
@@ -157,8 +164,19 @@ export const jobView = {
     this.schedulePreview();
     this.recent();
   },
+  // What was typed on a job's form, kept while the page lives, so that a look at a run and Back
+  // (or another job and back) finds it again. Never a secret or a file.
+  drafts: {},
+  keepDraft() {
+    const job = app.byId[this.id];
+    if (!job || !$('#fields .field').length) return;
+    this.drafts[job.id] = Object.fromEntries(job.params.filter(p => p.type !== 'secret' && p.type !== 'file')
+      .map(p => [p.name, readValue(p)]));
+  },
   // The live preview under the fields: asked for once typing pauses; nothing shown while the
-  // values are invalid (the fields say why) or the server has no preview.
+  // values are invalid (the fields say why) or the server has no preview. What the server refuses
+  // and the page's own check let through (a secret too short, a file of another type) is said
+  // at its field now, not only once Run is pressed.
   schedulePreview() {
     clearTimeout(this.previewTimer);
     this.previewTimer = setTimeout(() => this.previewNow(), PREVIEW_DELAY);
@@ -172,6 +190,11 @@ export const jobView = {
     const {status, data} = await api('POST', `/jobs/${encodeURIComponent(job.id)}/preview`, {params});
     if (seq !== this.previewSeq || this.id !== job.id) return this.preview;  // a newer one was asked for
     this.showPreview(status === 200 ? data : null);
+    for (const p of status === 400 && data.fields ? job.params : []) {
+      const value = readValue(p);
+      const filled = value !== '' && value !== null && value !== undefined && !(Array.isArray(value) && !value.length);
+      if (data.fields[p.name] && filled && !problem(p, value)) showProblem(p.name, data.fields[p.name]);
+    }
     return this.preview;
   },
   showPreview(preview) {

@@ -44,8 +44,13 @@ export const historyView = {
     for (const run of waiting) this.update(run);
     this.offer([app.me?.user, ...data.runs.map(r => r.user)]);
     if (data.runs.length) this.last = data.runs.at(-1).id;
+    if (data.runs.length < 50 && document.activeElement === $('#history-more')[0]) {
+      $('#history-rows a').last().trigger('focus');  // the button goes: focus stays in the list
+    }
     $('#history-more').prop('hidden', data.runs.length < 50);
-    $('#history-empty').prop('hidden', $('#history-rows').children().length > 0);
+    const filtered = this.filter.job || this.filter.state || this.filter.user;
+    $('#history-empty').text(filtered ? 'No runs match these filters.' : 'No runs yet.')
+      .prop('hidden', $('#history-rows').children().length > 0);
   },
 
   row(r) {

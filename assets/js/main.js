@@ -56,7 +56,10 @@ function route() {
     : ['history', 'audit', 'tokens', 'approvals'].includes(parts[0]) ? parts[0] : 'home';
   pageError('');
   if (view !== 'run') runView.close();
-  if (view !== 'job') jobView.id = null;
+  if (view !== 'job') {
+    jobView.keepDraft();  // what was typed, for when the form is opened again
+    jobView.id = null;
+  }
   if (view !== 'approvals') approvals.close();
   $('.view').prop('hidden', true);
   $(`#view-${view}`).prop('hidden', false);

@@ -11,6 +11,7 @@ const MAX_LINES = 5000;    // output lines kept in the DOM: the newest ones
 const FRAME_LINES = 2000;  // output lines the reader hands over at a time
 const FRAME_MS = 8;        // main-thread time per animation frame for new output (then the next frame)
 const BLOCK_LINES = 200;   // output lines per DOM block
+const STOPPING = 'Stopping…';  // the note while a cancelled run ends; cleared once it has
 
 const log = document.getElementById('log');
 const reader = new Worker(new URL('run-stream.js', import.meta.url), {type: 'module'});
@@ -142,6 +143,8 @@ export const runView = {
     $('#run-user').text(run.user || '–');
     $('#run-stopped').prop('hidden', !run.stopped_by);
     $('#run-stopped-by').text(run.stopped_by || '');
+    if (FINAL.has(run.state) && $('#run-note').text() === STOPPING) $('#run-note').text('');  // it has stopped
+    if (FINAL.has(run.state) && document.activeElement === $('#stop')[0]) $('#run-title').trigger('focus');
     $('#stop').prop('hidden', FINAL.has(run.state) || !mayStop(run));
     $('#rerun').prop('hidden', !FINAL.has(run.state) || !mayRun(job));
     if (run.progress !== null) this.progress(run.progress, run.message);
@@ -265,9 +268,10 @@ export const runView = {
       'Stopping tells the job\'s programs to end now. Anything they are in the middle of may be left ' +
       'half-done; if they do not end within a few seconds they are ended by force. The run will be ' +
       'recorded as cancelled. You can start the job again afterwards.', 'Stop the run', 'Keep it running', true);
-    if (!yes || run !== this.run) return;
+    // By id: each state event replaces this.run, and one may come while the dialog is open.
+    if (!yes || run.id !== this.run.id) return;
     const {status, data} = await api('POST', `/runs/${run.id}/cancel`);
-    $('#run-note').text(status === 202 ? 'Stopping…' : data.error || 'Could not stop the run.');
+    $('#run-note').text(status === 202 ? (FINAL.has(this.run.state) ? '' : STOPPING) : data.error || 'Could not stop the run.');
   },
 
   async copy() {
