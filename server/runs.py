@@ -52,6 +52,7 @@ class Run:
         self.record = record
         self.log = EventLog(store, run_id)
         self.stop_reason: str | None = None
+        self.ending = False  # its process is done; its artifacts are being indexed: too late to stop
         self.process: LocalProcess | Fanout | None = None
         self.expiry: gevent.Greenlet | None = None  # ends it `expired` while it awaits approval
 
@@ -193,6 +194,7 @@ class Runs(Approvals):
             execute = self._execute_remote if job.targets else self._execute_local
             state, fields = execute(run, argv, env, secrets)
         finally:
+            run.ending = True
             if timer is not None:
                 timer.kill(block=False)
         if run.log.failure:
@@ -321,7 +323,7 @@ class Runs(Approvals):
             self.queue.remove(run)
             self._stopped_by(run, by)
             self._finish(run, reason)
-        elif run.state == "running" and run.stop_reason is None:
+        elif run.state == "running" and run.stop_reason is None and not run.ending:
             run.stop_reason = reason
             self._stopped_by(run, by)
             if run.process is not None:
@@ -340,6 +342,8 @@ class Runs(Approvals):
         if run is None:
             record = self.get(run_id)
             raise Conflict(f"run {run_id} already ended: {record['state']}")
+        if run.ending:  # a stop now would change nothing, yet say it did ("stopped by")
+            raise Conflict(f"run {run_id} has already finished: its end is being recorded")
         self.stop(run, "cancelled", user)
         return run.public()
 

@@ -22,7 +22,7 @@ import pytest
 from server.files import artifacts
 from server.files.ready import ReadyFolders
 from server.store import Store
-from tests.helpers import wait_for
+from tests.helpers import parse_sse, sse_lines, wait_for
 from tests.test_api import security_header_problems
 
 PY = sys.executable
@@ -364,3 +364,28 @@ def test_a_folder_left_by_a_data_dir_reused_without_its_database_is_emptied_befo
         assert artifacts.prepare(ready, 9, remote=True) is None
     finally:
         store.close()
+
+
+def test_a_cancel_after_the_process_ended_is_refused_not_recorded_as_a_stop(pushbutton, write_jobs):
+    """While a finished run's artifacts are indexed (hashing 2 GB takes a moment) it still reads
+    `running`; a cancel then changed nothing, yet the run ended `succeeded` with "stopped by"."""
+    pb = pushbutton(write_jobs("""
+        [pushbutton]
+        artifacts_max_run = 4GB
+        artifacts_max_total = 8GB
+
+        [job:big]
+        shell = yes
+        command = truncate -s 2G "$PB_ARTIFACTS/big.bin"; echo done
+        """))
+    run_id = pb.start_run("big")["id"]
+    with pb.client.stream("GET", f"/api/runs/{run_id}/events", timeout=60) as res:
+        for event in parse_sse(sse_lines(res)):
+            if event.type == "output" and "done" in event.data["lines"]:
+                break
+    time.sleep(0.3)  # the process is gone: an indexing run, or an ended one, refuses the cancel alike
+    refused = pb.client.post(f"/api/runs/{run_id}/cancel")
+    assert refused.status_code == 409, refused.text
+    done = pb.wait(run_id, timeout=60)
+    assert (done["state"], done["stopped_by"]) == ("succeeded", None)
+    assert pb.client.get("/api/audit", params={"action": "run.stop"}).json()["entries"] == []
