@@ -7,6 +7,7 @@ batch of output is an event, stored before anyone sees it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
+import gevent.lock
 from gevent.queue import Full, Queue
 
 from server import params as P
@@ -75,6 +77,7 @@ class Runs(Approvals):
         self.scheduler = None  # server.schedules.Scheduler, where the server fires [schedule:NAME]s
         self.active: dict[int, Run] = {}
         self.logs: dict[int, EventLog] = {}  # active runs, and ended ones until all is stored
+        self._indexing = gevent.lock.Semaphore()  # artifacts indexed one run at a time: _execute
         self.ended: dict[int, Run] = {}  # ended here, their last writes not yet committed: read them here
         self.queue: list[Run] = []
         self.watchers: dict[Queue, Callable[[dict], bool]] = {}  # each with what its reader may see
@@ -199,7 +202,11 @@ class Runs(Approvals):
                 timer.kill(block=False)
         if run.log.failure:
             fields["message"] = run.log.failure
-        self._finish(run, state, **fields, artifacts=artifacts.collect(self, run))  # in its end record
+        # One run with files at a time, up to its end in memory: each counts the others' against
+        # artifacts_max_total (runs ending together each kept files the cap had room for once).
+        files = not job.targets and not artifacts.empty(self.store.dir, run.id)
+        with self._indexing if files else contextlib.nullcontext():
+            self._finish(run, state, **fields, artifacts=artifacts.collect(self, run))  # in its end record
 
     def _execute_local(self, run: Run, argv: list[str], env: dict, secrets: list[str]) -> tuple[str, dict]:
         job = run.job

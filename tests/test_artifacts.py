@@ -233,6 +233,25 @@ def test_the_per_run_and_total_byte_caps_keep_what_fits(writer):
     assert "over the caps of 1000 files and 1KB per run, 2KB for all runs kept" in "\n".join(pb.output(done["id"]))
 
 
+def test_runs_ending_together_keep_no_more_than_the_total_cap_between_them(pushbutton, write_jobs):
+    """Each run's index read the others' artifacts from SQLite, where runs ending that moment were
+    not yet: runs ending together each kept what the cap had room for once (a review saw 1.4 MB
+    kept under 1 MB)."""
+    pb = pushbutton(write_jobs("""
+        [pushbutton]
+        artifacts_max_total = 1MB
+
+        [job:w]
+        shell = yes
+        command = head -c 300000 /dev/zero > "$PB_ARTIFACTS/part.bin"
+        """))
+    ids = [pb.start_run("w")["id"] for _ in range(6)]
+    for run_id in ids:
+        pb.wait(run_id)
+    kept = [a["size"] for run_id in ids for a in listing(pb, run_id)]
+    assert kept == [300_000] * 3, kept  # three fit in 1 MB, a fourth would not
+
+
 def test_bad_caps_and_a_parameter_named_artifacts_are_reported_by_check_with_their_line(write_jobs):
     from server import catalog as C
 

@@ -122,11 +122,20 @@ def collect(runs, run) -> list[dict] | None:
     if run.job.targets:
         return None
     store, limits = runs.store, runs.catalog.settings.artifacts
-    if _empty(store.dir, run.id):  # most jobs leave nothing: no threadpool round trip
+    if empty(store.dir, run.id):  # most jobs leave nothing: no threadpool round trip
         return []
     secrets = P.secret_values(run.job.params, run.values)
+    # Runs that ended a moment ago may not have their artifacts in SQLite yet: theirs are counted
+    # from memory (`Runs._execute` indexes one run at a time, up to its end record in memory).
+    recent = [r for r in runs.ended.values() if r.id != run.id]
+    in_memory = sum(a["size"] for r in recent for a in r.record.get("artifacts") or [])
+    others = [r.id for r in recent]
+
+    def used() -> int:
+        return store.read(used_bytes, run.id, *others) + in_memory
+
     try:
-        kept, notes = in_pool(lambda: index(store.dir, run.id, limits, lambda: store.read(used_bytes, run.id), secrets))
+        kept, notes = in_pool(lambda: index(store.dir, run.id, limits, used, secrets))
     except Exception as exc:  # the run must still end; its files stay for a lazy index (artifact_routes)
         log.exception("indexing the artifacts of run %s", run.id)
         kept, notes = None, [f"pushbutton: artifacts: could not be indexed: {exc}"]
@@ -135,7 +144,7 @@ def collect(runs, run) -> list[dict] | None:
     return kept
 
 
-def _empty(data_dir, run_id: int) -> bool:
+def empty(data_dir, run_id: int) -> bool:
     """Whether the run's artifacts folder holds nothing (a look at its first entry, never through a
     symlink). No folder to open counts as empty, as `index` finds nothing there either; one that
     cannot be read does not, for `index` to say why."""
@@ -287,9 +296,10 @@ def _note(text: str, names: list[str]) -> str:
     return f"pushbutton: artifacts: {text}: {shown}{more}"
 
 
-def used_bytes(conn, run_id: int) -> int:
-    """Bytes of artifacts recorded on every run but this one (a store read)."""
+def used_bytes(conn, run_id: int, *others: int) -> int:
+    """Bytes of artifacts recorded on every run but this one and `others` (a store read)."""
+    skip = (run_id, *others)
     row = conn.execute("SELECT COALESCE(SUM(json_extract(a.value, '$.size')), 0) FROM runs, "
-                       "json_each(runs.artifacts) AS a WHERE runs.artifacts IS NOT NULL AND runs.id != ?",
-                       (run_id,)).fetchone()
+                       "json_each(runs.artifacts) AS a WHERE runs.artifacts IS NOT NULL AND runs.id NOT IN "
+                       f"({', '.join('?' * len(skip))})", skip).fetchone()
     return int(row[0])
