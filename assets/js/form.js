@@ -154,8 +154,10 @@ export const jobView = {
     $('#fields').empty().append(job.params.map(p => field(p, given && p.name in given.params ? given.params[p.name] : p.default)));
     if (!job.params.length) $('#fields').append($('<p>', {class: 'muted', text: 'This job has no settings.'}));
     for (const [name, message] of Object.entries(given?.errors || {})) showProblem(name, message);
+    if (given?.errors) $('#form-error').text('Nothing was started: fill in the marked fields again.').prop('hidden', false);
     // A viewer sees the job's settings and runs, without a Run button the server would refuse.
-    $('#run-button, .legend').prop('hidden', !mayRun(job));
+    $('#run-button').prop('hidden', !mayRun(job));
+    $('.legend').prop('hidden', !mayRun(job) || !job.params.some(p => p.required));  // only where a * is
     $('#run-denied').prop('hidden', mayRun(job));
     $('#fields').find('input, select, textarea').prop('disabled', !mayRun(job));
     const wanted = Object.fromEntries(job.params.map(p => [p.name, given && p.name in given.params ? given.params[p.name] : p.default]));

@@ -16,6 +16,7 @@ export const historyView = {
     $('#history-rows').empty();
     this.last = null;
     document.title = `History — ${app.title}`;
+    this.ticker ||= setInterval(() => this.tick(), 1000);
     await this.more();
   },
 
@@ -53,16 +54,22 @@ export const historyView = {
       .prop('hidden', $('#history-rows').children().length > 0);
   },
 
+  // A running run's Duration goes on as the run view's Elapsed does.
+  tick() {
+    if ($('#view-history').prop('hidden')) return;
+    $('#history-rows tr.running').each((_, tr) => $(tr).find('td.duration').text(duration($(tr).data('r'))));
+  },
+
   row(r) {
     const job = app.byId[r.job];
-    return $('<tr>', {'data-run': r.id}).append(
+    return $('<tr>', {'data-run': r.id, class: r.state === 'running' ? 'running' : null}).data('r', r).append(
       $('<td>').append($('<a>', {href: `#/runs/${r.id}`, text: `Run ${r.id}`})),
       $('<td>', {text: job ? job.title : r.job, 'data-label': 'Job'}),
       $('<td>', {text: time(r.created), 'data-label': 'Started'}),
       $('<td>', {text: r.user || '–', 'data-label': 'Started by'}),
       $('<td>', {class: 'params', text: paramsText(r.params) || '–', 'data-label': 'Parameters'}),
       $('<td>', {'data-label': 'Result'}).append(badge(r.state), r.exit_code !== null ? textNode(` exit ${r.exit_code}`) : null),
-      $('<td>', {text: duration(r), 'data-label': 'Duration'}),
+      $('<td>', {class: 'duration', text: duration(r), 'data-label': 'Duration'}),
       $('<td>').append(FINAL.has(r.state) && mayRun(job) ? $('<button>', {type: 'button', class: 'small', text: 'Run again',
         'aria-label': `Run again (run ${r.id})`}).on('click', () => rerun(r)) : null));
   },

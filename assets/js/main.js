@@ -72,7 +72,8 @@ function route() {
   if (view === 'tokens') tokensView.open();
   if (view === 'approvals') approvals.open();
   renderJobs();
-  if (view !== app.view && app.view !== undefined) $(`#view-${view} h2`).first().trigger('focus');
+  // A new view, or another run (Run again): focus on its heading, not left on a button that went.
+  if (app.view !== undefined && (view !== app.view || view === 'run')) $(`#view-${view} h2`).first().trigger('focus');
   app.view = view;
 }
 

@@ -59,3 +59,23 @@ def test_a_filtered_history_with_no_match_says_so_not_that_there_are_no_runs(ui,
     expect(ui.status(page)).to_have_text("Succeeded")
     page.goto(re.sub(r"#.*", "#/history?user=nobody-at-all", page.url))
     expect(page.get_by_text("No runs match these filters.")).to_be_visible()
+
+
+def test_a_running_runs_duration_in_history_goes_on(ui, page):
+    ui.open_job(page, "Nightly backup (slow)")
+    ui.run(page)
+    expect(ui.status(page)).to_have_text("Running")
+    page.goto(re.sub(r"#.*", "#/history", page.url))
+    cell = page.locator("#history-rows tr.running td.duration").first
+    expect(cell).to_have_text(re.compile(r"^[0-9] s$"))
+    first = cell.inner_text()
+    expect(cell).not_to_have_text(first, timeout=5_000)
+
+
+def test_the_required_legend_and_the_job_links_say_only_what_is_there(ui, page):
+    ui.open_job(page, "Sales report")  # nothing required
+    expect(page.locator("#job-form .legend")).to_be_hidden()
+    ui.open_job(page, "Deploy web app")  # the release tag is
+    expect(page.locator("#job-form .legend")).to_be_visible()
+    expect(page.get_by_role("link", name=re.compile("Deploy web app"))).to_have_count(1)
+    expect(page.get_by_role("link", name=re.compile("●"))).to_have_count(0)  # the status dot is decoration
