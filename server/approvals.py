@@ -54,8 +54,6 @@ class Approvals:
             if job is not None and job.approve_by:
                 continue
             why = "its job was removed" if job is None else "its job no longer asks for approval"
-            if run.expiry is not None:
-                run.expiry.kill(block=False)
             approval = {**run.record["approval"], "state": "cancelled", "at": iso(time.time())}
             self._finish(run, "cancelled", approval=approval,
                          message=f"jobs.ini changed before anyone decided: {why}; nothing ran, start it again")
