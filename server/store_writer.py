@@ -42,8 +42,9 @@ CHECKPOINT_BYTES = 4 * 2**20  # written between two checkpoints (SQLite's defaul
 PAGE = 4096  # what a commit writes at least
 # The WAL starts over at the first write after a checkpoint that caught up with it, unless a write
 # came in between; past this length (writes that never paused), a RESTART checkpoint makes writers
-# wait the moment it takes (or gives up at once, busy timeout 0), and the file is cut back to it.
+# wait the moment it takes (it waits RESTART_WAIT_MS for the write in progress), and the file is cut back.
 WAL_LONG = 64 * 2**20
+RESTART_WAIT_MS = 100  # how long that RESTART waits for a write in progress (writers then wait for it)
 
 
 class _HubsLater(list):
@@ -262,7 +263,14 @@ class StoreWriter:
                 conn = conn or self._side_connection()
                 _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                 if frames * PAGE > WAL_LONG:  # writes never paused at the right moment: see WAL_LONG
-                    conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                    # It waits up to RESTART_WAIT for the write in progress to end: asked only when
+                    # it had the GIL, the checkpointer came mostly while the hub's write held the
+                    # lock, and a busy machine's steady writes never let it in (CI: 26 MB of WAL).
+                    conn.execute(f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+                    try:
+                        conn.execute("PRAGMA wal_checkpoint(RESTART)")
+                    finally:
+                        conn.execute("PRAGMA busy_timeout = 0")
         if conn is not None:
             conn.close()
 
