@@ -18,6 +18,7 @@ import gevent
 from bottle import HTTPResponse, request, response
 
 from server import metrics, openapi, reload, sse
+from server.approval_routes import add_routes as add_approval_routes
 from server.auth import Guard, audit
 from server.auth import rules as R
 from server.auth.authenticate import Authenticator
@@ -31,7 +32,7 @@ from server.params import ParamsError, masked
 from server.preview import preview as preview_of
 from server.run_errors import ConfirmationRequired, Conflict, NotFound
 from server.run_record import public
-from server.runs import MAX_COMMENT, Runs
+from server.runs import Runs
 from server.schedules import public as public_schedules
 
 MAX_BODY = 1024 * 1024
@@ -166,14 +167,6 @@ def _body(raw: bytes | None = None) -> dict:
     if not isinstance(body, dict) or not isinstance(body.get("params", {}), dict):
         raise _json(400, {"error": 'body must be {"params": {...}}'})
     return body
-
-
-def _comment() -> str | None:
-    """An approval's or rejection's optional comment: text of at most MAX_COMMENT characters."""
-    comment = _body().get("comment")
-    if comment is not None and (not isinstance(comment, str) or len(comment) > MAX_COMMENT):
-        raise _json(400, {"error": f"comment must be text of at most {MAX_COMMENT} characters"})
-    return comment or None
 
 
 def _whole(raw: str, name: str, low: int, high: int) -> int:
@@ -320,26 +313,6 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
         response.status = 202
         return {"run": run.public()}
 
-    @app.post("/api/runs/<run_id:int>/approve", rule=R.RUN_APPROVE)
-    def approve(run_id: int):
-        return _decide(run_id, True)
-
-    @app.post("/api/runs/<run_id:int>/reject", rule=R.RUN_APPROVE)
-    def reject(run_id: int):
-        return _decide(run_id, False)
-
-    def _decide(run_id: int, approved: bool) -> dict:
-        comment = _comment()
-        R.recheck()  # the comment may have come late
-        response.status = 202
-        return {"run": runs.decide(run_id, R.current_user().name, approved, comment)}
-
-    @app.get("/api/approvals", rule=R.SIGNED_IN)
-    def approvals():
-        """The runs waiting for this user's decision, oldest first."""
-        user = R.current_user()
-        return {"runs": [run.public() for run in runs.awaiting() if runs.rights.can_approve(user, run.record)]}
-
     @app.get("/api/runs/<run_id:int>/log", rule=R.RUN_VIEW)
     def log(run_id: int):
         record = R.target_run()
@@ -372,6 +345,7 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
 
     add_routes(app, authn, _body, _json)  # /api/session, /api/me, /api/tokens
     add_choice_routes(app, runs, _json)  # /api/jobs/<id>/params/<name>/choices
+    add_approval_routes(app, runs, _body, _json)  # approve, reject, /api/approvals
     reload.add_routes(app, runs)  # /api/reload
     artifact_routes.add_routes(app, runs)  # /api/runs/<id>/artifacts
     metrics.add_routes(app, runs)  # /metrics

@@ -119,6 +119,7 @@ def test_a_chained_lists_input_must_be_one_of_its_own_current_list(pushbutton, w
     assert made_up.json()["fields"] == {"region": "'mars' is not one of the current choices"}
     assert (tmp_path / "asked").read_text() == "eu\n"  # the command never ran for mars
 
+
 def test_a_value_leading_an_argument_of_the_choices_command_may_not_start_with_a_dash(pushbutton, write_jobs, tmp_path):
     """`{region}` follows `--` in the job's command but begins an argument of the choices
     command: there too a value could become an option, so it is refused everywhere."""
