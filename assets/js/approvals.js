@@ -67,7 +67,7 @@ export const approvals = {
       return $('<li>', {class: 'approval-item'}).append(
         $('<a>', {href: `#/runs/${r.id}`, text: `${job ? job.title : r.job} — run ${r.id}`}), ' ', badge(r.state),
         $('<p>', {class: 'muted', text: `Requested by ${r.user || '–'} ${time(r.created)}`}),
-        $('<p>', {text: paramsText(r.params) || 'No parameters.'}),
+        $('<p>', {text: paramsText(r.params, job) || 'No parameters.'}),
         showPreview($('<div>', {class: 'preview'}), r.preview));
     }));
   },

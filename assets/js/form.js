@@ -250,7 +250,7 @@ export const jobView = {
     if (status !== 200 || id !== this.id) return;
     $('#job-runs').empty().append(data.runs.length ? data.runs.map(r => $('<li>').append(
       $('<a>', {href: `#/runs/${r.id}`, text: `Run ${r.id}`}), ' ', badge(r.state), ' ',
-      $('<span>', {class: 'muted', text: `${time(r.created)} · ${paramsText(r.params)}`})))
+      $('<span>', {class: 'muted', text: `${time(r.created)} · ${paramsText(r.params, app.byId[id])}`})))
       : $('<li>', {class: 'muted', text: 'No runs yet.'}));
   },
 };

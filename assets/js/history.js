@@ -67,7 +67,7 @@ export const historyView = {
       $('<td>', {text: job ? job.title : r.job, 'data-label': 'Job'}),
       $('<td>', {text: time(r.created), 'data-label': 'Started'}),
       $('<td>', {text: r.user || '–', 'data-label': 'Started by'}),
-      $('<td>', {class: 'params', text: paramsText(r.params) || '–', 'data-label': 'Parameters'}),
+      $('<td>', {class: 'params', text: paramsText(r.params, job) || '–', 'data-label': 'Parameters'}),
       $('<td>', {'data-label': 'Result'}).append(badge(r.state), r.exit_code !== null ? textNode(` exit ${r.exit_code}`) : null),
       $('<td>', {class: 'duration', text: duration(r), 'data-label': 'Duration'}),
       $('<td>').append(FINAL.has(r.state) && mayRun(job) ? $('<button>', {type: 'button', class: 'small', text: 'Run again',

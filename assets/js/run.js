@@ -139,7 +139,7 @@ export const runView = {
       : run.state === 'awaiting_approval' ? 'Waiting for approval' : '–');
     $('#run-elapsed').text(duration(run));
     $('#run-exit').text(run.exit_code ?? '–');
-    $('#run-params').text(paramsText(run.params) || 'none');
+    $('#run-params').text(paramsText(run.params, job) || 'none');
     $('#run-user').text(run.user || '–');
     $('#run-stopped').prop('hidden', !run.stopped_by);
     $('#run-stopped-by').text(run.stopped_by || '');

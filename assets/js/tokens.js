@@ -11,6 +11,14 @@ export const tokensView = {
     document.title = `API tokens — ${app.title}`;
     $('#token-new, #token-error').prop('hidden', true);
     $('#token-value').val('');
+    // Under `auth = token` the server's one token is the only credential (the nav link is hidden).
+    const none = !app.me?.auth || app.me.auth === 'token';
+    $('#token-form, #token-table').prop('hidden', none);
+    if (none) {
+      $('#tokens-empty').prop('hidden', true);
+      return $('#token-error').text('This server has no personal API tokens: everyone uses its one access token.')
+        .prop('hidden', false);
+    }
     await this.list();
   },
 

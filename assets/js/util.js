@@ -64,7 +64,12 @@ export function sizeText(bytes) {
   return `${bytes} bytes`;
 }
 
-export const paramsText = params => Object.entries(params || {}).map(([k, v]) => `${k}: ${shown(v)}`).join(' · ');
+// A run's values as `Label: value · ...`: the job's labels where it still declares the parameter
+// (an analyst knows "Environment", not `env`), the stored name otherwise.
+export function paramsText(params, job) {
+  const labels = Object.fromEntries((job?.params || []).map(p => [p.name, p.label || p.name]));
+  return Object.entries(params || {}).map(([k, v]) => `${labels[k] || k}: ${shown(v)}`).join(' · ');
+}
 export const badge = state => $('<span>', {class: `badge s-${state}`, text: STATES[state] || state});
 export const textNode = text => document.createTextNode(text);
 

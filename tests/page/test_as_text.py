@@ -86,8 +86,8 @@ def test_every_jobs_ini_string_is_shown_as_text_in_every_view(ui, hostile):
     # the run view: title, parameters, the values echoed into the output
     expect(ui.status(page)).to_have_text("Succeeded")
     expect(page.locator("#run-title")).to_have_text(f"{job_title} — run 1")
-    expect(page.locator("#run-params")).to_contain_text(f"pick: {CHOICES[0]}")
-    expect(page.locator("#run-params")).to_contain_text(f"many: {MULTI[0]}, {MULTI[2]}")
+    expect(page.locator("#run-params")).to_contain_text(f"{JOB['param.pick.label']}: {CHOICES[0]}")
+    expect(page.locator("#run-params")).to_contain_text(f"{JOB['param.many.label']}: {MULTI[0]}, {MULTI[2]}")
     assert ui.lines(page) == [CHOICES[0], MULTI[0], MULTI[2], JOB["param.note.default"]]
     unharmed(page)
 
@@ -95,7 +95,7 @@ def test_every_jobs_ini_string_is_shown_as_text_in_every_view(ui, hostile):
     page.get_by_role("link", name="History").click()
     row = page.locator("#history-rows tr").first
     expect(row).to_contain_text(job_title)
-    expect(row).to_contain_text(f"note: {JOB['param.note.default']}")
+    expect(row).to_contain_text(f"{JOB['param.note.label']}: {JOB['param.note.default']}")
     assert job_title in page.locator("#h-job option").all_text_contents()
     unharmed(page)
 

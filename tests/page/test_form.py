@@ -38,7 +38,7 @@ def test_every_parameter_type_reaches_the_job(ui, page, site):
                       "east row 1: 37", "east row 2: 74", "west row 1: 37", "west row 2: 74"]
     # stderr is kept apart; the secret reached the job (no "no API key" warning) and is masked
     assert ui.lines(page, "stderr") == ["warning: east has late data", "warning: west has late data"]
-    expect(page.locator("#run-params")).to_contain_text("api_key: ********")
+    expect(page.locator("#run-params")).to_contain_text("Warehouse API key: ********")
     assert "s3cret-key" not in page.content()
     expect(page.get_by_label("Progress")).to_have_attribute("aria-valuetext", "100%: Region west")
 

@@ -27,7 +27,7 @@ def test_history_filter_open_and_rerun(ui, page, site):
         badge = page.locator(f'#history-rows tr[data-run="{run_id}"] .badge')
         expect(badge).not_to_have_text(re.compile("Running|Queued"))
     report = page.locator('#history-rows tr[data-run="4"]')
-    expect(report).to_contain_text("api_key: ********")
+    expect(report).to_contain_text("Warehouse API key: ********")
     assert "hunter2-secret" not in page.content()
 
     page.get_by_label("Job", exact=True).select_option("greet")
@@ -57,7 +57,7 @@ def test_history_filter_open_and_rerun(ui, page, site):
     page.get_by_role("button", name="Run again (run 1)").click()
     expect(page).to_have_url(re.compile(r"#/runs/5$"))
     expect(ui.status(page)).to_have_text("Succeeded")
-    expect(page.locator("#run-params")).to_have_text("name: Ada")
+    expect(page.locator("#run-params")).to_have_text("Your name: Ada")
     expect(page.locator("#log .l").first).to_contain_text("Hello, Ada!")
 
     # the same button on the run view

@@ -278,6 +278,16 @@ def test_with_the_launch_token_the_header_names_the_os_user_without_sign_out(ui,
     expect(page.get_by_role("link", name="API tokens")).to_be_hidden()  # the launch token is the credential
 
 
+def test_the_tokens_view_under_the_launch_token_says_there_are_none_instead_of_offering_a_form(ui, site):
+    page = ui.open(site)
+    expect(page.locator("#me-name")).not_to_be_empty()
+    page.evaluate("location.hash = '#/tokens'")
+    expect(page.locator("#token-error")).to_have_text(
+        "This server has no personal API tokens: everyone uses its one access token.")
+    expect(page.get_by_role("button", name="Create token")).to_be_hidden()
+    expect(page.get_by_role("table", name="Your API tokens")).to_be_hidden()
+
+
 def test_every_control_of_sign_in_audit_and_tokens_is_named(ui, team):
     page = sign_in_form(ui, team)
     assert unnamed_controls(page) == []

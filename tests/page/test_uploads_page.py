@@ -48,7 +48,7 @@ def test_a_chosen_file_is_uploaded_and_its_name_and_size_shown(ui, files_site, t
     ui.run(page)
     expect(ui.status(page)).to_have_text(re.compile("Succeeded"))
     assert ui.lines(page) == ["accounts é.csv|16|from the page"]
-    expect(page.locator("#run-params")).to_contain_text("accounts: accounts é.csv (16 bytes)")
+    expect(page.locator("#run-params")).to_contain_text("Accounts: accounts é.csv (16 bytes)")
     run = files_site.runs()[0]
     assert run["params"]["accounts"]["name"] == "accounts é.csv" and run["params"]["accounts"]["size"] == 16
 
