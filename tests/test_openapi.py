@@ -33,6 +33,11 @@ command = echo {env}
 param.env.type = choice
 param.env.choices = staging, production
 confirm = Really {env}?
+
+[job:place]
+command = echo {where}
+param.where.type = choice
+param.where.choices_from = echo here
 """
 
 
@@ -96,3 +101,33 @@ def test_every_answer_of_a_live_server_matches_the_document(live, operation, cre
         case.validate_response(res, excluded_checks=[positive_data_acceptance])
 
     check()
+
+
+# Generated ids almost never name a job or run that exists, so the answers a real job or run gets
+# (a run started, a preview, a list of choices) are asked for here, each by name, and checked too.
+REAL = [
+    ("POST", "/api/jobs/{job_id}/runs", {"job_id": "hello"}, {"params": {"who": "Ada"}}, 202),
+    ("POST", "/api/jobs/{job_id}/runs", {"job_id": "pick"}, {"params": {"env": "staging"}}, 428),  # confirm first
+    ("POST", "/api/jobs/{job_id}/runs", {"job_id": "pick"}, {"params": {"env": "staging"}, "confirm": True}, 202),
+    ("POST", "/api/jobs/{job_id}/runs", {"job_id": "hello"}, {"params": {"nobody": "x"}}, 400),
+    ("POST", "/api/jobs/{job_id}/preview", {"job_id": "hello"}, {"params": {"who": "Ada"}}, 200),
+    ("POST", "/api/jobs/{job_id}/preview", {"job_id": "pick"}, {"params": {"env": "production"}}, 200),
+    ("GET", "/api/jobs/{job_id}/params/{param_name}/choices", {"job_id": "place", "param_name": "where"}, None, 200),
+    ("GET", "/api/runs/{run_id}", {"run_id": 1}, None, 200),
+    ("GET", "/api/runs/{run_id}/log", {"run_id": 1}, None, 200),
+    ("GET", "/api/runs/{run_id}/artifacts", {"run_id": 1}, None, 200),
+    ("POST", "/api/runs/{run_id}/rerun", {"run_id": 1}, {}, 202),
+    ("POST", "/api/runs/{run_id}/cancel", {"run_id": 1}, None, 409),
+    ("POST", "/api/runs/{run_id}/approve", {"run_id": 1}, {}, 403),  # the job has no approve_by
+]
+
+
+@pytest.mark.parametrize(("method", "path", "ids", "body", "status"), REAL,
+                         ids=[f"{m} {p} {s}" for m, p, _, _, s in REAL])
+def test_the_answers_about_real_jobs_and_runs_match_the_document(live, method, path, ids, body, status):
+    operation = next(op for op in OPERATIONS if op.method.upper() == method and op.path == path)
+    extra = {} if body is None else {"body": body, "media_type": "application/json"}
+    case = operation.Case(path_parameters=ids, **extra)
+    res = case.call(base_url=live.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
+    assert res.status_code == status, res.text[:500]
+    case.validate_response(res, excluded_checks=[positive_data_acceptance])

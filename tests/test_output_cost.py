@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -360,6 +361,10 @@ def test_events_wait_behind_the_writers_work_and_keep_their_order(tmp_path):
         go.set()
         _committed(log)
         assert store.call(lambda conn: conn.execute("SELECT message FROM runs").fetchone()[0]) == "between"
+        stored = store.call(lambda conn: conn.execute(
+            "SELECT seq, data FROM events WHERE run_id = ? AND type = 'output' ORDER BY seq", (run_id,)).fetchall())
+        assert [seq for seq, _ in stored] == [1, 2, 3, 4]
+        assert [json.loads(data)["lines"] for _, data in stored] == [["1"], ["2"], ["3"], ["4"]]
     finally:
         go.set()
         store.close()

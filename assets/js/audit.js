@@ -6,16 +6,18 @@ import { api } from './api.js';
 const PAGE = 100;
 export const ACTIONS = {
   'signin': 'Signed in', 'signin.failed': 'Sign-in failed', 'signout': 'Signed out',
-  'run.start': 'Started a run', 'run.rerun': 'Ran again', 'run.stop': 'Stopped a run', 'refused': 'Refused',
+  'run.start': 'Started a run', 'run.rerun': 'Ran again', 'run.stop': 'Stopped a run',
+  'run.approve': 'Approved a run', 'run.reject': 'Rejected a run', 'run.expire': 'Approval expired', 'refused': 'Refused',
   'token.create': 'Created a token', 'token.revoke': 'Revoked a token',
   'user.add': 'Added a user', 'user.remove': 'Removed a user', 'user.passwd': 'Changed a password',
   'config.reload': 'Reloaded jobs.ini', 'config.error': 'jobs.ini not reloaded',
-  'notify.failed': 'Notification failed',
+  'notify.failed': 'Notification failed', 'schedule.skip': 'Schedule skipped',
 };
 
-// The detail as `key: value` pairs (objects as compact JSON): readable, and always text.
-const details = detail => Object.entries(detail || {})
-  .map(([k, v]) => `${k}: ${v !== null && typeof v === 'object' ? JSON.stringify(v) : v}`).join(' · ');
+// The detail as `key: value` pairs, a run's values as `name=value, ...`: readable, and always text.
+const value = v => Array.isArray(v) ? v.map(value).join(', ')
+  : v !== null && typeof v === 'object' ? Object.entries(v).map(([k, x]) => `${k}=${value(x)}`).join(', ') : String(v);
+const details = detail => Object.entries(detail || {}).map(([k, v]) => `${k}: ${value(v)}`).join(' · ');
 
 export const auditView = {
   filter: {user: '', action: '', since: ''},

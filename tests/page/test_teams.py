@@ -16,6 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
+from server.auth.audit import ACTIONS as AUDIT_ACTIONS
 from tests.page.conftest import ROOT, Site, stop_site
 from tests.page.test_access import unnamed_controls
 
@@ -232,6 +233,26 @@ def test_an_admin_reads_the_audit(ui, team):
     olga.get_by_label("Since").fill(tomorrow)
     expect(olga.locator("#audit-empty")).to_be_visible()
     expect(rows).to_have_count(0)
+
+
+def test_the_audit_filter_offers_every_action_the_server_records_by_name(ui, team):
+    olga = signed_in(ui, team, "olga")
+    olga.goto(team.base + "/#/audit")
+    options = olga.locator("#a-action option")
+    expect(options).to_have_count(len(AUDIT_ACTIONS) + 1)
+    offered = dict(zip(options.evaluate_all("os => os.map(o => o.value)"), options.all_inner_texts(), strict=True))
+    assert set(offered) == {"", *AUDIT_ACTIONS}
+    assert all(label and label != action for action, label in offered.items() if action)  # a name, not the code
+
+
+def test_an_audit_entrys_values_read_as_name_equals_value(ui, team):
+    alice = session(team, "alice")
+    assert alice.post("/api/jobs/report/runs", json={"params": {"region": "south"}}).status_code == 202
+    page = signed_in(ui, team, "olga")
+    page.goto(team.base + "/#/audit?action=run.start")
+    row = page.locator("#audit-rows tr").first
+    expect(row).to_contain_text("Started a run")
+    expect(row.locator("td.detail")).to_contain_text("params: region=south")
 
 
 def test_a_token_is_created_and_revoked_from_the_page(ui, team):

@@ -5,6 +5,7 @@ ForceCommand), and its argv exactly what the remote process has (its /proc/PID/c
 from __future__ import annotations
 
 import shlex
+from collections import Counter
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +14,7 @@ from server.preview import NONCE
 from tests import values as V
 from tests.helpers import Pushbutton
 from tests.ssh import sshd
-from tests.test_preview import check_preview, jobs_ini
+from tests.test_preview import check_preview, enough_of_both, jobs_ini
 
 # Records the command line the client sent (sshd puts it in SSH_ORIGINAL_COMMAND), then runs it
 # as sshd would have: with the login shell, which for the lab's user is /bin/sh.
@@ -43,15 +44,26 @@ def recording(lab, tmp_path_factory):
         own.close()
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(case=V.cases())
-def test_the_remote_command_line_and_argv_of_every_type_are_exactly_what_runs_on_the_host(recording, case):
+def test_the_remote_command_line_and_argv_of_every_type_are_exactly_what_runs_on_the_host(recording):
+    outcomes = Counter()
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(case=V.cases())
+    def check(case):
+        outcomes["ran" if compared(recording, case) else "refused"] += 1
+
+    check()
+    enough_of_both(outcomes)
+
+
+def compared(recording, case) -> bool:
+    """One value's preview against what ran on the host; False when both refused it."""
     pb, own = recording
     for old in own.scratch.glob("session.*"):
         old.unlink()
     got = check_preview(pb, *case)  # argv: as the remote process has it
     if got is None:
-        return
+        return False
     preview, _ = got
     assert preview["targets"] == ["p1"] and preview["workdir"] is None
     sessions = [path.read_text(errors="surrogateescape") for path in own.scratch.glob("session.*")]
@@ -59,3 +71,4 @@ def test_the_remote_command_line_and_argv_of_every_type_are_exactly_what_runs_on
     ran = sessions[0]
     nonce = shlex.split(ran)[5]  # exec /bin/sh -c WRAPPER pushbutton NONCE ...
     assert preview["remote"]["p1"].replace(f" {NONCE} ", f" {nonce} ", 1) == ran
+    return True
