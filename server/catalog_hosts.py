@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
-from server.catalog_values import parse_duration, port, positive_duration, positive_int, ssh_word
+from server.catalog_values import parse_duration, port, positive_duration, positive_int, ssh_address, ssh_user
 from server.params import split_list
 
 
@@ -59,8 +59,7 @@ def host_keys(raw: str) -> tuple[str, ...]:
         short = item if len(item) <= 40 else item[:37] + "..."
         if not kind or not data or " " in data:
             raise ValueError(f"{short!r}: expected TYPE BASE64, e.g. ssh-ed25519 AAAAC3Nz... (no comment)")
-        if key_type(key_blob(data, short)) != kind:
-            raise ValueError(f"{short!r}: the key data is not a {kind} key")
+        check_key(kind, key_blob(data, short), short)
         keys.append(f"{kind} {data}")
     if not keys:
         raise ValueError("host_key is empty; leave it out to trust known_hosts")
@@ -74,12 +73,53 @@ def key_blob(data: str, label: str = "key") -> bytes:
         raise ValueError(f"{label!r}: the key data is not valid base64") from None
 
 
-def key_type(blob: bytes) -> str:
-    """The SSH wire format's first field (a length-prefixed string): the key's type."""
-    if len(blob) < 4:
-        return ""
-    (size,) = struct.unpack(">I", blob[:4])
-    return blob[4:4 + size].decode("ascii", "replace") if len(blob) >= 4 + size else ""
+# The fields after the type, per key type (RFC 4253, 5656, 8709; OpenSSH's PROTOCOL.u2f), with the
+# exact length of those that have one: a paste cut short or run together fails check.
+ECDSA = {"nistp256": 65, "nistp384": 97, "nistp521": 133}
+FIELDS: dict[str, tuple[int | None, ...]] = {
+    "ssh-ed25519": (32,),
+    "ssh-rsa": (None, None),  # e, n
+    "ssh-dss": (None, None, None, None),  # p, q, g, y
+    **{f"ecdsa-sha2-{curve}": (len(curve), size) for curve, size in ECDSA.items()},
+    "sk-ssh-ed25519@openssh.com": (32, None),  # key, application
+    "sk-ecdsa-sha2-nistp256@openssh.com": (8, 65, None),
+}
+
+
+def check_key(kind: str, blob: bytes, label: str) -> None:
+    """The key as ssh reads it: its own type, every field whole, nothing after the last."""
+    fields = wire_fields(blob)
+    if fields is None or not fields:
+        raise ValueError(f"{label!r}: the key data is cut short or damaged (paste the whole line)")
+    if fields[0].decode("ascii", "replace") != kind:
+        raise ValueError(f"{label!r}: the key data is not a {kind} key")
+    if kind.endswith("-cert-v01@openssh.com"):
+        raise ValueError(f"{label!r}: a certificate, not a host key: pin the host's own key "
+                         "(`pushbutton hosts --keys` prints it)")
+    expected = FIELDS.get(kind)
+    if expected is None:
+        return  # a type this check does not know: ssh will say if it cannot use it
+    rest = fields[1:]
+    whole = len(rest) == len(expected) and all(size is None or len(field) == size
+                                               for field, size in zip(rest, expected, strict=True))
+    if not whole:
+        raise ValueError(f"{label!r}: the key data is cut short or damaged (paste the whole line)")
+    if kind.startswith(("ecdsa-", "sk-ecdsa-")) and not kind.split("@")[0].endswith(rest[0].decode("ascii", "replace")):
+        raise ValueError(f"{label!r}: the key data is not a {kind} key")
+
+
+def wire_fields(blob: bytes) -> list[bytes] | None:
+    """The SSH wire format's length-prefixed strings; None if the last is incomplete."""
+    fields, at = [], 0
+    while at < len(blob):
+        if at + 4 > len(blob):
+            return None
+        (size,) = struct.unpack(">I", blob[at:at + 4])
+        if at + 4 + size > len(blob):
+            return None
+        fields.append(blob[at + 4:at + 4 + size])
+        at += 4 + size
+    return fields
 
 
 def fingerprint(key: str) -> str:
@@ -95,9 +135,9 @@ class HostChecks:
         host = Host(name=name)
         for key, raw in items.items():
             if key == "address":
-                host.address = self.convert(section, key, raw, ssh_word, "")
+                host.address = self.convert(section, key, raw, ssh_address, "")
             elif key == "user":
-                host.user = self.convert(section, key, raw, ssh_word)
+                host.user = self.convert(section, key, raw, ssh_user)
             elif key == "port":
                 host.port = self.convert(section, key, raw, port, 22)
             elif key == "connect_timeout":

@@ -63,10 +63,35 @@ def port(raw: str) -> int:
     return value
 
 
+# What OpenSSH itself refuses in a host name and a remote user name (ssh.c, valid_hostname and
+# valid_ruser): refused here, so that `check` says it, not a run with "ssh failed without saying why".
+NOT_IN_ADDRESS = set("'`\"$\\;&<>|(){}@/")  # `@` and `/`: user@host and ssh:// belong in `user` and `port`
+NOT_IN_USER = set("'`\"$;&<>|(){}")  # a backslash stays allowed: DOMAIN\user on Windows hosts
+
+
 def ssh_word(raw: str) -> str:
     """An address or user name that ssh cannot mistake for an option."""
     if not raw or raw.startswith("-") or any(c.isspace() or ord(c) < 32 for c in raw):
         raise ValueError(f"{raw!r} must be one word, not starting with '-'")
+    return raw
+
+
+def ssh_address(raw: str) -> str:
+    """A host name or IP address, as ssh accepts it."""
+    ssh_word(raw)
+    bad = sorted(set(raw) & NOT_IN_ADDRESS)
+    if bad:
+        hint = " (a user goes in `user =`, a port in `port =`)" if {"@", "/"} & set(bad) else ""
+        raise ValueError(f"{raw!r}: a host name or IP address cannot hold {' '.join(bad)}{hint}")
+    return raw
+
+
+def ssh_user(raw: str) -> str:
+    """A remote user name, as ssh accepts it."""
+    ssh_word(raw)
+    bad = sorted(set(raw) & NOT_IN_USER)
+    if bad:
+        raise ValueError(f"{raw!r}: a user name cannot hold {' '.join(bad)}")
     return raw
 
 

@@ -145,8 +145,10 @@ class Fanout:
             self._flush()
 
     def stop(self) -> None:
-        """Hosts not started yet never start; running ones have their remote group killed."""
+        """Hosts not started yet never start (nor end copying files); running ones have their
+        remote group killed."""
         self.stopping = True
+        self.files.stop()
         for proc in list(self.procs.values()):
             proc.stop()
 
@@ -168,15 +170,21 @@ class Fanout:
     def _run_host(self, index: int, target: Target, workdir: Path) -> None:
         record = self.hosts[index]
         if self.stopping:
-            self._set(record, state=self.reason() or "cancelled")
+            self._stopped(record)
             return
         self._set(record, state="connecting")  # until the wrapper on the host starts the command
         agent = self._agent_for(index, target)  # may ask a person
         if self.stopping:  # stopped while the dialog was open
-            self._set(record, state=self.reason() or "cancelled")
+            self._stopped(record)
             return
         extra = {"host": target.host.name}
         error = self.files.copy(index, target.host, workdir, ssh_env(self.askpass, index, agent))  # uploads, if any
+        if self.stopping:  # stopped while the files were copied: the command never starts
+            self._stopped(record)
+            return
+        cancelled = self.askpass.cancelled.get(index) if error and self.askpass else None
+        if cancelled:
+            error = f"auth failed: cancelled at the {cancelled} prompt"
         if error:  # the host fails as an unreachable one does
             self.emit("output", {"stream": "stderr", **extra, "lines": [f"pushbutton: {error}"]})
             self.done += 1
@@ -206,6 +214,11 @@ class Fanout:
             state = "succeeded" if outcome.error is None and outcome.exit_code == 0 else "failed"
         self.done += 1
         self._set(record, state=state, exit_code=outcome.exit_code, error=outcome.error)
+
+    def _stopped(self, record: dict) -> None:
+        """A host the stop reached before its command started: final, and counted as done."""
+        self.done += 1
+        self._set(record, state=self.reason() or "cancelled")
 
     def _agent_for(self, index: int, target: Target) -> Path | None:
         """The run's agent with this host's key loaded (asking for its passphrase once per run),

@@ -11,6 +11,7 @@ the removal keeps the folder in its temp dir (named `pb-upload.*`).
 from __future__ import annotations
 
 import shlex
+import signal
 import subprocess
 from pathlib import Path
 
@@ -19,7 +20,7 @@ import gevent.os
 
 from server.catalog import Host
 from server.executors.local import wait_exit
-from server.executors.ssh_client import explain, kex, read_log, spawn, ssh_argv
+from server.executors.ssh_client import capabilities, explain, killpg, read_log, spawn, ssh_argv
 from server.executors.ssh_shared import SHARED
 
 MARK = "pb-upload-dir:"
@@ -33,24 +34,44 @@ class RemoteFiles:
     def __init__(self, files: list[Path]):
         self.files = list(files)
         self.folders: dict[int, tuple] = {}  # host index -> (host, remote folder, log, ssh environment)
+        self.copying: dict[int, subprocess.Popen] = {}  # host index -> its ssh copying now
+        self.stopped = False
+
+    def stop(self) -> None:
+        """A stop of the run: copies under way end now (their hosts then never run the command),
+        and none starts. The folders made stay listed, for remove()."""
+        self.stopped = True
+        for proc in list(self.copying.values()):
+            killpg(proc, signal.SIGTERM)
 
     def copy(self, index: int, host: Host, workdir: Path, env: dict[str, str] | None = None) -> str | None:
         """Make the host's folder and copy every file into it; an error message, or None. `env`:
         the host's ssh environment (askpass.ssh_env), with which the run's agent answers."""
-        if not self.files:
+        if not self.files or self.stopped:
             return None
         log = workdir / f"{index}.files.log"
-        code, out = _ssh(host, MAKE, log, env=env)
+        batch = env is None
+        code, out = self._ssh(index, host, MAKE, log, env=env)
         folder = next((line[len(MARK):] for line in out.splitlines() if line.startswith(MARK)), None)
-        if code != 0 or not folder:
-            return explain(read_log(log), host) if code == 255 else f"error: no temporary folder there (exit {code})"
-        self.folders[index] = (host, folder, log, env)
+        if folder:
+            self.folders[index] = (host, folder, log, env)
+        if code != 0 or not folder or self.stopped:
+            failed = f"error: no temporary folder there (exit {code})"
+            return explain(read_log(log), host, batch) if code == 255 else failed
         for path in self.files:
             with open(path, "rb") as source:
-                code, _ = _ssh(host, f"umask 077 && cat > {shlex.quote(f'{folder}/{path.name}')}", log, source, env)
-            if code != 0:
-                return explain(read_log(log), host) if code == 255 else f"error: copying a file failed (exit {code})"
+                target = shlex.quote(f"{folder}/{path.name}")
+                code, _ = self._ssh(index, host, f"umask 077 && cat > {target}", log, source, env)
+            if code != 0 or self.stopped:
+                failed = f"error: copying a file failed (exit {code})"
+                return explain(read_log(log), host, batch) if code == 255 else failed
         return None
+
+    def _ssh(self, index: int, host: Host, remote: str, log: Path, stdin=subprocess.DEVNULL,
+             env: dict[str, str] | None = None) -> tuple[int, str]:
+        """_ssh, with the process known to stop() while it runs."""
+        return _ssh(host, remote, log, stdin, env, lambda proc: self.copying.__setitem__(index, proc),
+                    lambda: self.copying.pop(index, None))
 
     def command(self, index: int, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """argv and environment with each local path replaced by the host's copy."""
@@ -72,21 +93,27 @@ class RemoteFiles:
             _ssh(host, f"rm -rf -- {shlex.quote(folder)}", log, env=env)
 
 
-def _ssh(host: Host, remote: str, log: Path, stdin=subprocess.DEVNULL,
-         env: dict[str, str] | None = None) -> tuple[int, str]:
+def _ssh(host: Host, remote: str, log: Path, stdin=subprocess.DEVNULL, env: dict[str, str] | None = None,
+         started=None, ended=None) -> tuple[int, str]:
     """Run one short remote command (stdin: a file, read by ssh itself) on the host's kept-open
     connection if it has one (ssh_shared.py); its exit code and stdout."""
     shared = SHARED.acquire(host)
     try:
-        argv = ssh_argv(host, shlex.join(["exec", "/bin/sh", "-c", remote]), log, shared, True, kex(), env is None,
-                        host.control_persist if shared else 0)
+        argv = ssh_argv(host, shlex.join(["exec", "/bin/sh", "-c", remote]), log, shared, True, capabilities(),
+                        env is None, host.control_persist if shared else 0)
         try:
             proc = spawn(argv, stdin, env=env)
         except OSError as exc:
             return 255, str(exc)
-        readers = [gevent.spawn(_read_all, proc.stdout), gevent.spawn(_read_all, proc.stderr)]
-        code = wait_exit(proc)
-        gevent.joinall(readers, timeout=5)
+        if started is not None:
+            started(proc)
+        try:
+            readers = [gevent.spawn(_read_all, proc.stdout), gevent.spawn(_read_all, proc.stderr)]
+            code = wait_exit(proc)
+            gevent.joinall(readers, timeout=5)
+        finally:
+            if ended is not None:
+                ended()
         return code, (readers[0].value or b"").decode("utf-8", "replace")
     finally:
         SHARED.release(shared)

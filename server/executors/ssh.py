@@ -48,9 +48,9 @@ from server.executors.askpass import Askpass, ssh_env
 from server.executors.local import wait_exit
 from server.executors.ssh_client import (
     SSH,
+    capabilities,
     connection_lost,
     explain,
-    kex,
     killpg,
     read_log,
     spawn,
@@ -186,8 +186,8 @@ class SshProcess:
         batch = self.askpass is None
         env = ssh_env(self.askpass, self.index, self.agent)
         persist = self.host.control_persist if shared else 0
-        self.proc = spawn(ssh_argv(self.host, self.remote, self.log, self.control, True, kex(), batch, persist),
-                          env=env)
+        argv = ssh_argv(self.host, self.remote, self.log, self.control, True, capabilities(), batch, persist)
+        self.proc = spawn(argv, env=env)
         if self.stopping:  # stopped while ssh was being started
             self._kill_local()
         pumps = [gevent.spawn(self._pump_stdout, stdout), gevent.spawn(self._pump_stderr, stderr)]
@@ -218,7 +218,9 @@ class SshProcess:
             if cancelled:
                 return Outcome(None, f"auth failed: cancelled at the {cancelled} prompt", False)
             if code == 255 or log.strip():
-                return Outcome(None, explain(log, self.host, self.askpass is None), False)
+                # An empty log: ssh stopped before opening it, and said why on stderr (set aside).
+                said = log if log.strip() else self.chatter.decode("utf-8", "replace")
+                return Outcome(None, explain(said, self.host, self.askpass is None), False)
             said = self.chatter.decode("utf-8", "replace").strip().splitlines()[-1:]
             return Outcome(None, f"error: ssh ended before the command started (exit {code})"
                                  + "".join(f": {line.strip()}" for line in said), False)
@@ -362,7 +364,7 @@ class SshProcess:
         tenths = max(1, math.ceil(self.grace * 10))
         script = KILL_SCRIPT.format(pgid=self.pgid, tenths=tenths)
         argv = ssh_argv(self.host, shlex.join(["exec", "/bin/sh", "-c", script]), self.log, self.control,
-                        kex=kex())
+                        client=capabilities())
         try:
             proc = spawn(argv, subprocess.DEVNULL, subprocess.DEVNULL)
         except OSError:

@@ -20,6 +20,7 @@ import time
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import gevent
 from gevent.lock import Semaphore
@@ -44,7 +45,7 @@ def quoted(path: Path) -> str:
 
 
 def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, master: bool = False,
-             kex: bool = True, batch: bool = True, persist: float = 0) -> list[str]:
+             client: Client | None = None, batch: bool = True, persist: float = 0) -> list[str]:
     """The `ssh` command line for one session. Nothing secret is ever on it. `batch=False` only
     with an askpass helper (askpass.py) in ssh's environment: then ssh may ask a person. With
     `master` and `persist`, the session uses the connection at `control` if one is open there, or
@@ -66,15 +67,19 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
         "LogLevel": "INFO",  # the reasons explain() reads; user config must not silence them
         "EscapeChar": "none",  # stdin is data, never `~.`
     }
-    if kex:
+    client = client or Client()
+    if client.kex_first:
         opts["KexAlgorithms"] = KEX
     if host.host_keys:  # pinned in jobs.ini: those keys only, whatever any known_hosts says
         opts["HostKeyAlias"] = alias(host)
         opts["UserKnownHostsFile"] = quoted(pinned_file(host, log.parent))
-        opts["GlobalKnownHostsFile"] = "none"
     elif host.known_hosts is not None:
         opts["UserKnownHostsFile"] = quoted(host.known_hosts)
+    if "UserKnownHostsFile" in opts:  # that file alone: no other source of keys the user's config may name
         opts["GlobalKnownHostsFile"] = "none"
+        opts["VerifyHostKeyDNS"] = "no"
+        if client.known_hosts_command:
+            opts["KnownHostsCommand"] = "none"
     if host.identity is not None:
         opts["IdentityFile"] = quoted(host.identity)
         opts["IdentitiesOnly"] = "yes"
@@ -94,26 +99,42 @@ def ssh_argv(host: Host, remote: str, log: Path, control: Path | None = None, ma
     return [*argv, "--", host.address, remote]
 
 
-_kex_ok: bool | None = None
-_KEX_ASKING = Semaphore()
+class Client(NamedTuple):
+    """What this machine's `ssh` understands beyond the options every OpenSSH has."""
+
+    kex_first: bool = True  # KexAlgorithms' `^` (put first) prefix (OpenSSH 8.2): else its own order
+    known_hosts_command: bool = True  # KnownHostsCommand (8.5): else no user's config can name one
 
 
-def kex() -> bool:
-    """Whether this ssh understands KEX's `^` (put first) prefix; an older one keeps its own order.
-    Asked once, through the threadpool: the hosts of a fan-out that need it meanwhile wait for
+_client: Client | None = None
+_CLIENT_ASKING = Semaphore()
+_ASKED = {"kex_first": f"KexAlgorithms={KEX}", "known_hosts_command": "KnownHostsCommand=none"}
+
+
+def capabilities() -> Client:
+    """Asked once, through the threadpool: the hosts of a fan-out that need it meanwhile wait for
     that answer (each would otherwise start an `ssh -G` of its own, 100 on a first fan-out)."""
-    global _kex_ok
-    if _kex_ok is None:
-        with _KEX_ASKING:
-            if _kex_ok is None:
-                _kex_ok = in_pool(_ask_kex)
-    return _kex_ok
+    global _client
+    if _client is None:
+        with _CLIENT_ASKING:
+            if _client is None:
+                _client = in_pool(_ask_client)
+    return _client
 
 
-def _ask_kex() -> bool:
+def _ask_client() -> Client:
+    """One `ssh -G` with every option; only when it refuses them, one per option."""
+    if _understands(*_ASKED.values()):
+        return Client()
+    return Client(**{name: _understands(option) for name, option in _ASKED.items()})
+
+
+def _understands(*options: str) -> bool:
+    argv = [ssh_path(), "-G"]
+    for option in options:
+        argv += ["-o", option]
     try:
-        return subprocess.run([ssh_path(), "-G", "-o", f"KexAlgorithms={KEX}", "pushbutton.invalid"],
-                              capture_output=True, timeout=30).returncode == 0
+        return subprocess.run([*argv, "pushbutton.invalid"], capture_output=True, timeout=30).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
 
@@ -299,7 +320,7 @@ def probe(host: Host, workdir: Path) -> Probe:
     log = workdir / f"probe-{host.name}.log"
     started = time.monotonic()
     try:
-        proc = spawn(ssh_argv(host, "true", log, kex=kex()), subprocess.DEVNULL, subprocess.DEVNULL)
+        proc = spawn(ssh_argv(host, "true", log, client=capabilities()), subprocess.DEVNULL, subprocess.DEVNULL)
     except OSError as exc:
         return Probe(host.name, "error", f"cannot start {SSH!r}: {exc.strerror or exc}", 0.0)
     code = wait_or_kill(proc, 2 * host.connect_timeout + 20)

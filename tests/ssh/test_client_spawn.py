@@ -107,17 +107,17 @@ ASKING = """
 import json, gevent
 from server.executors import ssh_client
 
-asked, real = [], ssh_client._ask_kex
-ssh_client._ask_kex = lambda: asked.append(1) or real()  # counts the `ssh -G` it starts
-hosts = [gevent.spawn(ssh_client.kex) for _ in range(20)]
+asked, real = [], ssh_client._ask_client
+ssh_client._ask_client = lambda: asked.append(1) or real()  # counts the asking it starts
+hosts = [gevent.spawn(ssh_client.capabilities) for _ in range(20)]
 gevent.joinall(hosts, timeout=60, raise_error=True)
-print(json.dumps({"asked": len(asked), "answers": [host.value for host in hosts]}))
+print(json.dumps({"asked": len(asked), "answers": [list(host.value) for host in hosts]}))
 """
 
 
-def test_the_hosts_of_a_first_fan_out_ask_ssh_about_key_exchange_once():
-    """kex() starts `ssh -G`: 100 hosts asking at once, before the first answer, started 100.
+def test_the_hosts_of_a_first_fan_out_ask_ssh_about_its_options_once():
+    """capabilities() starts `ssh -G`: 100 hosts asking at once, before the first answer, started 100.
     In a fresh server process, as on its first fan-out."""
     seen = fresh_process(ASKING)
     assert seen["asked"] == 1
-    assert seen["answers"] == [True] * 20  # this machine's OpenSSH knows `^`
+    assert seen["answers"] == [[True, True]] * 20  # this machine's OpenSSH knows `^` and KnownHostsCommand

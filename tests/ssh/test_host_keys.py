@@ -4,9 +4,14 @@ lines to pin, and `check` refuses a malformed key."""
 
 from __future__ import annotations
 
+import base64
+import struct
 import subprocess
 import textwrap
 
+from server.catalog_hosts import Host
+from server.executors.host_keys import alias
+from server.executors.ssh_client import Client, ssh_argv
 from tests.helpers import BIN
 from tests.ssh import sshd
 
@@ -97,6 +102,13 @@ def test_hosts_keys_prints_lines_that_pin_the_host(write_jobs, lab, servers, pus
     assert mark.exists()
 
 
+CERT = "ssh-ed25519-cert-v01@openssh.com"
+
+
+def wire(*fields: bytes) -> bytes:
+    return b"".join(struct.pack(">I", len(field)) + field for field in fields)
+
+
 def test_check_refuses_a_malformed_host_key(write_jobs, lab, servers, tmp_path):
     h1 = servers["h1"]
     ecdsa = tmp_path / "ecdsa"
@@ -111,6 +123,10 @@ def test_check_refuses_a_malformed_host_key(write_jobs, lab, servers, tmp_path):
     bad = {
         "mislabelled": (f"ssh-rsa {data}", "the key data is not a ssh-rsa key"),
         "truncated": (f"ssh-ed25519 {data[:-3]}", "not valid base64"),
+        "cut_whole": (f"ssh-ed25519 {data[:60]}", "cut short or damaged"),  # still valid base64
+        "run_together": (f"ssh-ed25519 {data}{data}", "cut short or damaged"),
+        "certificate": (f"{CERT} {base64.b64encode(wire(CERT.encode(), b'n' * 32, b'k' * 32)).decode()}",
+                        "a certificate, not a host key"),
         "no_data": ("ssh-ed25519", "expected TYPE BASE64"),
         "comment": (f"{h1.host_key} root@h1", "expected TYPE BASE64"),
         "empty": (",", "host_key is empty"),
@@ -125,3 +141,29 @@ def test_check_refuses_a_malformed_host_key(write_jobs, lab, servers, tmp_path):
         line = section + 1 + next(i for i, row in enumerate(lines[section:]) if row.startswith("host_key"))
         assert f"{path}:{line}: [host:{name}] host_key: " in out.stderr, (name, out.stderr)
         assert message in out.stderr.split(f"[host:{name}] host_key: ")[1].splitlines()[0], (name, out.stderr)
+
+
+def test_a_known_hosts_command_in_the_users_ssh_config_cannot_widen_a_pin(lab, servers, tmp_path):
+    """A user's `KnownHostsCommand` (or SSHFP records, `VerifyHostKeyDNS`) would otherwise be asked
+    too, and could vouch for a key the pin does not name."""
+    h1 = servers["h1"]
+    host = Host(name="h1", address="127.0.0.1", port=h1.port, user=sshd.USER, identity=lab.user_key,
+                host_keys=(lab.other_public,))  # not h1's key
+    vouches = tmp_path / "vouches"
+    vouches.write_text(f"{alias(host)} {h1.host_key}\n")  # h1's real key, under the pin's name
+    config = tmp_path / "ssh_config"
+    config.write_text(f"Host *\n  KnownHostsCommand /bin/cat {vouches}\n  VerifyHostKeyDNS yes\n")
+
+    def ran(argv: list[str]) -> subprocess.CompletedProcess:
+        return subprocess.run([argv[0], "-F", str(config), *argv[1:]], capture_output=True, text=True, timeout=30)
+
+    # the config really vouches: ssh without Pushbutton's pin options trusts h1 on its word
+    plain = ["ssh", "-o", "BatchMode=yes", "-o", f"HostKeyAlias={alias(host)}", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "GlobalKnownHostsFile=none", "-o", "StrictHostKeyChecking=yes", "-i", str(lab.user_key),
+             "-p", str(h1.port), "-l", sshd.USER, "127.0.0.1", "echo ran"]
+    assert ran(plain).stdout == "ran\n"
+    # Pushbutton's command line for the pinned host: the pin alone decides
+    tmp_path.joinpath("work").mkdir()
+    pinned = ran(ssh_argv(host, "echo ran", tmp_path / "work" / "log", client=Client()))
+    assert pinned.returncode == 255 and pinned.stdout == ""
+    assert "Host key verification failed" in (tmp_path / "work" / "log").read_text()

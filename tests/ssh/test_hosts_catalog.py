@@ -127,6 +127,27 @@ def test_every_host_and_group_problem_is_reported_with_its_line(write_jobs, tmp_
     ]
 
 
+def test_an_address_or_user_that_ssh_would_refuse_is_refused_by_check(write_jobs):
+    """ssh says "hostname contains invalid characters" on its stderr before its log opens: a run
+    would only say that ssh failed."""
+    assert problems(write_jobs, """
+        [host:a]
+        address = 127.0.0.1;id
+        user = o'brien
+        [host:b]
+        address = deploy@db1.example
+        user = CORP\\deploy
+        [host:c]
+        address = fe80::1%eth0
+        user = svc.deploy-2@corp.example
+        """) == [
+        "FILE:2: [host:a] address: '127.0.0.1;id': a host name or IP address cannot hold ;",
+        "FILE:3: [host:a] user: \"o'brien\": a user name cannot hold '",
+        "FILE:5: [host:b] address: 'deploy@db1.example': a host name or IP address cannot hold @ (a user goes in "
+        "`user =`, a port in `port =`)",
+    ]
+
+
 def test_check_accepts_hosts_and_an_empty_targets_is_an_error(write_jobs, tmp_path):
     ok = write_jobs("[host:h]\naddress = h.example\n[job:j]\ncommand = true\ntargets = host:h\n")
     out = subprocess.run([BIN, "check", "--jobs", str(ok)], capture_output=True, text=True)

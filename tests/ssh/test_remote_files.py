@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import textwrap
+import time
 from pathlib import Path
 
 from tests.helpers import wait_for
@@ -91,3 +92,35 @@ def test_a_host_whose_key_is_wrong_gets_no_file(pushbutton, write_jobs, lab, ser
     run = pb.wait(start(pb, "bad", b"secret data")["id"])
     assert run["state"] == "failed" and run["hosts"][0]["error"].startswith("host key"), run["hosts"]
     assert set(Path("/tmp").glob("pb-upload.*")) == before
+
+
+def test_a_stop_while_files_are_copied_runs_nothing_and_every_host_counts_as_done(pushbutton, write_jobs, lab,
+                                                                                  servers):
+    slow = sshd.SlowProxy(servers["h1"].port, delay=3)  # the copy's connection is still being made
+    mark = lab.scratch / "copy-stopped-ran"
+    hosts_ini = (sshd.host_section(lab, servers["h1"], "far", port=slow.port, host_key=servers["h1"].host_key)
+                 + sshd.host_section(lab, servers["h2"], "next"))
+    pb = pushbutton(write_jobs(hosts_ini + textwrap.dedent(f"""
+        [group:in_turn]
+        hosts = far, next
+        parallel = 1
+        [job:touch]
+        command = sh -c 'touch {mark}-$TESTHOST; echo ran' sh {{data}}
+        targets = group:in_turn
+        param.data.type = file
+        param.wait.type = int
+        """)))
+    try:
+        run = start(pb, "touch", b"a,b\n")
+        wait_for(lambda: pb.run(run["id"])["hosts"][0]["state"] == "connecting", timeout=20)
+        time.sleep(1)  # within the copy's 3 s
+        assert pb.client.post(f"/api/runs/{run['id']}/cancel").status_code == 202
+        ended = pb.wait(run["id"])
+        events = pb.events(run["id"])
+    finally:
+        slow.close()
+    assert ended["state"] == "cancelled"
+    assert [(h["name"], h["state"]) for h in ended["hosts"]] == [("far", "cancelled"), ("next", "cancelled")]
+    assert not list(lab.scratch.glob("copy-stopped-ran*"))  # the command never ran anywhere
+    assert "ran" not in [line for e in events if e.type == "output" for line in e.data["lines"]]
+    assert [e.data["message"] for e in events if e.type == "progress"][-1] == "2/2 hosts done"
