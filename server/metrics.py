@@ -15,14 +15,17 @@ WRITES = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5)
 
 
 class Metrics:
+    """The job's label is `job_id`: Prometheus sets `job` on every series to the scrape job's name,
+    and would rename ours `exported_job`, out of the alert rules' reach."""
+
     def __init__(self, runs):
         self.registry = registry = CollectorRegistry()
         self.started = Counter("pushbutton_runs_started", "Runs that began executing, by job",
-                               ["job"], registry=registry)
+                               ["job_id"], registry=registry)
         self.finished = Counter("pushbutton_runs_finished", "Runs that ended, by job and final state",
-                                ["job", "state"], registry=registry)
+                                ["job_id", "state"], registry=registry)
         self.duration = Histogram("pushbutton_run_duration_seconds", "From start of execution to the end, by job",
-                                  ["job"], buckets=DURATIONS, registry=registry)
+                                  ["job_id"], buckets=DURATIONS, registry=registry)
         self.writes = Histogram("pushbutton_history_write_seconds", "Time to commit one batch of history writes "
                                 "(events are shown only once committed)", buckets=WRITES, registry=registry)
         self.notify_failures = Counter("pushbutton_notifications_failed", "Notifications not delivered after "
@@ -35,6 +38,24 @@ class Metrics:
         for name in ("run", "changes"):
             clients.labels(name).set_function(lambda name=name: runs.streams[name])
         runs.on_state.append(self.state_changed)
+        runs.on_catalog.append(self.catalog_changed)
+        self.catalog_changed(runs.catalog)
+
+    def catalog_changed(self, catalog) -> None:
+        """Every job's and notifier's series exist from the start, at 0: `increase()` counts
+        nothing for a series' first sample, so a first failure would otherwise alert no one."""
+        for job in catalog.jobs:
+            self.started.labels(job)
+            self.duration.labels(job)
+            for state in FINAL:
+                self.finished.labels(job, state)
+        for name in catalog.notifiers:
+            self.notify_failures.labels(name)
+
+    def recovered(self, jobs: list[str]) -> None:
+        """Runs a stopped server left active, now `interrupted` (store.recover): ended too."""
+        for job in jobs:
+            self.finished.labels(job, "interrupted").inc()
 
     def state_changed(self, run) -> None:
         job = run.job.id

@@ -202,6 +202,14 @@ class Server:
             self.runs.audit = Audit(store)
             notifications = Notifications(self.runs)  # [notify:NAME]: server/notify.py
             self.runs.metrics = Metrics(self.runs)  # GET /metrics
+            if recovered:
+                ids = list(recovered)
+                ended = store.call(lambda conn: conn.execute(
+                    f"SELECT id, job FROM runs WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids).fetchall())
+                self.runs.metrics.recovered([job for _, job in ended])
+                for run_id, job in ended:
+                    log.info("run %s of %s ended interrupted (the server stopped while it was active)", run_id, job,
+                             extra={"fields": {"run": run_id, "job": job, "state": "interrupted"}})
             store.on_commit = self.runs.metrics.write_committed
             self.runs.on_state.append(run_changed)  # a log line per run start and end
             reloader = Reloader(self.runs, self.catalog.path)  # jobs.ini live: server/reload.py

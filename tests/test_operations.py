@@ -4,9 +4,11 @@ log (a line per request and per run start/end, JSON with --log-format json)."""
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
 import subprocess
 import threading
+import time
 
 from tests.auth_helpers import add_user, local_jobs, sign_in
 from tests.helpers import BIN, TOKEN, wait_for
@@ -56,6 +58,30 @@ def test_a_backup_taken_during_a_flood_is_whole_consistent_and_restores(pushbutt
     assert again.run(flooding["id"])["state"] in ("running", "succeeded", "interrupted")
     if copied[flooding["id"]] == "running":  # restored without its server: recovered, never left running
         assert again.run(flooding["id"])["state"] == "interrupted"
+
+
+def test_a_backup_of_a_large_history_ends_while_a_run_keeps_writing(pushbutton, write_jobs, tmp_path):
+    """Copied in steps, every commit between two steps restarted the copy: it never ended."""
+    pb = pushbutton(write_jobs("""
+        [job:big]
+        command = seq 8000000
+
+        [job:drip]
+        command = sh -c 'while :; do echo drop; sleep 0.002; done'
+    """))
+    assert pb.wait(pb.start_run("big")["id"], timeout=120)["state"] == "succeeded"
+    drip = pb.start_run("drip")
+    wait_for(lambda: pb.run(drip["id"])["state"] == "running")
+    time.sleep(1)  # its lines are being committed, hundreds a second
+    began = time.monotonic()
+    done = subprocess.run([BIN, "backup", str(tmp_path / "copy.sqlite3"), "--data-dir", str(pb.data_dir)],
+                          capture_output=True, text=True, timeout=60)
+    took = time.monotonic() - began
+    assert done.returncode == 0, done.stderr
+    assert pb.run(drip["id"])["state"] == "running"  # it wrote all along
+    assert pb.client.post(f"/api/runs/{drip['id']}/cancel").status_code == 202
+    assert took < 20, took
+    assert (tmp_path / "copy.sqlite3").stat().st_size > 20 * 2**20
 
 
 def test_a_backup_onto_the_history_itself_or_without_history_fails_and_says_why(write_jobs, tmp_path):
@@ -130,10 +156,10 @@ def test_metrics_count_runs_by_job_and_state_and_show_live_queues_and_streams(pu
     assert res.status_code == 200
     assert res.headers["content-type"].startswith("text/plain")
     text = res.text
-    assert _metric(text, "pushbutton_runs_started_total", job="ok") == 2
-    assert _metric(text, "pushbutton_runs_finished_total", job="ok", state="succeeded") == 2
-    assert _metric(text, "pushbutton_runs_finished_total", job="bad", state="failed") == 1
-    assert _metric(text, "pushbutton_run_duration_seconds_count", job="ok") == 2
+    assert _metric(text, "pushbutton_runs_started_total", job_id="ok") == 2
+    assert _metric(text, "pushbutton_runs_finished_total", job_id="ok", state="succeeded") == 2
+    assert _metric(text, "pushbutton_runs_finished_total", job_id="bad", state="failed") == 1
+    assert _metric(text, "pushbutton_run_duration_seconds_count", job_id="ok") == 2
     assert _metric(text, "pushbutton_runs", state="running") == 1
     assert _metric(text, "pushbutton_runs", state="queued") == 1
     assert _metric(text, "pushbutton_sse_clients", stream="run") >= 1
@@ -141,8 +167,33 @@ def test_metrics_count_runs_by_job_and_state_and_show_live_queues_and_streams(pu
     pb.client.post(f"/api/runs/{slow['id']}/cancel")
     pb.wait(queued["id"])
     text = pb.client.get("/metrics").text
-    assert _metric(text, "pushbutton_runs_finished_total", job="slow", state="cancelled") == 1
+    assert _metric(text, "pushbutton_runs_finished_total", job_id="slow", state="cancelled") == 1
     assert _metric(text, "pushbutton_runs", state="queued") == 0
+
+
+def test_every_jobs_and_notifiers_series_is_there_at_0_and_runs_a_crash_ended_count_as_interrupted(
+        pushbutton, write_jobs):
+    """A series that first appears at 1 is no increase to Prometheus: a first failure would alert
+    no one. Runs a killed server left running end `interrupted` at the next start, counted."""
+    pb = pushbutton(write_jobs("""
+        [job:slow]
+        command = sleep 60
+
+        [notify:ops]
+        urls = json://127.0.0.1:9/hook
+    """))
+    text = pb.client.get("/metrics").text
+    assert _metric(text, "pushbutton_runs_finished_total", job_id="slow", state="failed") == 0
+    assert _metric(text, "pushbutton_runs_started_total", job_id="slow") == 0
+    assert _metric(text, "pushbutton_notifications_failed_total", notifier="ops") == 0
+    run = pb.start_run("slow")
+    wait_for(lambda: pb.run(run["id"])["state"] == "running")
+    pb.stop(signal.SIGKILL)
+    pb.start()
+    assert pb.run(run["id"])["state"] == "interrupted"
+    text = pb.client.get("/metrics").text
+    assert _metric(text, "pushbutton_runs_finished_total", job_id="slow", state="interrupted") == 1
+    assert f"run {run['id']} of slow ended interrupted" in pb.log.read_text()
 
 
 def test_metrics_need_an_admin(pushbutton, write_jobs):
