@@ -61,6 +61,12 @@ class Problem:
         return f"{self.file}:{self.line}: {'warning: ' if self.warning else ''}{self.message}"
 
 
+def unechoed(text: str) -> str:
+    """A line's text, as a problem may quote it: not if it may hold a URL's password (a notifier's
+    URL on a line of its own reads as a key), since problems reach the log, the audit and admins."""
+    return "(a line holding a URL, not shown)" if "://" in text or "@" in text else text
+
+
 class CatalogError(Exception):
     """A jobs.ini that must not be served; `problems` lists every one found, `warnings` what would
     have been warned about had it loaded (`check` prints both)."""
@@ -201,7 +207,7 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
         self.job_targets: dict[str, str] = {}  # job id -> raw `targets`, resolved once all is read
 
     def problem(self, section: str, key: str | None, message: str, warning: bool = False) -> None:
-        where = f"[{section}] {key}: " if key else f"[{section}]: "
+        where = f"[{section}] {unechoed(key)}: " if key else f"[{section}]: "
         message = message.replace("\n", " ")  # a value continued on indented lines: one line still
         found = Problem(self.file, self.lines.of(section, key), where + message, warning)
         (self.warnings if warning else self.problems).append(found)
@@ -388,8 +394,8 @@ def load(path: str | os.PathLike) -> Catalog:
         raise CatalogError([Problem(str(path), exc.lineno, "text before the first [section]")]) from None
     except configparser.ParsingError as exc:
         lines = text.splitlines()
-        raise CatalogError([Problem(str(path), n, f"cannot parse {lines[n - 1].strip()}: expected key = value")
-                            for n, _ in exc.errors]) from None
+        raise CatalogError([Problem(str(path), n, f"cannot parse {unechoed(lines[n - 1].strip())}: "
+                                    "expected key = value") for n, _ in exc.errors]) from None
     reader = _Reader(path, text)
     catalog = reader.read(parser)
     if reader.problems:

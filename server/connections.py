@@ -30,6 +30,7 @@ The two timeouts can be shortened for tests with the environment variables named
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections import Counter
@@ -76,6 +77,14 @@ class _ClientGone(GreenletExit):
     """Ends a response whose client closed its connection (a GreenletExit: gevent logs nothing)."""
 
 
+# A query string, or a credential header's value, in text gevent quotes from a bad request.
+UNLOGGED = re.compile(r"(\?)[^\s'\\]+|((?:authorization|cookie|x-api-key)\s*:\s*)[^\r\n'\\]+", re.IGNORECASE)
+
+
+def _hidden(match: re.Match) -> str:
+    return (match.group(1) or match.group(2)) + "(hidden)"
+
+
 class Handler(WSGIHandler):
     """One connection: gevent's handler with the timeouts above around each request."""
 
@@ -89,6 +98,15 @@ class Handler(WSGIHandler):
     def log_request(self):
         """Requests are logged by server.logs.access_log; gevent's line (made even with no log to
         write it to) is not."""
+
+    def log_error(self, msg, *args):
+        """gevent's own error lines quote what a client sent (a request line it could not parse):
+        never its query string (`?token=...`) nor a credential header."""
+        try:
+            message = msg % args if args else msg
+        except (TypeError, ValueError):
+            message = f"{msg!r} {args!r}"
+        super().log_error(UNLOGGED.sub(_hidden, str(message)))
 
     def _headers(self):
         """gevent's, from the fields as read (http_headers.py), not formatted into lines and

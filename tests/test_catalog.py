@@ -144,6 +144,11 @@ BAD = [
     ("[pushbutton]\ntitle = x\n", "FILE:1: no [job:ID] section"),
     ("command = x\n", "FILE:1: text before the first [section]"),
     ("[job:a]\ncommand = x\nthis line has no equals sign\n", "FILE:3: cannot parse this line has no equals sign"),
+    # a URL on a line of its own (a continuation not indented) may hold a password: not echoed
+    ("[job:a]\ncommand = x\nhttps://bob:Pa55word@example.com/hook\n",
+     "FILE:3: cannot parse (a line holding a URL, not shown): expected key = value"),
+    ("[notify:n]\nurls = json://localhost/\njson://bob:Pa55word@example.com/h?+X-Key=Pa55word\n[job:a]\ncommand = x\n",
+     "FILE:3: [notify:n] (a line holding a URL, not shown): unknown key"),
     # a choice or default that would begin an argument with '-' (docs/jobs-ini.md)
     ("[job:a]\ncommand = x {v}\nparam.v.type = choice\nparam.v.choices = -v, -q\n",
      "FILE:4: [job:a] param.v.choices: choice '-v' starts with '-' and {v} can begin an argument"),
@@ -225,6 +230,7 @@ BAD = [
 def test_check_names_file_line_and_key(write_jobs, text, expected):
     found = problems(write_jobs, text)
     assert any(p.startswith(expected) for p in found), found
+    assert not any("Pa55word" in p for p in found), found  # problems reach the log and the audit
 
 
 def test_every_problem_is_reported_not_just_the_first(write_jobs):

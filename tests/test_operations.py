@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -233,6 +234,20 @@ def test_json_logs_have_a_line_per_request_and_per_run_start_and_end_without_tok
     assert [line["state"] for line in ran] == ["running", "succeeded"]
     assert ran[-1]["exit_code"] == 0 and ran[-1]["job"] == "secret"
     assert all({"time", "level", "message"} <= set(line) for line in lines)
+
+
+def test_a_request_line_the_server_cannot_parse_is_logged_without_its_query_or_credentials(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs(FLOOD))
+    host, port = pb.url.split("//")[1].split("/")[0].split(":")
+    for request in (f"GET /?token={TOKEN} HTTP/1.1 junk\r\n\r\n", f"GET /?token={TOKEN} HTTP/9.9\r\n\r\n",
+                    f"GET / HTTP/1.1\r\nAuthorization Bearer {TOKEN}\r\n\r\n"):
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(request.encode())
+            assert conn.recv(1024).startswith(b"HTTP/1.1 400")
+    pb.stop()
+    text = pb.log.read_text()
+    assert "Invalid" in text  # logged, as gevent does
+    assert TOKEN not in text
 
 
 def test_text_logs_are_the_default_and_name_each_request(pushbutton, write_jobs):
