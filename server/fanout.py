@@ -21,6 +21,7 @@ from server.catalog import Job, Target
 from server.events import in_pool
 from server.executors.agent import RunAgent
 from server.executors.askpass import Asker, Askpass, ssh_env
+from server.executors.host_keys import alias
 from server.executors.remote_files import RemoteFiles
 from server.executors.ssh import Outcome, SshProcess
 from server.executors.ssh_client import new_workdir
@@ -126,7 +127,9 @@ class Fanout:
         slots: dict[str, Semaphore] = {}
         try:
             if self.asker is not None and os.name == "posix":
-                self.askpass = Askpass(self.asker, workdir, [t.host.name for t in self.job.targets])
+                hosts = [t.host for t in self.job.targets]
+                self.askpass = Askpass(self.asker, workdir, [h.name for h in hosts],
+                                       {alias(h): h.address for h in hosts if h.host_keys})
                 self.askpass.open()  # a local bind and a tiny file: no need for the threadpool
                 if any(t.host.identity for t in self.job.targets):
                     agent = RunAgent(workdir, self.askpass, self.job.timeout and self.job.timeout + 60)

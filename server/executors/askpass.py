@@ -64,9 +64,11 @@ class Askpass:
     """One run's askpass socket, served on the server's hub. Create with `open` (blocking calls
     are made in the threadpool by the caller)."""
 
-    def __init__(self, asker: Asker, workdir: Path, names: list[str]):
+    def __init__(self, asker: Asker, workdir: Path, names: list[str], aliases: dict[str, str] | None = None):
         self.asker = asker
         self.names = names  # host index -> host name, for the dialog
+        # A pinned host's ssh names it by its HostKeyAlias in a prompt: the person knows its address.
+        self.aliases = dict(sorted((aliases or {}).items(), key=lambda item: -len(item[0])))  # `-ab` before `-a`
         self.path = workdir / "askpass.sock"
         self.script = workdir / "askpass"
         self.cancelled: dict[int, str] = {}  # host index -> what it was asking when Cancel was pressed
@@ -130,6 +132,8 @@ class Askpass:
                 return None
             self.asking.add(index)
             try:
+                for alias, address in self.aliases.items():
+                    prompt = prompt.replace(alias, address)
                 answer = in_pool(self.asker, self.names[index], prompt.strip(), secret)
             except Exception:  # the window is closing, or the dialog failed: as Cancel
                 answer = None

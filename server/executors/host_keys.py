@@ -64,7 +64,8 @@ def mark(host: Host, key: str) -> str:
 
 
 def print_keys(hosts: list[Host]) -> int:
-    """`pushbutton hosts --keys`; exit 1 if a host did not answer or offers a key that differs."""
+    """`pushbutton hosts --keys`; exit 1 if a host did not answer, offers a key that differs from
+    its pin of the same type, or offers none of its pinned keys (runs there fail)."""
     with ThreadPoolExecutor(16) as pool:
         found = list(pool.map(scan, hosts))
     print("# Current host keys. Verify each fingerprint out of band (from the host's console or its admin)\n"
@@ -83,4 +84,7 @@ def print_keys(hosts: list[Host]) -> int:
         for pin in host.host_keys:
             if pin not in keys:
                 print(f"#   pinned {pin.split()[0]} {fingerprint(pin)} is no longer offered")
+        if host.host_keys and not set(keys) & set(host.host_keys):
+            print("# none of its pinned keys is offered: every run there fails until they are reviewed")
+            status = 1
     return int(status)

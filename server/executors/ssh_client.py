@@ -37,6 +37,7 @@ NICE = 19  # ssh clients' CPU priority: see background()
 KEX = "^curve25519-sha256,curve25519-sha256@libssh.org"
 ALIVE_INTERVAL = 10  # seconds; a silent dead connection is noticed after 3 missed answers
 WORKDIR_PREFIX = "pb-ssh-"  # then the PID of the process that made it: see remove_stale_workdirs
+SOCKET_BASE_MAX = 60  # + /pb-ssh-PID-XXXXXXXX/askpass.sock stays under the 107 bytes of a socket path
 
 
 def quoted(path: Path) -> str:
@@ -240,7 +241,10 @@ def explain(log: str, host: Host, batch: bool = True) -> str:
     if "Host key verification failed" in log or "host key is known" in log:
         return (f"host key unknown: {where} is not in {known}; nothing was sent. Check the host's "
                 f"fingerprint, then add its key (e.g. ssh-keyscan -p {host.port} {host.address})")
-    if "Permission denied" in log and batch and _asks_for_password(log):
+    if "Permission denied" in log and _asks_for_password(log):
+        if not batch:  # the window asked, and what was typed was refused
+            who = f"{host.user}@" if host.user else ""
+            return f"auth failed: {who}{host.address} did not accept the password (or answer) typed"
         return ("auth failed: this host asks for a password: headless Pushbutton uses keys and agents "
                 "only; see docs/ssh.md")
     if "Permission denied" in log or "Too many authentication failures" in log:
@@ -274,7 +278,14 @@ def connection_lost(log: str) -> bool:
 
 def new_workdir() -> Path:
     """A private folder (0700) for one run's control sockets and ssh logs, named with our PID."""
-    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-"))
+    return Path(tempfile.mkdtemp(prefix=f"{WORKDIR_PREFIX}{os.getpid()}-", dir=socket_base()))
+
+
+def socket_base() -> str:
+    """TMPDIR, unless it is too long for the Unix sockets made in it (a path holds at most 107
+    bytes: a run's control sockets, the window's askpass socket): then /tmp."""
+    base = tempfile.gettempdir()
+    return "/tmp" if os.name == "posix" and len(base) > SOCKET_BASE_MAX and os.path.isdir("/tmp") else base
 
 
 def remove_stale_workdirs() -> list[Path]:
@@ -282,7 +293,8 @@ def remove_stale_workdirs() -> list[Path]:
     at the next start. A folder whose process still lives is another Pushbutton's, in use; one
     whose PID was reused since stays until that process is gone too. Blocking: call before serving."""
     removed = []
-    for path in Path(tempfile.gettempdir()).glob(WORKDIR_PREFIX + "*"):
+    bases = {Path(tempfile.gettempdir()), Path(socket_base())}
+    for path in (found for base in bases for found in base.glob(WORKDIR_PREFIX + "*")):
         pid = path.name[len(WORKDIR_PREFIX):].split("-", 1)[0]
         if not pid.isdigit() or _alive(int(pid)):
             continue

@@ -28,7 +28,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from server.catalog import Host
-from server.executors.ssh_client import quoted, spawn, ssh_path, wait_or_kill
+from server.executors.ssh_client import quoted, socket_base, spawn, ssh_path, wait_or_kill
 
 MAX_SESSIONS = 8  # below sshd's default MaxSessions (10): one is left for a stop's kill session
 
@@ -54,7 +54,7 @@ class SharedConnections:
             return None
         if self.folder is None:
             # Short: a socket's path must fit in 108 bytes, and TMPDIR may be long.
-            self.folder = Path(tempfile.mkdtemp(prefix=f"pb-ssh-{os.getpid()}-"))
+            self.folder = Path(tempfile.mkdtemp(prefix=f"pb-ssh-{os.getpid()}-", dir=socket_base()))
         path = self.folder / key(host)
         if len(str(path)) > 100 or self.sessions[path] >= MAX_SESSIONS:
             return None

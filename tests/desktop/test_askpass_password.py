@@ -45,7 +45,9 @@ def lab():
 
 @pytest.fixture
 def jobs_ini(lab, tmp_path) -> Path:
-    hosts = "".join(sshd.host_section(lab, server, user=USER) for server in lab.servers)
+    # p2's key pinned: ssh then names it by its HostKeyAlias, which the dialog must not show
+    hosts = "".join(sshd.host_section(lab, server, user=USER, **({"host_key": server.host_key} if i else {}))
+                    for i, server in enumerate(lab.servers))
     path = tmp_path / "jobs.ini"
     path.write_text(hosts + textwrap.dedent("""
         [job:remote]
@@ -83,6 +85,17 @@ def test_the_window_asks_each_host_for_its_password_and_the_job_runs_there(deskt
         assert f"Accepted password for {USER}" in server.log.read_text()
     assert leaked(data, PASSWORD) == []  # not in SQLite, not in the event logs
     assert PASSWORD not in err  # nor in the app's log
+    assert ssh_clients_left() == []
+
+
+def test_a_wrong_password_fails_the_host_saying_the_password_was_not_accepted(desktop_env, lab, jobs_ini, tmp_path):
+    code, seen, err = drive("askpass", desktop_env, "--jobs", str(jobs_ini), "--data-dir", str(tmp_path / "data"),
+                            extra_env={"DRIVER_ANSWER": "not-" + PASSWORD})
+    assert code == 0, err[-3000:]
+    assert seen["state"] == "failed", seen
+    assert [h["error"] for h in seen["hosts"]] == [
+        f"auth failed: {USER}@127.0.0.1 did not accept the password (or answer) typed"] * 2
+    assert "ran on" not in seen["log"]
     assert ssh_clients_left() == []
 
 

@@ -102,6 +102,22 @@ def test_hosts_keys_prints_lines_that_pin_the_host(write_jobs, lab, servers, pus
     assert mark.exists()
 
 
+def test_hosts_keys_fails_a_host_that_offers_none_of_its_pinned_keys_even_of_another_type(write_jobs, lab, servers,
+                                                                                          tmp_path):
+    """A host offering only keys of types nobody pinned: each run there fails the pin (or someone
+    is intercepting with another key type); the scan must not look clean."""
+    h1 = servers["h1"]
+    ecdsa = tmp_path / "ecdsa"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ecdsa", "-N", "", "-C", "", "-f", str(ecdsa)], check=True)
+    pin = " ".join(ecdsa.with_suffix(".pub").read_text().split()[:2])
+    path = jobs(write_jobs, sshd.host_section(lab, h1, "moved", host_key=pin), "[job:x]\ncommand = true\n")
+    out = subprocess.run([BIN, "hosts", "--keys", "--jobs", str(path)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1, out.stdout
+    assert f"{sshd.fingerprint(h1.dir / 'host_key.pub')}  new" in out.stdout
+    assert "is no longer offered" in out.stdout
+    assert "none of its pinned keys is offered" in out.stdout
+
+
 CERT = "ssh-ed25519-cert-v01@openssh.com"
 
 

@@ -353,3 +353,19 @@ def test_a_host_that_ends_the_login_before_the_command_says_why(pushbutton, writ
         assert lines_of(pb.events(run_id)) == [f"pushbutton: {error}"]
     finally:
         lab.close()
+
+
+def test_a_long_tmpdir_does_not_stop_remote_runs(pushbutton, write_jobs, hosts_ini, tmp_path, monkeypatch):
+    """A Unix socket's path holds at most 107 bytes: with a long TMPDIR, the run's control sockets
+    (and the window's askpass socket) are made under /tmp instead."""
+    long = tmp_path / ("t" * 40) / ("m" * 40)
+    long.mkdir(parents=True)
+    monkeypatch.setenv("TMPDIR", str(long))
+    pb = pushbutton(jobs(write_jobs, hosts_ini, """
+        [job:two]
+        command = sh -c 'echo "on $TESTHOST"'
+        targets = host:h1, host:h2
+        """))
+    run_id = pb.start_run("two")["id"]
+    assert pb.wait(run_id)["state"] == "succeeded", pb.run(run_id)
+    assert sorted(lines_of(pb.events(run_id))) == ["on h1", "on h2"]
