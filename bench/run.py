@@ -152,9 +152,11 @@ def server_cpu(server: Server) -> float:
 def tick_delays(server: Server) -> tuple[list[float], float]:
     """A line every 10 ms for 10 s: each line's delay, and the server's CPU seconds per 1,000."""
     delays: list[float] = []
+    printed: list[float] = []  # each line is the time it was printed: none lost, none twice, in order
 
     def arrived(lines):
         now = time.time()
+        printed.extend(float(line) for line in lines)
         delays.extend(now - float(line) for line in lines)
 
     with server.client() as client:
@@ -162,6 +164,7 @@ def tick_delays(server: Server) -> tuple[list[float], float]:
         follow(client, start(client, "tick"), arrived)
         cpu = server_cpu(server) - began
     assert len(delays) == TICKS
+    assert all(a < b for a, b in zip(printed, printed[1:], strict=False)), "a tick line came twice or out of order"
     return sorted(delays), cpu * 1000 / TICKS
 
 

@@ -13,8 +13,17 @@ ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 OURS = re.compile(r"^\[(pushbutton|(job|team|host|group|schedule|notify):[^\]]+)\]", re.M)
 # Problems about what an excerpt leaves to the reader's own file or machine.
-ELSEWHERE = re.compile(r"cannot read|no job '|unknown host '|names no \[team:|needs the client secret|"
-                       r"the bind DN needs its password|folder '.*' does not exist")
+ELSEWHERE = re.compile(r"cannot read|needs the client secret|the bind DN needs its password|folder '.*' does not exist")
+# ... and a job, host or team shown in another example: forgiven only in an excerpt that shows none
+# of its own (one that does and names another has a typo).
+SHOWN_ELSEWHERE = {"job": re.compile(r"no job '"), "host": re.compile(r"unknown host '"),
+                   "team": re.compile(r"names no \[team:")}
+
+
+def left_to_the_reader(message: str, text: str) -> bool:
+    if ELSEWHERE.search(message):
+        return True
+    return any(pattern.search(message) and f"[{kind}:" not in text for kind, pattern in SHOWN_ELSEWHERE.items())
 
 
 def examples():
@@ -28,6 +37,7 @@ def examples():
 
 @pytest.mark.parametrize("text", list(examples()))
 def test_a_docs_example_passes_check_but_for_what_it_leaves_to_the_reader(text, tmp_path):
+    shown = text
     if "[job:" not in text:  # settings shown alone: a file needs a job
         text += "\n[job:example]\ncommand = true\n"
     path = tmp_path / "jobs.ini"
@@ -35,7 +45,7 @@ def test_a_docs_example_passes_check_but_for_what_it_leaves_to_the_reader(text, 
     try:
         C.load(path)
     except C.CatalogError as exc:
-        own = [str(p).replace(str(path), "FILE") for p in exc.problems if not ELSEWHERE.search(p.message)]
+        own = [str(p).replace(str(path), "FILE") for p in exc.problems if not left_to_the_reader(p.message, shown)]
         assert own == []
 
 
