@@ -152,6 +152,8 @@ class Fanout:
         remote group killed."""
         self.stopping = True
         self.files.stop()
+        if self.agent is not None:
+            self.agent.interrupt()
         for proc in list(self.procs.values()):
             proc.stop()
 

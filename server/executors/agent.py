@@ -41,6 +41,7 @@ class RunAgent:
         self.pid: int | None = None  # the agent's
         self.keys: dict[Path, bool] = {}  # identity -> loaded
         self.cancelled: set[Path] = set()
+        self.adding: set[subprocess.Popen] = set()  # `ssh-add`s waiting for a passphrase now
         self._locks: dict[Path, Semaphore] = {}
 
     def start(self) -> bool:
@@ -76,6 +77,12 @@ class RunAgent:
                 pipe.close()
         wait_exit(self.proc)
 
+    def interrupt(self) -> None:
+        """A stop of the run: a key's question still open does not hold it up (the run ends now;
+        the dialog's late answer goes nowhere)."""
+        for proc in list(self.adding):
+            killpg(proc, signal.SIGTERM)
+
     def socket_for(self, identity: Path | None, index: int) -> Path | None:
         """The agent's socket for a host with this identity, once the key is loaded; None: ssh
         goes on its own (no identity, no agent, or the key could not be loaded)."""
@@ -95,7 +102,11 @@ class RunAgent:
             proc = spawn(["ssh-add", "-q", "--", str(identity)], subprocess.DEVNULL, subprocess.DEVNULL, env=env)
         except OSError:
             return False
-        code = wait_exit(proc)
+        self.adding.add(proc)
+        try:
+            code = wait_exit(proc)
+        finally:
+            self.adding.discard(proc)
         if code != 0 and self.askpass.cancelled.get(index):
             self.cancelled.add(identity)
         return code == 0

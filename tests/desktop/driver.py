@@ -384,6 +384,28 @@ def askpass_twice(app):
     close_window(app)
 
 
+@scenario
+def askpass_stop(app):
+    """The `remote` job stopped while its key's passphrase dialog is open: how long the run took
+    to end, the dialog still unanswered."""
+    run_id = start_job(app, "remote")
+    deadline = time.monotonic() + 60
+    while not on_gui(app, lambda: any(d["entry"] is not None and d["dialog"].get_visible() for d in ui.OPEN_DIALOGS)):
+        assert time.monotonic() < deadline, "no dialog"
+        time.sleep(0.1)
+    stopped = time.monotonic()
+    fetch(app, "POST", f"/api/runs/{run_id}/cancel")
+    final = {"succeeded", "failed", "cancelled", "timed_out", "interrupted"}
+    while (run := fetch(app, "GET", f"/api/runs/{run_id}")["json"])["state"] not in final:
+        assert time.monotonic() < stopped + 60, "the run never ended"
+        time.sleep(0.1)
+    took = time.monotonic() - stopped
+    answer_input(app, None)  # the analyst closes the dialog, late
+    log = fetch(app, "GET", f"/api/runs/{run_id}/log")["body"]
+    report(state=run["state"], hosts=run["hosts"], took=took, log=log)
+    close_window(app)
+
+
 def asked(app, run_id: int) -> dict:
     """Answer every ssh prompt of run `run_id` until it ends; what it asked and how it ended."""
     answer = os.environ.get("DRIVER_ANSWER")

@@ -120,3 +120,14 @@ def test_cancel_at_the_passphrase_prompt_fails_each_host_with_the_reason(desktop
 def agents_left() -> list[str]:
     out = subprocess.run(["pgrep", "-af", "ssh-agent -a .*/pb-ssh-"], capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def test_a_stop_while_the_passphrase_dialog_is_open_ends_the_run_at_once(desktop_env, lab, jobs_ini, tmp_path):
+    """The key's `ssh-add` waits for the dialog; a stop must not wait for it (up to 10 minutes)."""
+    code, seen, err = drive("askpass_stop", desktop_env, "--jobs", str(jobs_ini), "--data-dir", str(tmp_path / "data"))
+    assert code == 0, err[-3000:]
+    assert seen["state"] == "cancelled", seen
+    assert seen["took"] < 5, seen
+    assert [h["state"] for h in seen["hosts"]] == ["cancelled"] * 3
+    assert "ran on" not in seen["log"]
+    assert not agents_left()
