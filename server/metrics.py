@@ -28,6 +28,8 @@ class Metrics:
                                   ["job_id"], buckets=DURATIONS, registry=registry)
         self.writes = Histogram("pushbutton_history_write_seconds", "Time to commit one batch of history writes "
                                 "(events are shown only once committed)", buckets=WRITES, registry=registry)
+        self.history_failures = Counter("pushbutton_history_write_failures", "Runs stopped because their "
+                                        "history could not be written (a full disk, say)", registry=registry)
         self.notify_failures = Counter("pushbutton_notifications_failed", "Notifications not delivered after "
                                        "their retries, by [notify:NAME]", ["notifier"], registry=registry)
         state = Gauge("pushbutton_runs", "Runs of this server now, by state", ["state"], registry=registry)

@@ -104,6 +104,12 @@ class Runs(Approvals):
             hook(catalog)
         self._schedule()
 
+    def _unwritable(self, run) -> None:
+        """A run whose history cannot be written (a full disk) is stopped, and counted."""
+        if self.metrics is not None:
+            self.metrics.history_failures.inc()
+        self.stop(run, "failed")
+
     # -- starting ---------------------------------------------------------------------------
 
     def job(self, job_id: str) -> Job:
@@ -189,9 +195,9 @@ class Runs(Approvals):
                              artifacts.prepare(self.ready, run.id, bool(job.targets)))
         argv, env = command.argv, command.env
         secrets = P.secret_values(job.params, run.values)
-        run.log.on_failure = lambda: self.stop(run, "failed")  # its history cannot be written
+        run.log.on_failure = lambda: self._unwritable(run)  # its history cannot be written
         if run.log.failure:  # already, while it was queued: nothing runs that could not be kept
-            self.stop(run, "failed")
+            self._unwritable(run)
         timer = gevent.spawn_later(job.timeout, self.stop, run, "timed_out") if job.timeout else None
         try:
             execute = self._execute_remote if job.targets else self._execute_local

@@ -121,6 +121,8 @@ def test_a_full_disk_fails_the_run_clearly_and_the_server_recovers(pushbutton, w
         run = pb.run(run_id)
         assert run["state"] == "failed"
         assert "history could not be written" in run["message"] and "full" in run["message"]
+        metrics = pb.client.get("/metrics").text  # for the operator's alert
+        assert "pushbutton_history_write_failures_total 1.0" in metrics.splitlines()
         assert set(health) <= {(200, 200)}
         assert (pb.client.get("/healthz").status_code, pb.client.get("/api/jobs").status_code) == (200, 200)
         events = pb.events(run_id)  # the stream ends; it does not wait forever
