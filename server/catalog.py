@@ -27,7 +27,7 @@ from server.catalog_oidc import OIDC_KEYS, Oidc, OidcChecks
 from server.catalog_params import PARAM_KEYS as PARAM_KEYS  # re-exported: the documented keys
 from server.catalog_params import ParamChecks
 from server.catalog_schedules import Schedule, ScheduleChecks
-from server.catalog_values import NAME_RULE, non_negative_int, parse_bool, positive_duration, positive_int
+from server.catalog_values import NAME_RULE, non_negative_int, parse_bool, positive_duration, positive_int, unechoed
 from server.catalog_values import parse_duration as parse_duration  # re-exported
 from server.files.artifacts import ENV as ARTIFACTS_ENV
 from server.files.artifacts import KEYS as ARTIFACT_KEYS
@@ -59,12 +59,6 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {'warning: ' if self.warning else ''}{self.message}"
-
-
-def unechoed(text: str) -> str:
-    """A line's text, as a problem may quote it: not if it may hold a URL's password (a notifier's
-    URL on a line of its own reads as a key), since problems reach the log, the audit and admins."""
-    return "(a line holding a URL, not shown)" if "://" in text or "@" in text else text
 
 
 class CatalogError(Exception):

@@ -65,34 +65,27 @@ def port(raw: str) -> int:
 
 # What OpenSSH itself refuses in a host name and a remote user name (ssh.c, valid_hostname and
 # valid_ruser): refused here, so that `check` says it, not a run with "ssh failed without saying why".
-NOT_IN_ADDRESS = set("'`\"$\\;&<>|(){}@/")  # `@` and `/`: user@host and ssh:// belong in `user` and `port`
-NOT_IN_USER = set("'`\"$;&<>|(){}")  # a backslash stays allowed: DOMAIN\user on Windows hosts
+NOT_IN_ADDRESS = frozenset("'`\"$\\;&<>|(){}@/")  # `@` and `/`: user@host and ssh:// belong in `user` and `port`
+NOT_IN_USER = frozenset("'`\"$;&<>|(){}")  # a backslash stays allowed: DOMAIN\user on Windows hosts
 
 
-def ssh_word(raw: str) -> str:
-    """An address or user name that ssh cannot mistake for an option."""
+def ssh_word(raw: str, refused: frozenset[str] = frozenset(), what: str = "") -> str:
+    """An address or user name that ssh cannot mistake for an option, nor refuse (`refused`)."""
     if not raw or raw.startswith("-") or any(c.isspace() or ord(c) < 32 for c in raw):
         raise ValueError(f"{raw!r} must be one word, not starting with '-'")
+    bad = sorted(set(raw) & refused)
+    if bad:
+        hint = " (a user goes in `user =`, a port in `port =`)" if {"@", "/"} & set(bad) else ""
+        raise ValueError(f"{raw!r}: {what} cannot hold {' '.join(bad)}{hint}")
     return raw
 
 
 def ssh_address(raw: str) -> str:
-    """A host name or IP address, as ssh accepts it."""
-    ssh_word(raw)
-    bad = sorted(set(raw) & NOT_IN_ADDRESS)
-    if bad:
-        hint = " (a user goes in `user =`, a port in `port =`)" if {"@", "/"} & set(bad) else ""
-        raise ValueError(f"{raw!r}: a host name or IP address cannot hold {' '.join(bad)}{hint}")
-    return raw
+    return ssh_word(raw, NOT_IN_ADDRESS, "a host name or IP address")
 
 
 def ssh_user(raw: str) -> str:
-    """A remote user name, as ssh accepts it."""
-    ssh_word(raw)
-    bad = sorted(set(raw) & NOT_IN_USER)
-    if bad:
-        raise ValueError(f"{raw!r}: a user name cannot hold {' '.join(bad)}")
-    return raw
+    return ssh_word(raw, NOT_IN_USER, "a user name")
 
 
 def positive_duration(raw: str) -> float:
@@ -100,3 +93,9 @@ def positive_duration(raw: str) -> float:
     if value <= 0:
         raise ValueError("must be longer than 0s")
     return value
+
+
+def unechoed(text: str) -> str:
+    """A line's text, as a problem may quote it: not if it may hold a URL's password (a notifier's
+    URL on a line of its own reads as a key), since problems reach the log, the audit and admins."""
+    return "(a line holding a URL, not shown)" if "://" in text or "@" in text else text

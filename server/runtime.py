@@ -203,9 +203,7 @@ class Server:
             notifications = Notifications(self.runs)  # [notify:NAME]: server/notify.py
             self.runs.metrics = Metrics(self.runs)  # GET /metrics
             if recovered:
-                ids = list(recovered)
-                ended = store.call(lambda conn: conn.execute(
-                    f"SELECT id, job FROM runs WHERE id IN ({', '.join('?' * len(ids))}) ORDER BY id", ids).fetchall())
+                ended = store.jobs_of(list(recovered))
                 self.runs.metrics.recovered([job for _, job in ended])
                 for run_id, job in ended:
                     log.info("run %s of %s ended interrupted (the server stopped while it was active)", run_id, job,

@@ -211,6 +211,12 @@ class Store(StoreWriter, StoreReads):
 
         return self.call(work)
 
+    def jobs_of(self, run_ids: list[int]) -> list[tuple[int, str]]:
+        """(run id, job id) of these runs, by id."""
+        marks = ", ".join("?" * len(run_ids))
+        return self.call(lambda conn: conn.execute(
+            f"SELECT id, job FROM runs WHERE id IN ({marks}) ORDER BY id", run_ids).fetchall())
+
     def prune(self, retention_days: int) -> int:
         """Delete finished runs, and audit entries, older than the retention period (the audit
         log is kept exactly as long as the runs it speaks of); 0 days keeps everything."""

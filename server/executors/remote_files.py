@@ -51,7 +51,7 @@ class RemoteFiles:
             return None
         log = workdir / f"{index}.files.log"
         batch = env is None
-        code, out = self._ssh(index, host, MAKE, log, env=env)
+        code, out = _ssh(host, MAKE, log, env=env, running=(self.copying, index))
         folder = next((line[len(MARK):] for line in out.splitlines() if line.startswith(MARK)), None)
         if folder:
             self.folders[index] = (host, folder, log, env)
@@ -61,17 +61,12 @@ class RemoteFiles:
         for path in self.files:
             with open(path, "rb") as source:
                 target = shlex.quote(f"{folder}/{path.name}")
-                code, _ = self._ssh(index, host, f"umask 077 && cat > {target}", log, source, env)
+                code, _ = _ssh(host, f"umask 077 && cat > {target}", log, source, env, (self.copying, index))
             if code != 0 or self.stopped:
                 failed = f"error: copying a file failed (exit {code})"
                 return explain(read_log(log), host, batch) if code == 255 else failed
         return None
 
-    def _ssh(self, index: int, host: Host, remote: str, log: Path, stdin=subprocess.DEVNULL,
-             env: dict[str, str] | None = None) -> tuple[int, str]:
-        """_ssh, with the process known to stop() while it runs."""
-        return _ssh(host, remote, log, stdin, env, lambda proc: self.copying.__setitem__(index, proc),
-                    lambda: self.copying.pop(index, None))
 
     def command(self, index: int, argv: list[str], env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """argv and environment with each local path replaced by the host's copy."""
@@ -94,9 +89,10 @@ class RemoteFiles:
 
 
 def _ssh(host: Host, remote: str, log: Path, stdin=subprocess.DEVNULL, env: dict[str, str] | None = None,
-         started=None, ended=None) -> tuple[int, str]:
+         running: tuple[dict, int] | None = None) -> tuple[int, str]:
     """Run one short remote command (stdin: a file, read by ssh itself) on the host's kept-open
-    connection if it has one (ssh_shared.py); its exit code and stdout."""
+    connection if it has one (ssh_shared.py); its exit code and stdout. `running`: (a dict, a
+    key) under which the ssh process is found while it runs (RemoteFiles.stop)."""
     shared = SHARED.acquire(host)
     try:
         argv = ssh_argv(host, shlex.join(["exec", "/bin/sh", "-c", remote]), log, shared, True, capabilities(),
@@ -105,15 +101,15 @@ def _ssh(host: Host, remote: str, log: Path, stdin=subprocess.DEVNULL, env: dict
             proc = spawn(argv, stdin, env=env)
         except OSError as exc:
             return 255, str(exc)
-        if started is not None:
-            started(proc)
+        if running is not None:
+            running[0][running[1]] = proc
         try:
             readers = [gevent.spawn(_read_all, proc.stdout), gevent.spawn(_read_all, proc.stderr)]
             code = wait_exit(proc)
             gevent.joinall(readers, timeout=5)
         finally:
-            if ended is not None:
-                ended()
+            if running is not None:
+                running[0].pop(running[1], None)
         return code, (readers[0].value or b"").decode("utf-8", "replace")
     finally:
         SHARED.release(shared)
