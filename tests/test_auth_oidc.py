@@ -75,10 +75,11 @@ class Site:
         return [json.loads(line) for line in done.stdout.splitlines()]
 
 
-def serve(pushbutton, write_jobs, tmp_path, monkeypatch, extra: str = "", **provider_options) -> Site:
+def serve(pushbutton, write_jobs, tmp_path, monkeypatch, extra: str = "", settings: str = "",
+          **provider_options) -> Site:
     provider = OidcProvider(tmp_path, **provider_options)
     monkeypatch.setenv("PUSHBUTTON_OIDC_CLIENT_SECRET", provider.secret)  # the server reads it at start
-    jobs = write_jobs("[pushbutton]\n" + provider.jobs_keys() + textwrap.dedent(TEAMS) + extra)
+    jobs = write_jobs("[pushbutton]\n" + provider.jobs_keys() + settings + textwrap.dedent(TEAMS) + extra)
     pb = pushbutton(jobs)
     return Site(pb, provider.start(pb.url))
 
@@ -122,6 +123,24 @@ def test_claims_in_the_id_token_need_no_userinfo_call(pushbutton, write_jobs, tm
         me = site.signed_in("alice").get("/api/me").json()
         assert (me["user"], me["teams"]) == ("alice", ["analysts"])
         assert site.provider.stats()["userinfo"] == 0
+    finally:
+        site.provider.stop()
+
+
+def test_an_email_the_provider_has_not_verified_names_no_user(pushbutton, write_jobs, tmp_path, monkeypatch):
+    """With `oidc_user_claim = email` (as for Google), mallory set olga's address on her own account
+    without verifying it: she must not become olga, an admin."""
+    site = serve(pushbutton, write_jobs, tmp_path, monkeypatch, settings="oidc_user_claim = email\n")
+    try:
+        olga = site.browser()
+        assert sign_in(olga, site.provider, "olga").headers["location"] == "/"
+        assert olga.get("/api/me").json()["user"] == "olga@acme.test"  # verified: named by e-mail
+        mallory = site.browser()
+        res = sign_in(mallory, site.provider, "mallory")
+        assert (res.status_code, res.headers["location"], session_cookie(res)) == (303, "/#/signin?error=user", [])
+        assert mallory.get("/api/me").status_code == 401
+        refused = [e for e in site.audit("signin.failed") if "not verified" in e["detail"].get("reason", "")]
+        assert refused, site.audit("signin.failed")
     finally:
         site.provider.stop()
 

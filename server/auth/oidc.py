@@ -46,6 +46,7 @@ PENDING_FOR = 600.0  # seconds a sign-in may take at the provider
 MAX_PENDING = 10_000  # pending sign-ins kept (the oldest go first): anonymous clients start them
 MAX_ID_TOKENS = 10_000  # ID tokens kept for the provider's sign-out (id_token_hint)
 MAX_NAME = 200
+VERIFIED = {"email": "email_verified", "phone_number": "phone_number_verified"}  # OIDC Core 5.1
 NEXT_RE = re.compile(r"#/[A-Za-z0-9/_.~%?=&+-]{0,500}\Z")  # where to land: one of the page's own views
 
 
@@ -126,7 +127,7 @@ class OidcMethod(Method):
         try:
             tokens = in_pool(self.client.exchange, code, pending.redirect_uri, pending.verifier, pending.nonce)
             claims = tokens.claims
-            want = (self.settings.user_claim, self.settings.groups_claim)
+            want = (self.settings.user_claim, self.settings.groups_claim, *_proof(self.settings.user_claim))
             if any(claim not in claims for claim in want):
                 info = in_pool(self.client.userinfo, tokens.access_token, claims["sub"])
                 claims = {**{k: v for k, v in info.items() if k in want}, **claims}
@@ -140,6 +141,9 @@ class OidcMethod(Method):
             name = claims.get("sub")
         if not isinstance(name, str) or len(name) > MAX_NAME or not USER_RE.match(name):
             raise SignInFailed("user", f"claim {self.settings.user_claim!r} is not a user name: {str(name)[:100]!r}")
+        for proof in _proof(self.settings.user_claim):
+            if claims.get(proof) not in (True, "true"):  # some providers send the string
+                raise SignInFailed("user", f"the provider has not verified {self.settings.user_claim} {name[:100]!r}")
         return name
 
     # -- sign-out -----------------------------------------------------------------------------
@@ -177,6 +181,12 @@ def _binding(environ: dict, known: OrderedDict | None) -> str | None:
         digest = token_hash(value)
         return value if any(p.browser == digest for p in known.values()) else None
     return value or None
+
+
+def _proof(claim: str) -> tuple[str, ...]:
+    """The claim that says the provider verified `claim`: an e-mail address or phone number a user
+    may set themselves would otherwise name whoever they claim to be (an admin listed by e-mail)."""
+    return (VERIFIED[claim],) if claim in VERIFIED else ()
 
 
 def _groups(value) -> frozenset[str]:

@@ -31,7 +31,9 @@ CLIENT_ID = "pushbutton"
 # sam has no preferred_username (Pushbutton falls back to `sub`).
 ACCOUNTS = {"alice": {"groups": ["analysts"]}, "ann": {"groups": ["analysts"]}, "olga": {"groups": ["ops"]},
             "vic": {"groups": ["viewers"]}, "otto": {"groups": ["others"]}, "nick": {},
-            "sam": {"groups": ["analysts"], "preferred_username": None}}
+            "sam": {"groups": ["analysts"], "preferred_username": None},
+            # review: an account whose (self-set, unverified) e-mail is olga's
+            "mallory": {"email": "olga@acme.test", "email_verified": False}}
 
 
 def free_port() -> int:

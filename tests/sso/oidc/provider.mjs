@@ -36,7 +36,7 @@ const provider = new Provider(config.issuer, {
     return {
       accountId: id,
       async claims() {
-        const claims = { sub: id, name: account.name || id, email: `${id}@acme.test`, email_verified: true };
+        const claims = { sub: id, name: account.name || id, email: account.email || `${id}@acme.test`, email_verified: account.email_verified ?? true };
         if (account.preferred_username !== null) claims.preferred_username = account.preferred_username || id;
         if (account.groups) claims.groups = account.groups;
         return claims;
