@@ -102,6 +102,25 @@ def cycle(params: list[P.Param]) -> list[str] | None:
     return next((found for name in graph if (found := visit(name, []))), None)
 
 
+def in_order(params: list[P.Param]) -> list[P.Param]:
+    """The parameters with `choices_from`, each after those its list depends on (loops are
+    refused at load)."""
+    by_name = {p.name: p for p in params if p.choices_from is not None}
+    done: dict[str, P.Param] = {}
+
+    def visit(p: P.Param) -> None:
+        if p.name in done:
+            return
+        for ref in p.choices_from.inputs:
+            if (other := input_of(params, ref)) is not None and other.name in by_name:
+                visit(other)
+        done[p.name] = p
+
+    for p in by_name.values():
+        visit(p)
+    return list(done.values())
+
+
 class ChoicesError(Exception):
     """The list could not be made: `status` is the API's answer (502: the command failed or
     printed too much; 504: it timed out), `detail` the last lines of its standard error."""
@@ -158,7 +177,7 @@ class Choices:
         source = p.choices_from
         used = {name: values.get(name) for name in (input_of(job.params, ref).name for ref in source.inputs)}
         key = (job.id, p.name, tuple(source.argv), str(job.workdir), tuple(sorted(job.env.items())),
-               tuple((name, P.as_text(v)) for name, v in sorted(used.items())))
+               tuple((name, tuple(v) if isinstance(v, list) else P.as_text(v)) for name, v in sorted(used.items())))
         hit = self._cache.get(key)
         if hit is not None and time.time() - hit.at < source.cache:
             return hit
@@ -181,31 +200,37 @@ class Choices:
 
     def validate(self, job: Job, raw: dict) -> dict[str, P.Value]:
         """`params.validate`, then every value of a list from a command checked against the
-        current list (the one the form showed may be stale, or made up). Raises ParamsError."""
+        current list (the one the form showed may be stale, or made up). Lists are checked inputs
+        first, and one whose input failed its own check is not made: as for `inputs`, a command
+        never runs with a made-up value. Raises ParamsError."""
         values = P.validate(job.params, raw)
-        errors = {}
-        for p in job.params:
+        errors, unsure = {}, set()  # unsure: failed, or not checked because an input failed
+        for p in in_order(job.params):
             chosen = values.get(p.name)
-            if p.choices_from is None or chosen is None:
+            if chosen is None:
                 continue
-            inputs = {ref: input_of(job.params, ref).name for ref in p.choices_from.inputs}
-            empty = [name for name in inputs.values() if values.get(name) is None]
+            inputs = [input_of(job.params, ref).name for ref in p.choices_from.inputs]
+            empty = [name for name in inputs if values.get(name) is None]
             if empty:
                 errors[p.name] = f"fill in {empty[0]} first: the choices depend on it"
+            elif unsure.intersection(inputs):
+                unsure.add(p.name)  # its input's own error is the answer
                 continue
-            try:
-                current = set(self.get(job, p, values).choices)
-            except ChoicesError as exc:
-                errors[p.name] = f"the current choices could not be listed: {exc.message}"
-                continue
-            bad = [c for c in (chosen if isinstance(chosen, list) else [chosen]) if c not in current]
-            if bad:
-                errors[p.name] = ("not one of the current choices" if not isinstance(chosen, list)
-                                  else f"{bad[0]!r} is not one of the current choices")
+            else:
+                try:
+                    current = set(self.get(job, p, values).choices)
+                except ChoicesError as exc:
+                    errors[p.name] = f"the current choices could not be listed: {exc.message}"
+                else:
+                    bad = [c for c in (chosen if isinstance(chosen, list) else [chosen]) if c not in current]
+                    if bad:
+                        errors[p.name] = ("not one of the current choices" if not isinstance(chosen, list)
+                                          else f"{bad[0]!r} is not one of the current choices")
+            if p.name in errors:
+                unsure.add(p.name)
         if errors:
             raise P.ParamsError(errors)
         return values
-
 
     def _list(self, job: Job, source: Source, values: dict[str, P.Value]) -> tuple[Listed | None, ChoicesError | None]:
         """Run the command once; (list, None) or (None, error), never raised: a greenlet's

@@ -120,6 +120,52 @@ def test_a_chained_lists_input_must_be_one_of_its_own_current_list(pushbutton, w
     assert (tmp_path / "asked").read_text() == "eu\n"  # the command never ran for mars
 
 
+def test_a_preview_or_start_never_runs_a_dependent_list_with_a_made_up_input(pushbutton, write_jobs, tmp_path):
+    """The same rule at preview and start: lists are checked inputs first, and db's command does
+    not run with a region its own list does not hold (nor does a list further down the chain)."""
+    script(tmp_path, "regions.sh", "echo eu\necho us\n")
+    script(tmp_path, "dbs.sh", 'r="${1#--region=}"; echo "db $r" >> asked; echo "$r-main"\n')
+    script(tmp_path, "tables.sh", 'echo "tables $1" >> asked; echo "$1.t"\n')
+    pb = pushbutton(write_jobs("""
+        [job:restore]
+        command = echo {table} {db} {region}
+        param.table.type = choice
+        param.table.choices_from = ./tables.sh {db}
+        param.db.type = choice
+        param.db.choices_from = ./dbs.sh --region={region}
+        param.region.type = choice
+        param.region.choices_from = ./regions.sh
+        """))
+    values = {"region": "../../secret", "db": "../../secret-main", "table": "../../secret-main.t"}
+    for path in ("/api/jobs/restore/preview", "/api/jobs/restore/runs"):
+        res = pb.client.post(path, json={"params": values})
+        assert res.status_code == 400 and res.json()["fields"] == {"region": "not one of the current choices"}
+    assert not (tmp_path / "asked").exists()  # neither db's nor table's command ran
+    ok = pb.client.post("/api/jobs/restore/preview", json={"params": {"region": "eu", "db": "eu-main",
+                                                                      "table": "eu-main.t"}})
+    assert ok.status_code == 200, ok.text
+    assert (tmp_path / "asked").read_text() == "db eu\ntables eu-main\n"
+
+
+def test_a_dependent_lists_cache_keeps_multichoice_inputs_apart(pushbutton, write_jobs):
+    """envs=['a,b'] (one choice holding a comma) and envs=['a','b'] run the command with different
+    argv: they are two cache entries, not one."""
+    pb = pushbutton(write_jobs("""
+        [job:j]
+        command = echo {db}
+        param.envs.type = multichoice
+        param.envs.choices_from = printf 'a,b\\na\\nb\\n'
+        param.db.type = choice
+        param.db.choices_from = sh -c 'for a; do echo "db-$a"; done' sh {envs}
+        """))
+    one = pb.client.get("/api/jobs/j/params/db/choices", params=[("envs", "a,b")])
+    assert one.json()["choices"] == ["db-a,b"], one.text
+    two = pb.client.get("/api/jobs/j/params/db/choices", params=[("envs", "a"), ("envs", "b")])
+    assert two.json()["choices"] == ["db-a", "db-b"]
+    res = start(pb, "j", envs=["a", "b"], db="db-a,b")
+    assert res.status_code == 400 and res.json()["fields"] == {"db": "not one of the current choices"}
+
+
 def test_a_value_leading_an_argument_of_the_choices_command_may_not_start_with_a_dash(pushbutton, write_jobs, tmp_path):
     """`{region}` follows `--` in the job's command but begins an argument of the choices
     command: there too a value could become an option, so it is refused everywhere."""
