@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from server import choices as C
 from server.catalog_values import parse_bool, parse_duration, positive_duration
 from server.code_args import FREE_TYPES, code_placeholders
-from server.files.upload_params import parse_accept, parse_size
+from server.files.upload_params import JSON_PART, parse_accept, parse_size
 from server.params import TYPES, LeadingDash, Param, leading_names, placeholders, split_list
 
 if TYPE_CHECKING:
@@ -95,6 +95,9 @@ class ParamChecks:
         for pkey in ("max_size", "accept"):
             if p.type != "file" and (section, f"param.{p.name}.{pkey}") in self.lines.keys:
                 self.problem(section, where(pkey), f"{pkey} only applies to file, not {p.type}")
+        if p.type == "file" and p.name == JSON_PART:
+            self.problem(section, where("type"), f"a file parameter cannot be named {JSON_PART!r}: a start's "
+                         f"multipart body has a part of that name for its values")
         if p.type == "file" and p.default is not None:
             self.problem(section, where("default"), "a file parameter cannot have a default: the user uploads it")
             p.default = None

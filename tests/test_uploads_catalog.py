@@ -57,6 +57,17 @@ def test_file_keys_on_other_types_are_problems(write_jobs, key):
     assert found == [f"FILE:4: [job:a] param.t.{name}: {name} only applies to file, not text"]
 
 
+def test_a_file_parameter_may_not_be_named_json(write_jobs):
+    """A multipart start's body is its part `json`: a file of that name could never be sent."""
+    found = problems(write_jobs, """
+        [job:a]
+        command = cat {json}
+        param.json.type = file
+        """)
+    assert found == ["FILE:3: [job:a] param.json.type: a file parameter cannot be named 'json': a start's "
+                     "multipart body has a part of that name for its values"]
+
+
 def test_the_hard_cap_is_the_largest_size_allowed():
     assert parse_size("4GB") == HARD_MAX_SIZE
     with pytest.raises(ValueError):

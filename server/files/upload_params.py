@@ -14,6 +14,7 @@ from pathlib import Path
 KB, MB, GB = 1000, 1000**2, 1000**3
 DEFAULT_MAX_SIZE = 10 * MB  # `max_size` when jobs.ini names none
 HARD_MAX_SIZE = 4 * GB  # no `max_size` may exceed it: the data dir is not a file store
+JSON_PART = "json"  # a multipart start's body part: no file parameter may have this name
 MAX_NAME = 200  # characters of the user's file name kept (the extension survives the cut)
 SIZE_RE = re.compile(r"\s*(\d{1,13})\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*\Z", re.IGNORECASE)
 UNITS = {"b": 1, "kb": KB, "mb": MB, "gb": GB, "kib": 1024, "mib": 1024**2, "gib": 1024**3}

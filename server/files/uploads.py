@@ -30,14 +30,13 @@ from server import params as P
 from server.catalog import Job
 from server.events import in_pool
 from server.files import RUNS_DIR, remove_run_folder, run_folder
-from server.files.upload_params import Upload, accepted, clean_name, show_size
+from server.files.upload_params import JSON_PART, Upload, accepted, clean_name, show_size
 from server.preview import preview
 from server.store import Store
 
 log = logging.getLogger("pushbutton")
 STAGING = "incoming"  # DATA/runs/incoming/<random>/: not a run id, so no run's folder
 CHUNK = 64 * 1024
-JSON_PART = "json"
 MAX_JSON = 1024 * 1024  # the `json` part: as much as a JSON-only body may carry (api.MAX_BODY)
 OVERHEAD = 64 * 1024  # boundaries and part headers, on top of the parts' own limits
 STALE = 3600  # seconds: a staging folder older than this belongs to no request still arriving
