@@ -179,6 +179,29 @@ def test_failed_sign_ins_are_limited_as_for_local_accounts(server):
     assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
 
 
+def test_a_locked_name_stays_locked_under_every_spelling_the_directory_takes(server):
+    """The directory matches names loosely (`ｏｌｇａ` finds olga; with an alias filter, a cn finds
+    its uid), so a guesser could otherwise take 5 guesses per spelling. Each attempt comes from a
+    new address, as from a botnet: only the per-name limit applies."""
+    sources = iter(f"127.0.{n // 200}.{n % 200 + 2}" for n in range(1000))
+
+    def tries(pb, name: str, password: str) -> int:
+        return attempt(pb, name, password, next(sources)).status_code
+
+    pb = server(ldap_user_filter="(|(uid={user})(cn={user}))")
+    assert [tries(pb, "olga", "guess") for _ in range(PER_NAME)] == [401] * PER_NAME
+    for spelling in ("ｏｌｇａ", " OLGA", "ol\u00adga", "ｏlga"):  # fullwidth, case, space, soft hyphen
+        assert tries(pb, spelling, S.password("olga")) == 429, spelling
+    assert [tries(pb, S.INJECTION, "guess") for _ in range(PER_NAME)] == [401] * PER_NAME
+    assert tries(pb, "Injection Test", S.password(S.INJECTION)) == 401  # its cn: found, locked, not tried
+    assert tries(pb, S.INJECTION, S.password(S.INJECTION)) == 429
+
+    pb = server(ldap_user_filter="(|(uid={user})(cn={user}))")  # failures under the cn lock the uid
+    assert [tries(pb, "Injection Test", "guess") for _ in range(PER_NAME)] == [401] * PER_NAME
+    assert tries(pb, S.INJECTION, S.password(S.INJECTION)) == 429
+    assert signed_in(pb, "alice").get("/api/me").json()["user"] == "alice"  # others unaffected
+
+
 def test_a_directory_that_is_down_gives_a_clear_error_and_no_session(pushbutton, write_jobs, own_directory, tmp_path):
     pb = pushbutton(write_jobs(ldap_jobs(own_directory, tmp_path)))
     assert attempt(pb, "alice", S.password("alice")).status_code == 200

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from server.auth.guard import Guard
 from server.auth.identity import User
 from server.auth.limits import FailureLimiter
-from server.auth.methods import METHODS, Claim, Method, Unavailable
+from server.auth.methods import METHODS, Claim, Method, Unavailable, Wrong
 from server.auth.passwords import Busy, OffHub
 from server.auth.proxies import client_address, is_secure, mount_path
 from server.auth.rights import Rights
@@ -69,18 +69,18 @@ class Authenticator:
             self._audit("signin.failed", name, environ, ok=False, detail={"reason": "too many failed sign-ins"})
             raise Refused(429, "too many failed sign-ins: try again later", wait)
         try:
-            claim: Claim | None = self.method.sign_in(name, password)
+            claim: Claim | Wrong | None = self.method.sign_in(name, password)
         except Busy:
             raise Refused(503, "too many sign-ins at once: try again in a moment", 1) from None
         except Unavailable as exc:  # not the user's fault: not counted as a failure, but audited
             self._audit("signin.failed", name, environ, ok=False, detail={"method": self.method.name,
                                                                           "reason": str(exc)})
             raise Refused(503, str(exc), 5) from None
-        if claim is None:
-            self.limiter.failed(name, address)
+        if not isinstance(claim, Claim):  # a locked directory name is a 401 too: no hint the password was right
+            self.limiter.failed(name, address, claim.name if isinstance(claim, Wrong) else None)
             self._audit("signin.failed", name, environ, ok=False, detail={"method": self.method.name})
             raise Refused(401, "wrong user name or password")
-        self.limiter.succeeded(name)
+        self.limiter.succeeded(name, claim.name)
         user, _, cookie = self.open_session(environ, claim)
         return user, cookie
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from server.auth.methods import Claim, Method, Unavailable
+from server.auth.methods import Claim, Method, Unavailable, Wrong
 from server.auth.passwords import OffHub
 
 log = logging.getLogger("pushbutton")
@@ -36,12 +36,15 @@ class LdapMethod(Method):
             raise ValueError("auth = ldap needs ldap_url and ldap_user_base")
         self.slots = OffHub(SLOTS, MAX_WAITING)
 
-    def sign_in(self, name: str, password: str) -> Claim | None:
+    def sign_in(self, name: str, password: str) -> Claim | Wrong | None:
         if not password:  # an unauthenticated bind "succeeds" on many directories: never a sign-in
             return None
         try:
-            found = self.slots.run(self.directory.check_password, self.settings, name, password)
+            found = self.slots.run(self.directory.check_password, self.settings, name, password,
+                                   self.authn.limiter.locked)
         except self.directory.DirectoryDown as exc:
             log.warning("LDAP sign-in of %r: the directory is not answering: %s", name[:100], exc)
             raise Unavailable("the directory is not answering: try again later") from None
-        return Claim(found.name, found.groups) if found else None
+        if found is None:
+            return None
+        return Claim(found.name, found.groups) if found.signed_in else Wrong(found.name)

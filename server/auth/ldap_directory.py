@@ -37,8 +37,11 @@ class DirectoryDown(Exception):
 
 @dataclass(frozen=True)
 class Found:
-    name: str  # as the directory spells it
-    groups: frozenset[str]  # group DNs
+    """The user's entry: its name as the directory spells it, and whether the password was taken."""
+
+    name: str
+    groups: frozenset[str] = frozenset()  # group DNs
+    signed_in: bool = True  # False: a wrong password, or not tried (that name is locked)
 
 
 def fill(template: str, **values: str) -> str:
@@ -54,9 +57,11 @@ def servers(cfg: Ldap) -> list[Server]:
             for url in cfg.url]
 
 
-def check_password(cfg: Ldap, name: str, password: str) -> Found | None:
-    """The user and their groups if the directory takes the password; None if it does not or the
-    name is not exactly one entry; DirectoryDown if it cannot say."""
+def check_password(cfg: Ldap, name: str, password: str, locked=lambda canonical: False) -> Found | None:
+    """The user and their groups if the directory takes the password; `signed_in=False` if it does
+    not, or `locked(name as the directory spells it)` says not to try; None if the name is not
+    exactly one entry; DirectoryDown if it cannot say. The directory matches names loosely
+    (`ｏlga` finds olga), so only its own spelling can say whether a name is locked."""
     if not password:  # an empty password is an unauthenticated bind: many directories accept it
         return None
     pool = servers(cfg)
@@ -67,18 +72,20 @@ def check_password(cfg: Ldap, name: str, password: str) -> Found | None:
         entry = _the_user(cfg, service, name)
         if entry is None:
             return None
-        pool.sort(key=lambda server: server is not service.server)  # the user's bind where they were found
-        user = _open(cfg, pool, entry["dn"], password)
-        try:
-            if not user.bound:
-                return None
-        finally:
-            _close(user)
         canonical = _canonical(cfg, entry, name)
         if canonical is None:
             log.warning("LDAP sign-in: the user's entry has no %s, or several and none is the name typed: refused",
                         cfg.name_attribute)
             return None
+        if locked(canonical):
+            return Found(canonical, signed_in=False)
+        pool.sort(key=lambda server: server is not service.server)  # the user's bind where they were found
+        user = _open(cfg, pool, entry["dn"], password)
+        try:
+            if not user.bound:
+                return Found(canonical, signed_in=False)
+        finally:
+            _close(user)
         if cfg.groups_attribute:
             groups = _values(entry["attributes"].get(cfg.groups_attribute))
         elif cfg.group_base:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+import unicodedata
 from collections import OrderedDict, deque
 
 PER_NAME = 5
@@ -32,8 +33,14 @@ class FailureLimiter:
 
     @staticmethod
     def _keys(name: str, address: str | None) -> list[tuple[str, str]]:
-        keys = [("name", name.strip().lower())]
+        keys = [("name", name_key(name))]
         return keys + [("address", address)] if address else keys
+
+    def locked(self, name: str) -> bool:
+        """Whether `name` has used up its failures; only reads, so a directory call on the threadpool
+        may ask it (with the name as the directory spells it) before it checks a password."""
+        times = list(self._failures.get(("name", name_key(name))) or ())  # one copy: the hub may append
+        return sum(t > self.clock() - self.window for t in times) >= self.limits["name"]
 
     def retry_after(self, name: str, address: str | None) -> int:
         """Seconds until a sign-in for `name` from `address` may be tried again; 0 = now."""
@@ -48,14 +55,31 @@ class FailureLimiter:
                 wait = max(wait, times[-self.limits[key[0]]] + self.window - now)
         return math.ceil(wait) if wait > 0 else 0
 
-    def failed(self, name: str, address: str | None) -> None:
+    def failed(self, name: str, address: str | None, canonical: str | None = None) -> None:
+        """A failure for the name typed and, when the method found one, the name it stands for."""
         now = self.clock()
-        for key in self._keys(name, address):
+        keys = self._keys(name, address)
+        if canonical is not None and ("name", name_key(canonical)) not in keys:
+            keys.append(("name", name_key(canonical)))
+        for key in keys:
             times = self._failures.pop(key, None) or deque(maxlen=max(self.limits.values()))
             times.append(now)
             self._failures[key] = times  # most recently failed last
         while len(self._failures) > MAX_KEYS:
             self._failures.popitem(last=False)
 
-    def succeeded(self, name: str) -> None:
-        self._failures.pop(("name", name.strip().lower()), None)
+    def succeeded(self, *names: str) -> None:
+        for name in names:
+            self._failures.pop(("name", name_key(name)), None)
+
+
+# Mapped to nothing by LDAP's string preparation (RFC 4518 2.2) besides format characters (Cf).
+IGNORED = {"\u034f", "\u180b", "\u180c", "\u180d", "\ufffc", *map(chr, range(0xFE00, 0xFE10))}
+
+
+def name_key(name: str) -> str:
+    """One key for the spellings a directory takes as one name: `ＯＬＧＡ`, `olga `, `ol\u00adga`
+    (fullwidth, case, spaces, invisible characters; RFC 4518's caseIgnoreMatch is about this)."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return "".join(c for c in folded if not c.isspace() and c not in IGNORED
+                   and unicodedata.category(c) not in ("Cf", "Cc"))

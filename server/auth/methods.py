@@ -33,6 +33,14 @@ class Claim:
     groups: frozenset[str] = field(default_factory=frozenset)
 
 
+@dataclass(frozen=True)
+class Wrong:
+    """A refused password for a name the method found, as it spells it (a directory's `olga` for
+    the `ｏlga` typed): failures count against that name too, whichever spelling was typed."""
+
+    name: str
+
+
 class Unavailable(Exception):
     """The directory or identity provider did not answer: no sign-in (503), whatever the password."""
 
@@ -48,8 +56,8 @@ class Method:
         """The user a request is by this method's own credentials, or None."""
         return None
 
-    def sign_in(self, name: str, password: str) -> Claim | None:
-        """Check a password (from a greenlet: block only through the threadpool); None if wrong."""
+    def sign_in(self, name: str, password: str) -> Claim | Wrong | None:
+        """Check a password (from a greenlet: block only through the threadpool); None or Wrong if wrong."""
         raise NotImplementedError
 
 
