@@ -2,10 +2,13 @@
 
 It starts once the run's end is committed (`Runs.on_end`) and is built from the stored record and
 output, so a message never says more, or other, than history does (secrets were masked before
-anything was stored). Delivery runs on a small thread pool of its own: a target that hangs holds
-one of its threads for Apprise's socket time-outs, never the hub, the run, the hub's shared pool
-(SQLite reads) or other targets. Each target is tried a few times with growing pauses; a failure
-is logged and audited with the URL in Apprise's privacy form, and is never the run's.
+anything was stored). Delivery runs on a small thread pool of its own. A thread cannot be stopped, and a receiver
+that drips its answer defeats Apprise's read time-out (it is per recv), so an attempt given up
+after ATTEMPT_LIMIT may hold its thread for good: no attempt at a target starts while its previous
+one still runs (that attempt fails at once), so a hanging target holds one thread, never the hub,
+the run, the hub's shared pool (SQLite reads) or the other targets' threads. Each target is tried
+a few times with growing pauses; a failure is logged and audited with the URL as `label` names
+it, and is never the run's.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import time
 
 import gevent
 import orjson
+from gevent.event import AsyncResult
 from gevent.threadpool import ThreadPool
 
 from server.catalog_notify import Notifier, quiet_apprise, scrub
@@ -24,7 +28,7 @@ from server.events import in_pool
 log = logging.getLogger("pushbutton")
 POOL_SIZE = 4  # targets sent to at once; more wait their turn
 PAUSES = (2.0, 10.0)  # before the 2nd and 3rd attempt
-ATTEMPT_LIMIT = 60.0  # an attempt still running after this counts as failed (its thread ends with its sockets)
+ATTEMPT_LIMIT = 60.0  # an attempt still running after this counts as failed (its thread goes on: `busy`)
 TAIL_LINES = 40
 TAIL_BYTES = 4000
 LINE_CHARS = 300
@@ -43,6 +47,7 @@ class Notifications:
         self.runs = runs
         self.pool = ThreadPool(POOL_SIZE)
         self.pending: set[gevent.Greenlet] = set()
+        self.busy: dict[str, AsyncResult] = {}  # target URL: its attempt still on a pool thread
         quiet_apprise()
         runs.on_end.append(self.ended)
 
@@ -86,7 +91,7 @@ class Notifications:
             if attempt:
                 gevent.sleep(PAUSES[attempt - 1])
             try:
-                ok, reasons = self.pool.spawn(send, url, title, body, kind).get(timeout=ATTEMPT_LIMIT)
+                ok, reasons = self._attempt(url, title, body, kind)
             except gevent.Timeout:
                 ok, reasons = False, [f"no answer within {ATTEMPT_LIMIT:g} s"]
             except Exception as exc:  # a plugin's bug is a failed delivery, not a crash
@@ -103,6 +108,19 @@ class Notifications:
             self.runs.audit.record("notify.failed", None, target=f"job:{run.job.id}", ok=False,
                                    detail={"run": run.id, "notifier": name, "url": label, "reason": reason,
                                            "attempts": len(PAUSES) + 1})
+
+    def _attempt(self, url: str, title: str, body: str, kind: str) -> tuple[bool, list[str]]:
+        """One attempt on a pool thread, unless the target's previous one (this delivery's or
+        another run's) still holds a thread: then it fails at once and takes none."""
+        running = self.busy.get(url)
+        if running is not None and not running.ready():
+            return False, ["its previous attempt still has not ended"]
+        result = self.busy[url] = self.pool.spawn(send, url, title, body, kind)
+        try:
+            return result.get(timeout=ATTEMPT_LIMIT)
+        finally:
+            if result.ready() and self.busy.get(url) is result:
+                del self.busy[url]
 
     def close(self, timeout: float) -> None:
         """At shutdown: wait up to `timeout` for runs that just ended to be notified."""

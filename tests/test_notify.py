@@ -15,7 +15,9 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 
+import gevent
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
@@ -280,6 +282,72 @@ def test_a_dead_or_hanging_receiver_delays_no_run_and_no_other_target_and_is_aud
     metrics = pb.client.get("/metrics").text
     assert 'pushbutton_notifications_failed_total{notifier="dead"} 1.0' in metrics
     assert 'pushbutton_notifications_failed_total{notifier="hangs"} 1.0' in metrics
+
+
+def dripping_receiver():
+    """A receiver that answers a byte every 0.1 s and never ends: Apprise's read time-out is per
+    recv, so an attempt at it never returns and its pool thread is held until `stop` is set."""
+    listener, stop = socket.create_server(("127.0.0.1", 0)), threading.Event()
+
+    def serve(conn):
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n")
+            while not stop.wait(0.1):
+                conn.sendall(b"x")
+
+    def accept():
+        while not stop.is_set():
+            try:
+                threading.Thread(target=serve, args=(listener.accept()[0],), daemon=True).start()
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return listener, stop
+
+
+class Recorder:
+    def __init__(self):
+        self.entries: list[tuple] = []
+
+    def record(self, action, user, **fields):
+        self.entries.append((action, fields["detail"]))
+
+
+def test_a_target_that_never_finishes_answering_holds_one_pool_thread_not_every_retry_and_run(
+        monkeypatch, hooks):
+    """Limits lowered (60 s, 2 s and 10 s in production): the receiver is real, not mocked."""
+    monkeypatch.setattr(N, "ATTEMPT_LIMIT", 0.5)
+    monkeypatch.setattr(N, "PAUSES", (0.05, 0.05))
+    listener, stop = dripping_receiver()
+    audit = Recorder()
+    runs = SimpleNamespace(on_end=[], metrics=None, audit=audit)
+    notes = N.Notifications(runs)
+    slow = f"json://127.0.0.1:{listener.getsockname()[1]}/hook?rto=5&cto=2"
+    fine = f"json://127.0.0.1:{hooks.port}/fine"
+    try:
+        for run_id in (1, 2, 3):  # three failed runs notify it: 9 attempts
+            notes._spawn(notes._deliver, run(run_id), "slow", slow, "json://...", "t", "b", "failure")
+        gevent.sleep(1.5)  # every attempt given up: the old code held all 4 threads, for good
+        notes._spawn(notes._deliver, run(4), "fine", fine, "json://...", "t", "b", "success")
+        deadline = time.monotonic() + 5
+        while not hooks.at("/fine") and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert len(hooks.at("/fine")) == 1, "another target waited behind the hanging one's threads"
+        while len(audit.entries) < 3 and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert sorted((action, d["run"], d["attempts"]) for action, d in audit.entries) == \
+            [("notify.failed", i, 3) for i in (1, 2, 3)]
+        assert all("previous attempt still has not ended" in d["reason"] for _, d in audit.entries)
+    finally:
+        stop.set()
+        listener.close()
+        notes.pool.kill()
+
+
+def run(run_id: int) -> SimpleNamespace:
+    return SimpleNamespace(id=run_id, job=SimpleNamespace(id="deploy"))
 
 
 # -- jobs.ini --------------------------------------------------------------------------------
