@@ -270,7 +270,7 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
 
     @app.post("/api/jobs/<job_id>/runs", rule=R.JOB_RUN)
     def start(job_id: str):
-        with uploads.received(request.environ, runs.job(job_id), runs.store.dir, _body) as body:  # files too
+        with uploads.received(request.environ, runs.job(job_id), runs.store, _body) as body:  # files too
             R.recheck()
             run = runs.start(job_id, body.get("params", {}), confirmed=body.get("confirm") is True,
                              user=R.current_user().name)
@@ -306,7 +306,7 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
     @app.post("/api/runs/<run_id:int>/rerun", rule=R.RUN_RERUN)
     def rerun(run_id: int):
         job = runs.job(R.target_run()["job"])
-        with uploads.received(request.environ, job, runs.store.dir, _body) as body:  # a file is sent again
+        with uploads.received(request.environ, job, runs.store, _body) as body:  # a file is sent again
             R.recheck()
             run = runs.rerun(run_id, body.get("params", {}), confirmed=body.get("confirm") is True,
                              user=R.current_user().name)

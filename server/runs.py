@@ -141,15 +141,17 @@ class Runs(Approvals):
                   "preview": preview(job, values, P.masked(job.params, values))}
         record["id"] = store_call(self.store, Store.insert_run, record)
         self.begun += 1
-        uploads.adopt(self.store, job, values, record)  # its files move into its folder
+        unmoved = uploads.adopt(self.store, job, values, record)  # its files move into its folder, or why not
         run = Run(record["id"], job, values, record, self.store)
         self.active[run.id] = run
         self.logs[run.id] = run.log
-        if not job.approve_by:
+        self._changed(run)
+        if unmoved:  # recorded, but it cannot run without its files: it ends at once, as a cancel would
+            self._finish(run, "failed", message=unmoved)
+        elif not job.approve_by:
             self.queue.append(run)
         elif job.approve_within:
             run.expiry = gevent.spawn_later(job.approve_within, self._expire, run)
-        self._changed(run)
         self._schedule()
         self._audit("run.rerun" if rerun_of else "run.start", user, run,
                     {"params": record["params"], **({"rerun_of": rerun_of} if rerun_of else {})})

@@ -215,8 +215,57 @@ def test_a_dropped_upload_leaves_nothing_behind(pb):
     assert staged and "incoming" in staged[0].parts  # it was being written...
     sock.close()
     wait_for(lambda: not any(p.is_file() for p in leftovers(pb)), timeout=10)  # ...and is gone
-    assert not list((pb.data_dir / "runs" / "incoming").iterdir())
+    assert not list((pb.data_dir / "runs" / "incoming").glob("*/*"))  # the server's own folder only
     assert pb.client.get("/api/runs").json()["runs"] == []
+
+
+def _half_sent(pb, size: int = 200_000):
+    """A start on `load` whose file is not all sent (its first 64 KiB chunk is): (socket, the rest
+    of the body, the staged file)."""
+    body, _ = multipart([("json", None, b'{"params": {}}'), ("data", "slow.csv", b"y" * size)])
+    sock = _connect(pb)
+    sock.sendall(_head(pb, "load", len(body)) + body[:-1000])
+    staged = wait_for(lambda: [p for p in leftovers(pb) if p.is_file()], timeout=10)
+    return sock, body[-1000:], staged[0]
+
+
+def _answer(sock) -> bytes:
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += sock.recv(65536)
+    sock.close()
+    return answer
+
+
+def test_a_second_server_never_removes_an_upload_still_arriving(pushbutton, write_jobs):
+    """Two servers on one data dir: B's start-up sweep leaves A's staging alone, however long its
+    upload has been arriving (a 4GB file on a slow link)."""
+    jobs = write_jobs(JOBS.replace("param.data.max_size = 100KB", "param.data.max_size = 1MB"))
+    a = pushbutton(jobs)
+    sock, rest, staged = _half_sent(a)
+    old = time.time() - 2 * 3600
+    os.utime(staged.parent, (old, old))
+    pushbutton(jobs, data_dir=a.data_dir)  # server B starts
+    assert staged.exists()
+    sock.sendall(rest)
+    assert _answer(sock).startswith(b"HTTP/1.1 202")
+    assert a.wait(1)["state"] == "succeeded"
+
+
+def test_a_run_whose_files_cannot_be_moved_ends_failed_not_queued(pb):
+    """Its staging removed behind the request: the run, already recorded, ends failed saying why,
+    instead of a 500 and a run queued for ever."""
+    sock, rest, staged = _half_sent(pb, 90_000)
+    for path in staged.parent.iterdir():
+        path.unlink()
+    staged.parent.rmdir()
+    sock.sendall(rest)
+    answer = _answer(sock)
+    assert answer.startswith(b"HTTP/1.1 202"), answer[:300]
+    run = json.loads(answer.split(b"\r\n\r\n", 1)[1])["run"]
+    assert run["state"] == "failed"
+    assert run["message"] == "its uploaded files could not be moved into its folder: No such file or directory"
+    assert [(r["id"], r["state"]) for r in pb.client.get("/api/runs").json()["runs"]] == [(run["id"], "failed")]
 
 
 @pytest.mark.parametrize(("job", "end"), [("load", "succeeded"), ("fails", "failed"), ("waits", "cancelled")])
@@ -264,10 +313,9 @@ def test_files_of_runs_a_dead_server_left_are_removed_at_start(pushbutton, write
     pb = pushbutton(write_jobs(JOBS))
     run = start(pb, "waits", {}, [("data", "a.csv", b"1")]).json()["run"]
     folder = pb.data_dir / "runs" / str(run["id"]) / "uploads"
-    stale = pb.data_dir / "runs" / "incoming" / ("0" * 32)
-    stale.mkdir()
-    (stale / "x").write_bytes(b"1")
-    os.utime(stale, (time.time() - 7200, time.time() - 7200))
+    stale = pb.data_dir / "runs" / "incoming" / "0badc0ffee00"  # a server that is gone, a moment ago
+    (stale / "f00d").mkdir(parents=True)
+    (stale / "f00d" / "x").write_bytes(b"1")
     pb.proc.kill()  # no chance to tidy
     pb.proc.wait()
     assert folder.exists()

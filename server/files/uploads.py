@@ -4,10 +4,13 @@ Why not Bottle's `request.files`: its first touch reads the whole body (spooling
 and then copies each part again; several small parts can hit its memory limit, and it bounds no
 size. Here `wsgi.input` is read in chunks into `multipart`'s sans-IO `PushMultipartParser`
 (bounded headers and part count); each file part goes straight to a 0600 file under a random
-name in a private staging folder (`DATA/runs/incoming/<random>/`, 0700), hashed as it arrives and
-cut off at its parameter's `max_size`. Whatever goes wrong (too large, refused, the client gone),
-the staging folder is removed; a run that starts takes its files into its own folder
-(`adopt`), which is removed once its end is stored (`attach`).
+name in a private staging folder (`DATA/runs/incoming/<owner>/<random>/`, 0700), hashed as it
+arrives and cut off at its parameter's `max_size`. Whatever goes wrong (too large, refused, the
+client gone), the staging folder is removed; a run that starts takes its files into its own
+folder (`adopt`), which is removed once its end is stored (`attach`). <owner> is the store's
+owner, as for ready folders (server/files/ready.py): a server removes only the staging of servers
+that are gone, never an upload another live server on the same data dir is still receiving
+(however long it has been arriving).
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import logging
 import os
 import secrets
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -35,11 +37,10 @@ from server.preview import preview
 from server.store import Store
 
 log = logging.getLogger("pushbutton")
-STAGING = "incoming"  # DATA/runs/incoming/<random>/: not a run id, so no run's folder
+STAGING = "incoming"  # DATA/runs/incoming/<owner>/<random>/: not a run id, so no run's folder
 CHUNK = 64 * 1024
 MAX_JSON = 1024 * 1024  # the `json` part: as much as a JSON-only body may carry (api.MAX_BODY)
 OVERHEAD = 64 * 1024  # boundaries and part headers, on top of the parts' own limits
-STALE = 3600  # seconds: a staging folder older than this belongs to no request still arriving
 
 
 def _refuse(status: int, message: str, fields: dict[str, str] | None = None) -> HTTPResponse:
@@ -49,7 +50,7 @@ def _refuse(status: int, message: str, fields: dict[str, str] | None = None) -> 
 
 
 @contextlib.contextmanager
-def received(environ: dict, job: Job, data_dir: Path, json_body: Callable[[bytes | None], dict]) -> Iterator[dict]:
+def received(environ: dict, job: Job, store: Store, json_body: Callable[[bytes | None], dict]) -> Iterator[dict]:
     """The request's body as `{"params": {...}, "confirm": ...}`, with an `Upload` as the value of
     each file parameter sent. JSON bodies go to `json_body(None)` as before; multipart ones are
     streamed, their `json` part parsed by `json_body(raw)`. Files not adopted by a run by the end
@@ -58,8 +59,8 @@ def received(environ: dict, job: Job, data_dir: Path, json_body: Callable[[bytes
     if kind != "multipart/form-data":
         yield json_body(None)
         return
-    staging = Path(data_dir).absolute() / RUNS_DIR / STAGING / secrets.token_hex(16)
-    for path in (staging.parent.parent, staging.parent, staging):
+    staging = Path(store.dir).absolute() / RUNS_DIR / STAGING / store.owner / secrets.token_hex(16)
+    for path in (staging.parents[2], staging.parents[1], staging.parent, staging):
         path.mkdir(mode=0o700, exist_ok=True)
     try:
         yield _Reader(environ, job, staging, json_body).read(options.get("boundary", ""))
@@ -202,24 +203,31 @@ def paths(values: dict[str, P.Value]) -> list[Path]:
     return [v.path for v in values.values() if isinstance(v, Upload)]
 
 
-def adopt(store: Store, job: Job, values: dict[str, P.Value], record: dict) -> None:
+def adopt(store: Store, job: Job, values: dict[str, P.Value], record: dict) -> str | None:
     """Once the run is recorded: move its files into its own folder (a rename within the data dir)
-    and store the preview again, now with the paths the job will see."""
+    and store the preview again, now with the paths the job will see. None, or why the files could
+    not be moved (their staging folder removed behind the request, a full disk): the run, already
+    recorded, cannot run without them and ends failed with that message (`Runs.start`)."""
     uploads = [v for v in values.values() if isinstance(v, Upload)]
     if not uploads:
-        return
-    folder = run_folder(store.dir, record["id"], "uploads").absolute()  # the job may run in any folder
-    for upload in uploads:
-        target = folder / upload.path.name
-        os.replace(upload.path, target)
-        upload.path = target
+        return None
+    try:
+        folder = run_folder(store.dir, record["id"], "uploads").absolute()  # the job may run in any folder
+        for upload in uploads:
+            target = folder / upload.path.name
+            os.replace(upload.path, target)
+            upload.path = target
+    except OSError as exc:
+        log.warning("run %s: its uploaded files could not be moved into its folder: %s", record["id"], exc)
+        return f"its uploaded files could not be moved into its folder: {exc.strerror or exc}"
     record["preview"] = preview(job, values, P.masked(job.params, values))
     store.submit_here(Store.update_run, record["id"], {"preview": record["preview"]})
+    return None
 
 
 def attach(runs) -> None:
     """Remove a run's uploads once its end is stored, whatever the end; and, at start, those left
-    by a server that died (runs already ended) and staging folders no request is still filling."""
+    by a server that died (runs already ended) and the staging of servers that are gone."""
 
     def ended(run) -> None:
         if any(p.type == "file" for p in run.job.params):
@@ -234,8 +242,8 @@ def attach(runs) -> None:
 
 def _sweep(store: Store) -> None:
     root = Path(store.dir) / RUNS_DIR
-    for folder in root.glob(f"{STAGING}/*"):
-        if time.time() - folder.stat().st_mtime > STALE:
+    for folder in root.glob(f"{STAGING}/*"):  # a server that is gone receives nothing any more
+        if folder.name != store.owner and not store.owner_alive(folder.name):
             shutil.rmtree(folder, ignore_errors=True)
     for folder in root.glob("*/uploads"):
         run_id = folder.parent.name
