@@ -71,6 +71,7 @@ ERRORS = {
     "502": "the choices command failed, printed too much, or cannot start (`detail`: its last stderr lines)",
     "504": "the choices command did not finish in time",
     "503": "the directory or provider does not answer, or the history cannot be written (a full disk)",
+    "507": "the server's disk has no room for the uploaded files",
 }
 
 
@@ -157,8 +158,8 @@ def paths() -> dict[str, dict]:
                                                  "404", params=[_path("token_id", RUN_ID["schema"])])},
         "/api/jobs": {"get": _op("The jobs the user may see", "signed_in", {"200": _json("Jobs", "jobs")})},
         "/api/jobs/{job_id}/runs": {"post": _op(
-            "Start a run", "job.run", {"202": _json("RunAnswer", "started (or awaiting approval)")}, "404 409 428 503",
-            params=[JOB_ID], body="StartBody")},
+            "Start a run", "job.run", {"202": _json("RunAnswer", "started (or awaiting approval)")},
+            "404 409 428 503 507", params=[JOB_ID], body="StartBody")},
         "/api/jobs/{job_id}/preview": {"post": _op(
             "What a start with these values would run; nothing runs", "job.view",
             {"200": _json("Preview", "the command")}, "404", params=[JOB_ID], body="StartBody")},
@@ -179,7 +180,7 @@ def paths() -> dict[str, dict]:
                                                   "400 404 409", params=run)},
         "/api/runs/{run_id}/rerun": {"post": _op(
             "Run again with the same values (secrets given again)", "run.rerun",
-            {"202": _json("RunAnswer", "started")}, "404 409 428 503", params=run, body="StartBody")},
+            {"202": _json("RunAnswer", "started")}, "404 409 428 503 507", params=run, body="StartBody")},
         "/api/runs/{run_id}/approve": {"post": _op("Approve a run awaiting approval", "run.approve", {
             "202": _json("RunAnswer", "approved")}, "404 409", params=run, body="CommentBody")},
         "/api/runs/{run_id}/reject": {"post": _op("Reject a run awaiting approval", "run.approve", {

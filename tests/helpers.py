@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -153,6 +154,18 @@ def scheduling(pid: int) -> dict:
         group = None
     return {"pgid": int(fields[2]), "sid": int(fields[3]), "tty": int(fields[4]), "nice": int(fields[16]),
             "group": group and group[0], "group_nice": group and int(group[2])}
+
+
+@contextlib.contextmanager
+def small_disk(path: Path, size: str):
+    """A real tmpfs of `size` (`2m`) mounted at `path` (made here): a disk that fills up, as a
+    data dir's does (needs root, like the tests that use it)."""
+    path.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def wait_for(predicate, timeout: float = 10, interval: float = 0.02):

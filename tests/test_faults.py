@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import sqlite3
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from server.runs import FINAL_RETRY
-from tests.helpers import TOKEN, in_own_thread, lines_of, parse_sse, sse_lines, wait_for
+from tests.helpers import TOKEN, in_own_thread, lines_of, parse_sse, small_disk, sse_lines, wait_for
 
 MiB = 1024 * 1024
 
@@ -96,62 +95,59 @@ def _shown_message(pb, run_id: int) -> str:
 
 
 def test_a_full_disk_fails_the_run_clearly_and_the_server_recovers(pushbutton, write_jobs, tmp_path):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], check=True)
-    pb = None
-    try:
-        jobs = write_jobs("""
-            [job:fill]
-            command = yes 'a line that will not fit on this small disk, repeated until it is full'
-            [job:hello]
-            command = echo hello
-            """)
-        pb = pushbutton(jobs, data_dir=disk / "data")
-        filler = disk / "filler"
-        filler.write_bytes(b"\0" * (512 * 1024))  # freed later: space that returns
-        run_id = pb.start_run("fill")["id"]
-        health = []
-        deadline = time.monotonic() + 40
-        while pb.run(run_id)["state"] not in ("failed", "succeeded", "cancelled", "interrupted"):
-            assert time.monotonic() < deadline, "the run never ended on a full disk"
-            health.append((pb.client.get("/healthz", timeout=5).status_code,
-                           pb.client.get("/api/jobs", timeout=5).status_code))
-            time.sleep(0.1)
-        run = pb.run(run_id)
-        assert run["state"] == "failed"
-        assert "history could not be written" in run["message"] and "full" in run["message"]
-        metrics = pb.client.get("/metrics").text  # for the operator's alert
-        assert "pushbutton_history_write_failures_total 1.0" in metrics.splitlines()
-        assert set(health) <= {(200, 200)}
-        assert (pb.client.get("/healthz").status_code, pb.client.get("/api/jobs").status_code) == (200, 200)
-        events = pb.events(run_id)  # the stream ends; it does not wait forever
-        assert events[-1].type == "end" and events[-1].data["state"] == "failed"
-        # none skipped: what SQLite refused is read from memory, between what it took
-        assert [e.id for e in events] == list(range(1, len(events) + 1))
-        while_full = pb.client.post("/api/jobs/hello/runs", json={"params": {}})  # may fit, or not: never a 500
-        assert while_full.status_code in (202, 503), while_full.text
-        if while_full.status_code == 503:
-            assert "history could not be written" in while_full.json()["error"]
-        else:
-            pb.wait(while_full.json()["run"]["id"], timeout=20)
+    with small_disk(tmp_path / "disk", "2m") as disk:
+        pb = None
+        try:
+            jobs = write_jobs("""
+                [job:fill]
+                command = yes 'a line that will not fit on this small disk, repeated until it is full'
+                [job:hello]
+                command = echo hello
+                """)
+            pb = pushbutton(jobs, data_dir=disk / "data")
+            filler = disk / "filler"
+            filler.write_bytes(b"\0" * (512 * 1024))  # freed later: space that returns
+            run_id = pb.start_run("fill")["id"]
+            health = []
+            deadline = time.monotonic() + 40
+            while pb.run(run_id)["state"] not in ("failed", "succeeded", "cancelled", "interrupted"):
+                assert time.monotonic() < deadline, "the run never ended on a full disk"
+                health.append((pb.client.get("/healthz", timeout=5).status_code,
+                               pb.client.get("/api/jobs", timeout=5).status_code))
+                time.sleep(0.1)
+            run = pb.run(run_id)
+            assert run["state"] == "failed"
+            assert "history could not be written" in run["message"] and "full" in run["message"]
+            metrics = pb.client.get("/metrics").text  # for the operator's alert
+            assert "pushbutton_history_write_failures_total 1.0" in metrics.splitlines()
+            assert set(health) <= {(200, 200)}
+            assert (pb.client.get("/healthz").status_code, pb.client.get("/api/jobs").status_code) == (200, 200)
+            events = pb.events(run_id)  # the stream ends; it does not wait forever
+            assert events[-1].type == "end" and events[-1].data["state"] == "failed"
+            # none skipped: what SQLite refused is read from memory, between what it took
+            assert [e.id for e in events] == list(range(1, len(events) + 1))
+            while_full = pb.client.post("/api/jobs/hello/runs", json={"params": {}})  # may fit, or not: never a 500
+            assert while_full.status_code in (202, 503), while_full.text
+            if while_full.status_code == 503:
+                assert "history could not be written" in while_full.json()["error"]
+            else:
+                pb.wait(while_full.json()["run"]["id"], timeout=20)
 
-        filler.unlink()
-        hello = pb.start_run("hello")["id"]
-        assert pb.wait(hello, timeout=20)["state"] == "succeeded"
-        assert pb.output(hello) == ["hello"]
-        # Its end, refused while the disk was full, is tried again every FINAL_RETRY until it fits:
-        # stored, not only in memory.
-        stored = wait_for(lambda: (runs := {r["id"]: r for r in pb.client.get("/api/runs").json()["runs"]})
-                          and runs[run_id]["state"] == "failed" and runs[run_id], timeout=5 * FINAL_RETRY)
-        assert stored["message"] == run["message"]
-        with sqlite3.connect(disk / "data" / "history.sqlite3") as db:
-            assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        assert "history could not be written" in shown_message(pb, run_id)
-    finally:
-        if pb is not None:
-            pb.stop()
-        subprocess.run(["umount", "-l", str(disk)], check=False)
+            filler.unlink()
+            hello = pb.start_run("hello")["id"]
+            assert pb.wait(hello, timeout=20)["state"] == "succeeded"
+            assert pb.output(hello) == ["hello"]
+            # Its end, refused while the disk was full, is tried again every FINAL_RETRY until it fits:
+            # stored, not only in memory.
+            stored = wait_for(lambda: (runs := {r["id"]: r for r in pb.client.get("/api/runs").json()["runs"]})
+                              and runs[run_id]["state"] == "failed" and runs[run_id], timeout=5 * FINAL_RETRY)
+            assert stored["message"] == run["message"]
+            with sqlite3.connect(disk / "data" / "history.sqlite3") as db:
+                assert db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+            assert "history could not be written" in shown_message(pb, run_id)
+        finally:
+            if pb is not None:
+                pb.stop()
 
 
 def test_a_database_locked_by_another_process_stalls_no_request_and_loses_no_line(pushbutton, write_jobs):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import small_disk, wait_for
 
 SCRIPT = Path(__file__).with_name("upload_job.py")
 JOBS = f"""
@@ -322,6 +322,28 @@ def test_files_of_runs_a_dead_server_left_are_removed_at_start(pushbutton, write
     pb.start()
     assert not folder.exists() and not stale.exists()
     assert stat.S_IMODE((pb.data_dir / "runs").stat().st_mode) == 0o700
+
+
+def test_a_full_disk_during_an_upload_answers_507_and_is_logged_not_blamed_on_the_client(
+        pushbutton, write_jobs, tmp_path):
+    """The data dir's disk (a real 3 MB tmpfs) fills while an 8 MB file arrives: the server's
+    fault, said so (507) and logged; nothing is kept, and a file that fits is taken afterwards."""
+    jobs = write_jobs(JOBS.replace("param.data.max_size = 100KB", "param.data.max_size = 20MB"))
+    with small_disk(tmp_path / "disk", "3m") as disk:
+        pb = pushbutton(jobs, data_dir=disk / "data")
+        try:
+            res = start(pb, "load", {}, [("data", "big.csv", b"y" * 8_000_000)])
+            assert res.status_code == 507, res.text
+            assert res.json() == {"error": "the server has no room for this upload: its disk is full"}
+            log = (tmp_path / "server.log").read_text()
+            assert "an upload for job load was refused: no room in the data dir" in log
+            assert "No space left on device" in log
+            wait_for(lambda: not any(p.is_file() for p in leftovers(pb)), timeout=10)
+            assert pb.client.get("/api/runs").json()["runs"] == []
+            ok = start(pb, "load", {}, [("data", "small.csv", b"1,2\n")])
+            assert ok.status_code == 202 and pb.wait(ok.json()["run"]["id"])["state"] == "succeeded"
+        finally:
+            pb.stop()
 
 
 def test_a_chunked_upload_is_cut_off_at_max_size_too(pb):

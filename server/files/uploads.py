@@ -16,6 +16,7 @@ that are gone, never an upload another live server on the same data dir is still
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -41,6 +42,7 @@ STAGING = "incoming"  # DATA/runs/incoming/<owner>/<random>/: not a run id, so n
 CHUNK = 64 * 1024
 MAX_JSON = 1024 * 1024  # the `json` part: as much as a JSON-only body may carry (api.MAX_BODY)
 OVERHEAD = 64 * 1024  # boundaries and part headers, on top of the parts' own limits
+NO_ROOM = (errno.ENOSPC, errno.EDQUOT)  # the data dir's disk (or the server user's quota) is full
 
 
 def _refuse(status: int, message: str, fields: dict[str, str] | None = None) -> HTTPResponse:
@@ -73,6 +75,7 @@ class _Reader:
 
     def __init__(self, environ: dict, job: Job, staging: Path, json_body: Callable[[bytes | None], dict]):
         self.environ = environ
+        self.job_id = job.id
         self.files = {p.name: p for p in job.params if p.type == "file"}
         self.parts = len(job.params) + 2  # the json part, a file per parameter, and one to refuse by name
         self.staging = staging
@@ -103,10 +106,14 @@ class _Reader:
                         raise _refuse(400, "the upload ended before it was complete")
         except MultipartError as exc:
             raise _refuse(413 if exc.http_status == 413 else 400, f"bad multipart body: {exc}") from None
-        except (OSError, ValueError):  # reset, cut short, or no data within the connection's timeout
+        except (OSError, ValueError) as exc:  # reset, cut short, or no data within the connection's timeout
+            if getattr(exc, "errno", None) in NO_ROOM:  # a write's, not the client's fault: the operator's to fix
+                log.warning("an upload for job %s was refused: no room in the data dir (%s)", self.job_id, exc)
+                raise _refuse(507, "the server has no room for this upload: its disk is full") from None
             raise _refuse(400, "the upload was not complete") from None
         finally:
-            self._close_part()
+            with contextlib.suppress(OSError):  # after a failed write: the staging folder goes anyway
+                self._close_part()
         body = self.json_body(self.raw_json) if self.raw_json else {"params": {}}
         body["params"] = {**body.get("params", {}), **self.uploads}
         return body
@@ -176,9 +183,9 @@ class _Reader:
         self._part = None
 
     def _close_part(self) -> None:
-        if self._file is not None:
-            self._file.close()
-        self._file = self._hash = self._path = None
+        file, self._file, self._hash, self._path = self._file, None, None, None
+        if file is not None:
+            file.close()  # flushes: a full disk may tell only now
 
 
 def stand_ins(job: Job, raw: dict) -> dict:
