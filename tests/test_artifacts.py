@@ -385,6 +385,27 @@ def test_a_folder_left_by_a_data_dir_reused_without_its_database_is_emptied_befo
         store.close()
 
 
+def test_a_run_that_never_ran_here_lists_and_serves_nothing_an_older_database_left(pushbutton, write_jobs, tmp_path):
+    """A data dir reused without its database: run 2, cancelled while queued, never had a folder
+    of its own; the one under its id is the old run 2's and is not its to show."""
+    old = tmp_path / "data" / "runs" / "2" / "artifacts"
+    old.mkdir(parents=True)
+    (old / "payroll.csv").write_text("alice,100000\n")
+    pb = pushbutton(write_jobs("""
+        [pushbutton]
+        max_concurrent_runs = 1
+        [job:slow]
+        command = sleep 30
+        """), data_dir=tmp_path / "data")
+    first, second = pb.start_run("slow"), pb.start_run("slow")
+    assert second["id"] == 2 and second["state"] == "queued"
+    assert pb.client.post("/api/runs/2/cancel").status_code == 202
+    assert pb.client.post(f"/api/runs/{first['id']}/cancel").status_code == 202
+    assert pb.wait(2)["state"] == "cancelled"
+    assert listing(pb, 2) == []
+    assert pb.client.get("/api/runs/2/artifacts/payroll.csv").status_code == 404
+
+
 def test_a_cancel_after_the_process_ended_is_refused_not_recorded_as_a_stop(pushbutton, write_jobs):
     """While a finished run's artifacts are indexed (hashing 2 GB takes a moment) it still reads
     `running`; a cancel then changed nothing, yet the run ended `succeeded` with "stopped by"."""

@@ -53,9 +53,13 @@ def add_routes(app, runs) -> None:
 def listed(runs, run_id: int, record: dict) -> list[dict]:
     """The run's index. A run that ended without one (the server was killed while it ran) is
     indexed now, once: what it wrote is kept, within the caps (its secrets are gone with that
-    server's memory, so names are not checked for them)."""
+    server's memory, so names are not checked for them). Only a run that started on this machine:
+    one that never ran here (cancelled while queued, rejected, expired, a remote job's) has no
+    folder of its own, and one of its id is another database's (a data dir reused without it)."""
     if record.get("artifacts") is not None or record["state"] not in FINAL:
         return record.get("artifacts") or []
+    if not record.get("started") or record.get("hosts"):
+        return []
     with _indexing:
         record = runs.get(run_id)
         if record.get("artifacts") is not None:
