@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import time
 
+import gevent
+
 from server import runs
 from server.run_errors import Conflict
 from server.run_record import iso
 from server.store import AWAITING
 
+ORPHAN_GRACE = 30.0  # seconds a waiting run's job stays gone (or unguarded) before the run is cancelled
+
 
 class Approvals:
+    _orphans_seen: frozenset[int] = frozenset()  # runs the file in force left without an approver
+    _orphans_timer: gevent.Greenlet | None = None  # cancels them after ORPHAN_GRACE
+
     def decide(self, run_id: int, user: str, approved: bool, comment: str | None = None) -> dict:
         """Approve (on to the queue, with the very values requested) or reject a run awaiting
         approval; anything else is a Conflict. Checked and set with no yield in between: of an
@@ -48,15 +55,32 @@ class Approvals:
     def orphaned_approvals(self, catalog) -> None:
         """A new jobs.ini that removed a waiting run's job, or its `approve_by`: nobody could approve
         the run any more (rights follow the new file) and without `approve_within` it would wait
-        forever. It ends `cancelled`, nothing having run; the requester starts it again if wanted."""
+        forever. It ends `cancelled`, nothing having run, once the files in force have left it so for
+        ORPHAN_GRACE, or at the next reload that still does; not at once, since a file written in two
+        steps can be applied half-written for a moment, and a cancel cannot be undone."""
+        if self._orphans_timer is not None:
+            self._orphans_timer.kill(block=False)
+        self._end_orphans(self._orphans_seen)  # the file in force now still leaves them so: confirmed
+        self._orphans_seen = frozenset(run.id for run, _ in self._orphans(catalog))
+        self._orphans_timer = (gevent.spawn_later(ORPHAN_GRACE, self._end_orphans, self._orphans_seen)
+                               if self._orphans_seen else None)
+
+    def _end_orphans(self, ids: frozenset[int]) -> None:
+        """Cancel the runs of `ids` that the jobs.ini in force leaves without an approver."""
+        for run, why in self._orphans(self.catalog):
+            if run.id in ids:
+                approval = {**run.record["approval"], "state": "cancelled", "at": iso(time.time())}
+                self._finish(run, "cancelled", approval=approval,
+                             message=f"jobs.ini changed before anyone decided: {why}; nothing ran, start it again")
+
+    def _orphans(self, catalog) -> list[tuple[runs.Run, str]]:
+        """The runs awaiting approval that `catalog` leaves nobody to approve, and why."""
+        out = []
         for run in self.awaiting():
             job = catalog.jobs.get(run.job.id)
-            if job is not None and job.approve_by:
-                continue
-            why = "its job was removed" if job is None else "its job no longer asks for approval"
-            approval = {**run.record["approval"], "state": "cancelled", "at": iso(time.time())}
-            self._finish(run, "cancelled", approval=approval,
-                         message=f"jobs.ini changed before anyone decided: {why}; nothing ran, start it again")
+            if job is None or not job.approve_by:
+                out.append((run, "its job was removed" if job is None else "its job no longer asks for approval"))
+        return out
 
     def awaiting(self) -> list[runs.Run]:
         return [run for run in self.active.values() if run.state == AWAITING]

@@ -129,6 +129,7 @@ class Catalog:
     schedules: dict[str, Schedule] = field(default_factory=dict)  # [schedule:NAME]
     notifiers: dict[str, Notifier] = field(default_factory=dict)  # [notify:NAME]
     warnings: list[Problem] = field(default_factory=list)  # printed by `check`, logged at start
+    source: bytes = field(default=b"", repr=False, compare=False)  # the bytes parsed: what reload compares with
 
 
 def find_jobs_file(explicit: str | os.PathLike | None = None) -> Path:
@@ -358,11 +359,12 @@ class _Reader(ParamChecks, HostChecks, AccessChecks, OidcChecks, LdapChecks, Sch
                 self.problem(section, "confirm", f"the confirm text would show secret {{{name}}}")
 
 
-def load(path: str | os.PathLike) -> Catalog:
-    """Parse and check a jobs.ini; raise CatalogError listing every problem."""
+def load(path: str | os.PathLike, data: bytes | None = None) -> Catalog:
+    """Parse and check a jobs.ini (or `data`, its bytes as the reloader compared them); raise
+    CatalogError listing every problem."""
     path = Path(path).resolve()
     try:
-        data = path.read_bytes()
+        data = path.read_bytes() if data is None else data
         text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text() would
     except OSError as exc:
         raise CatalogError([Problem(str(path), 0, f"cannot read: {exc}")]) from None
@@ -395,4 +397,5 @@ def load(path: str | os.PathLike) -> Catalog:
     if reader.problems:
         raise CatalogError(sorted(reader.problems, key=lambda p: p.line), sorted(reader.warnings, key=lambda p: p.line))
     catalog.warnings = sorted(reader.warnings, key=lambda p: p.line)
+    catalog.source = data
     return catalog

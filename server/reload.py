@@ -51,8 +51,11 @@ class Reloader:
         self.poll = poll
         self.error: list[str] | None = None
         self._lock = Semaphore()  # one reload at a time: the watcher, SIGHUP and the API
-        self._seen = _read(self.path)  # what the file held when this server loaded it
-        self._started = _restart_settings(self.path) or {k: getattr(runs.catalog.settings, k) for k in RESTART_KEYS}
+        # The bytes the catalog in force was parsed from, not a read now: an edit saved while the
+        # server started (recovery, pruning) differs from them and is applied at the first poll.
+        self._seen: bytes | str = runs.catalog.source
+        self._started = _restart_settings(self.path, runs.catalog.source) or {
+            k: getattr(runs.catalog.settings, k) for k in RESTART_KEYS}
         self._watcher: gevent.Greenlet | None = None
         runs.reloader = self
 
@@ -79,12 +82,7 @@ class Reloader:
             text = self._settled()
             if trigger == "file" and text == self._seen:
                 return self.error  # saved and put back, or another reload got there first
-            try:
-                catalog = in_pool(C.load, self.path)
-            except C.CatalogError as exc:
-                problems = [str(p) for p in exc.problems]
-            else:
-                problems = self._needs_restart(catalog, text)
+            catalog, problems = self._parse(text)
             self._seen = text
             if problems:
                 self._refuse(problems, trigger, user)
@@ -104,9 +102,20 @@ class Reloader:
             text = again
         return text
 
-    def _needs_restart(self, catalog: C.Catalog, text: bytes | str) -> list[str]:
+    def _parse(self, text: bytes | str) -> tuple[C.Catalog | None, list[str]]:
+        """The settled bytes checked (not the file read again: what was compared is what is
+        applied), and their problems; `text` is a string when the file could not be read."""
+        if isinstance(text, str):
+            return None, [str(C.Problem(str(self.path), 0, text))]
+        try:
+            catalog = in_pool(C.load, self.path, text)
+        except C.CatalogError as exc:
+            return None, [str(p) for p in exc.problems]
+        return catalog, self._needs_restart(catalog, text)
+
+    def _needs_restart(self, catalog: C.Catalog, text: bytes) -> list[str]:
         """One problem for each start-up setting the file changes; none carry over the values in force."""
-        lines = C._Lines(text.decode("utf-8", "replace") if isinstance(text, bytes) else "", str(catalog.path))
+        lines = C._Lines(text.decode("utf-8", "replace"), str(catalog.path))
         changed = self._changed(catalog.settings)
         if not changed:
             for key in RESTART_KEYS:
@@ -181,10 +190,10 @@ def _read(path: Path) -> bytes | str:
         return f"cannot read: {exc.strerror}"
 
 
-def _restart_settings(path: Path) -> dict | None:
-    """The start-up settings as the file itself says them (before command-line or window overrides)."""
+def _restart_settings(path: Path, data: bytes) -> dict | None:
+    """The start-up settings as the file's bytes say them (before command-line or window overrides)."""
     try:
-        settings = C.load(path).settings
+        settings = C.load(path, data).settings
     except C.CatalogError:
         return None
     return {key: getattr(settings, key) for key in RESTART_KEYS}

@@ -419,3 +419,126 @@ def test_an_open_run_stream_follows_the_reloaded_rights_and_resumes_for_who_keep
     assert [int(e.id) for e in seen["alan"]] == list(range(1, int(seen["alan"][-1].id) + 1))  # none lost or twice
     ticks = [line for e in seen["alan"] if e.type == "output" for line in e.data["lines"]]
     assert ticks == [f"tick {i}" for i in range(1, 301)]
+
+
+# -- in one process: the reloader against the file, with no server around it -------------------
+
+def until(predicate, timeout: float = 5) -> None:
+    """`wait_for` on the hub: these tests' reloader and runs are greenlets of this process."""
+    import gevent
+
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        gevent.sleep(0.05)
+
+
+def in_process(tmp_path, text: str, poll: float = 0.1):
+    """(jobs.ini, Runs, Reloader) as the server builds them: the catalog is loaded first."""
+    from server import catalog as C
+    from server.reload import Reloader
+    from server.runs import Runs
+    from server.store import Store
+
+    path = tmp_path / "jobs.ini"
+    path.write_text(text)
+    runs = Runs(C.load(path), Store(tmp_path / "data"))
+    return path, runs, Reloader(runs, path, poll=poll)
+
+
+def test_an_edit_saved_while_the_server_starts_is_applied_at_the_first_look(tmp_path):
+    from server import catalog as C
+    from server.reload import Reloader
+    from server.runs import Runs
+    from server.store import Store
+
+    path = tmp_path / "jobs.ini"
+    path.write_text("[job:a]\ncommand = true\n")
+    catalog = C.load(path)  # the command line loads jobs.ini; the server then recovers and prunes history
+    path.write_text("[job:a]\ncommand = true\n[job:b]\ncommand = true\n")  # saved meanwhile
+    runs = Runs(catalog, Store(tmp_path / "data"))
+    reloader = Reloader(runs, path, poll=0.1)
+    reloader.start()
+    try:
+        until(lambda: set(runs.catalog.jobs) == {"a", "b"})
+    finally:
+        reloader.stop()
+        runs.store.close()
+
+
+def test_a_reload_applies_the_settled_bytes_it_compared_not_a_later_read(tmp_path, monkeypatch):
+    import gevent
+
+    from server.reload import Reloader
+
+    path, runs, reloader = in_process(tmp_path, "[job:a]\ncommand = true\n")
+    path.write_text("[job:a]\ncommand = true\n[job:b]\ncommand = true\n")
+    settled = Reloader._settled
+
+    def then_written_again(self):
+        text = settled(self)
+        path.write_text("[job:a]\ncommand = true\n[job:c]\ncommand = true\n")  # lands before the parse
+        return text
+
+    monkeypatch.setattr(Reloader, "_settled", then_written_again)
+    try:
+        assert reloader.reload("api") is None
+        assert set(runs.catalog.jobs) == {"a", "b"}  # what was compared; c is the next change
+        monkeypatch.setattr(Reloader, "_settled", settled)
+        reloader.start()
+        until(lambda: set(runs.catalog.jobs) == {"a", "c"})
+    finally:
+        reloader.stop()
+        gevent.sleep(0)
+        runs.store.close()
+
+
+GUARDED = "[pushbutton]\nauth = local\n[job:a]\ncommand = true\n"
+WHOLE = GUARDED + "[job:b]\ncommand = true\nrun_by = ann\napprove_by = bob\n"
+
+
+def test_a_run_awaiting_approval_outlives_a_file_applied_half_written(tmp_path, monkeypatch):
+    """Written in two pieces 0.7 s apart (a slow pipe, a network share): the first piece is a valid
+    file without b, applied for a moment; b's waiting run is still waiting once the rest arrives."""
+    import gevent
+
+    monkeypatch.setattr("server.approvals.ORPHAN_GRACE", 2.0, raising=False)
+    path, runs, reloader = in_process(tmp_path, WHOLE, poll=0.2)
+    waiting = runs.start("b", {}, user="ann")
+    reloader.start()
+    try:
+        with open(path, "w") as f:
+            f.write(GUARDED)
+            f.flush()
+            until(lambda: set(runs.catalog.jobs) == {"a"})
+            f.write(WHOLE[len(GUARDED):])
+        until(lambda: set(runs.catalog.jobs) == {"a", "b"})
+        gevent.sleep(2.5)  # past the grace
+        assert waiting.state == "awaiting_approval"
+    finally:
+        reloader.stop()
+        runs.store.close()
+
+
+def test_a_run_awaiting_approval_is_cancelled_once_its_job_stays_gone_or_a_second_reload_lacks_it(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr("server.approvals.ORPHAN_GRACE", 1.0, raising=False)
+    path, runs, reloader = in_process(tmp_path, WHOLE)
+    first = runs.start("b", {}, user="ann")
+    try:
+        path.write_text(GUARDED)
+        assert reloader.reload("api") is None
+        assert first.state == "awaiting_approval"  # not at once
+        until(lambda: first.state == "cancelled")
+        assert first.record["message"].startswith("jobs.ini changed before anyone decided: its job was removed")
+        path.write_text(WHOLE)
+        reloader.reload("api")
+        second = runs.start("b", {}, user="ann")
+        monkeypatch.setattr("server.approvals.ORPHAN_GRACE", 600.0, raising=False)
+        path.write_text(GUARDED)
+        reloader.reload("api")
+        assert second.state == "awaiting_approval"
+        reloader.reload("signal")  # a later reload that still lacks it confirms it
+        assert second.state == "cancelled"
+    finally:
+        runs.store.close()
