@@ -8,7 +8,9 @@ Per schedule, a cursor says up to which instant every fire time has been dealt w
 noticed within GRACE of it fires; one noticed later was missed (the server was down, the machine
 asleep, the clock jumped): it runs once if the schedule says `catchup = once` and it is recent
 enough, otherwise it is logged and audited, never replayed tick by tick. A reload replaces the
-schedules by name and keeps their cursors, so an edit never fires a time twice.
+schedules by name and keeps their cursors, so an edit never fires a time twice. Each fire time
+dealt with (fired or skipped) is stored (`schedule_cursors`) before its run starts, so a restart
+resumes from it: a time skipped or fired is never one missed, and one is never started twice.
 """
 
 from __future__ import annotations
@@ -83,15 +85,24 @@ class Scheduler:
         self.entries = entries
         self.wake()
 
-    def _last_fired(self) -> dict[str, float]:
-        """For `catchup = once`: when each such schedule last started a run (history knows)."""
+    def _cursors(self) -> dict[str, float]:
+        """Where each enabled schedule left off: its stored cursor, else (a database from before
+        cursors were stored) when it last started a run. Fire times after it were missed."""
         found = {}
+        try:
+            stored = in_pool(self.runs.store.read, read_cursors)
+        except Exception:  # history unreadable: nothing to catch up, scheduling goes on
+            log.exception("schedules: cannot read where they left off")
+            return found
         for s in self.runs.catalog.schedules.values():
-            if not (s.catchup and s.enabled):
+            if not s.enabled:
+                continue
+            if s.name in stored:
+                found[s.name] = stored[s.name]
                 continue
             try:
                 last = in_pool(self.runs.store.runs, s.job, None, 1, None, s.user)
-            except Exception:  # history unreadable: nothing to catch up, scheduling goes on
+            except Exception:
                 log.exception("schedule %s: cannot read its last run", s.name)
                 continue
             if last:
@@ -99,7 +110,7 @@ class Scheduler:
         return found
 
     def _loop(self) -> None:
-        self.update(self.runs.catalog, self._last_fired())
+        self.update(self.runs.catalog, self._cursors())
         while True:
             now = self.clock()
             try:
@@ -128,6 +139,7 @@ class Scheduler:
             entry.cursor, entry.next = now, s.next_after(now)
             work.append((s, latest))
         for s, latest in work:
+            self.runs.store.submit_here(save_cursor, s.name, latest, callback=_unsaved)  # before the run's insert
             if now - latest <= GRACE:
                 self._fire(s, latest, "due")
             elif s.catchup and now - latest <= s.catchup_within:
@@ -153,6 +165,21 @@ class Scheduler:
         if self.runs.audit is not None:
             self.runs.audit.record("schedule.skip", s.user, target=f"job:{s.job}",
                                    detail={"due": iso(due), "reason": reason})
+
+
+def save_cursor(conn, name: str, fire: float) -> None:
+    conn.execute("INSERT INTO schedule_cursors (name, cursor) VALUES (?, ?) "
+                 "ON CONFLICT (name) DO UPDATE SET cursor = excluded.cursor", (name, fire))
+
+
+def read_cursors(conn) -> dict[str, float]:
+    return dict(conn.execute("SELECT name, cursor FROM schedule_cursors"))
+
+
+def _unsaved(_, error: Exception | None) -> None:
+    if error is not None:
+        log.warning("schedules: cannot store the last fire time dealt with (a restart may miss or repeat it): %s",
+                    error)
 
 
 def public(runs: Runs, job_id: str) -> list[dict]:

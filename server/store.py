@@ -61,6 +61,10 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+CREATE TABLE IF NOT EXISTS schedule_cursors (  -- server/schedules.py: the last fire time each dealt with
+    name TEXT PRIMARY KEY,
+    cursor REAL NOT NULL
+);
 """
 # An event's data comes as UTF-8 JSON bytes (EventLog.emit) and is kept as TEXT, as it always was:
 # the hub never decodes a flood's JSON to a str only for SQLite and the SSE writes to encode it again.

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import textwrap
 import time
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import gevent
@@ -276,6 +277,66 @@ def test_catchup_within_bounds_how_old_a_missed_fire_time_may_be(write_jobs, mak
     assert entry["user"] == "schedule:stale" and entry["detail"]["due"] == "2026-06-02T02:00:00.000Z"
     assert "missed" in entry["detail"]["reason"]
     assert scheduler.entries["stale"].next == at("2026-06-03T02:00")
+
+
+def restarted(runs: Runs, clock: Clock) -> Scheduler:
+    """A new scheduler as a restarted server starts one: it reads where each schedule left off."""
+    scheduler = Scheduler(runs, clock=clock)
+    scheduler.start()
+    gevent.sleep(0.3)
+    scheduler.stop()
+    return scheduler
+
+
+def test_a_restart_resumes_from_the_last_fire_time_dealt_with_and_replays_no_skipped_one(
+        write_jobs, make_runs, monkeypatch):
+    """11:00 is skipped (overlap = skip: 10:00 still runs), the run ends, the server restarts at
+    11:20: nothing was missed while it was down, so `catchup = once` has nothing to run."""
+    catalog = jobs_ini(write_jobs, """
+        [schedule:hourly]
+        job = j
+        cron = 0 * * * *
+        overlap = skip
+        catchup = once
+        """, job="command = sleep 300")
+    clock = Clock(at("2026-06-01T09:59:30"))
+    monkeypatch.setattr("server.runs.time", SimpleNamespace(time=clock, monotonic=time.monotonic))  # runs' times
+    runs = make_runs(catalog)
+    first = Scheduler(runs, clock=clock)
+    first.update(catalog)
+    clock.t = at("2026-06-01T10:00:01")
+    first.tick(clock.t)
+    settle(lambda: len(started_by(runs, "hourly")) == 1)
+    clock.t = at("2026-06-01T11:00:01")
+    first.tick(clock.t)
+    assert [e["detail"]["due"] for e in skips(runs)] == ["2026-06-01T11:00:00.000Z"]
+    [run] = runs.active.values()
+    runs.stop(run, "cancelled")
+    settle(lambda: not runs.active)
+    clock.t = at("2026-06-01T11:20:00")
+    assert restarted(runs, clock).entries["hourly"].next == at("2026-06-01T12:00")
+    assert len(started_by(runs, "hourly")) == 1, "the restart started a run for 11:00, already skipped"
+    assert len(skips(runs)) == 1
+
+
+def test_at_start_up_a_missed_fire_time_of_a_catchup_no_schedule_is_logged_and_audited(
+        write_jobs, make_runs, caplog):
+    catalog = jobs_ini(write_jobs, "[schedule:dropped]\njob = j\ncron = 0 2 * * *\n")
+    clock = Clock(at("2026-06-01T01:59:30"))
+    runs = make_runs(catalog)
+    first = Scheduler(runs, clock=clock)
+    first.update(catalog)
+    clock.t = at("2026-06-01T02:00:01")
+    first.tick(clock.t)
+    settle(lambda: len(started_by(runs, "dropped")) == 1)
+    clock.t = at("2026-06-02T08:00:00")  # the server was down from 03:00 to 08:00: 02:00 was missed
+    with caplog.at_level("INFO", logger="pushbutton"):
+        restarted(runs, clock)
+    [entry] = skips(runs)
+    assert (entry["user"], entry["detail"]["due"]) == ("schedule:dropped", "2026-06-02T02:00:00.000Z")
+    assert "missed" in entry["detail"]["reason"]
+    assert "schedule dropped: fire time 2026-06-02T02:00:00.000Z skipped: missed" in caplog.text
+    assert len(started_by(runs, "dropped")) == 1
 
 
 # -- reloads, clock jumps, overlap, disabled ------------------------------------------------------
