@@ -8,9 +8,11 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -22,10 +24,11 @@ import pytest
 from server.files import artifacts
 from server.files.ready import ReadyFolders
 from server.store import Store
-from tests.helpers import parse_sse, sse_lines, wait_for
+from tests.helpers import in_ci, parse_sse, sse_lines, wait_for
 from tests.test_api import security_header_problems
 
 PY = sys.executable
+ROOT = Path(__file__).resolve().parent.parent
 ODD = ["report.csv", "sub/deeper/data.bin", "with space.txt", "ünïcødé ✓.txt", "-rf", "100%.txt", "50%2f.txt",
        "quote\"d.txt", "a?b#c.txt"]
 # Writes the files named on its command line (content: the name, twice), plus what its options ask for.
@@ -429,3 +432,70 @@ def test_a_cancel_after_the_process_ended_is_refused_not_recorded_as_a_stop(push
     done = pb.wait(run_id, timeout=60)
     assert (done["state"], done["stopped_by"]) == ("succeeded", None)
     assert pb.client.get("/api/audit", params={"action": "run.stop"}).json()["entries"] == []
+
+
+# A job that took its own permissions away, indexed and pruned by a server that is not root.
+LOCKED = r"""
+import json, os, sys
+from server import files
+from server.files import artifacts as A
+data = sys.argv[1]
+root = A.folder(data, 1)
+os.makedirs(root / "locked" / "deeper")
+with open(root / "locked" / "deeper" / "big.bin", "wb") as f:
+    f.truncate(5_000_000)  # over the 1 MB cap below
+with open(root / "locked" / "small.txt", "w") as f:
+    f.write("kept")
+with open(root / "noperm.txt", "w") as f:
+    f.write("x")
+with open(root / "theirs.txt", "w") as f:
+    f.write("y")
+for path in ("theirs.txt", "noperm.txt", "locked/deeper", "locked"):
+    os.chmod(root / path, 0)
+try:  # a file of another user's, which the server may not make readable
+    os.chown(root / "theirs.txt", 65534, 65534)
+    theirs = True
+except PermissionError:
+    theirs = False
+kept, notes = A.index(data, 1, A.Limits(max_files=10, max_run=1_000_000, max_total=1_000_000), lambda: 0)
+left = sorted(os.path.relpath(os.path.join(d, n), root) for d, ds, fs in os.walk(root) for n in ds + fs)
+os.makedirs(root / "later" / "inner")  # left locked, after indexing: pruning removes it all the same
+os.chmod(root / "later" / "inner", 0)
+os.chmod(root / "later", 0)
+files.remove_run_folder(data, 1)
+print(json.dumps({"kept": [k["name"] for k in kept], "notes": notes, "left": left, "theirs": theirs,
+                  "pruned": not os.path.exists(os.path.join(data, "runs", "1"))}))
+"""
+
+
+def not_root(script: str, *args: str) -> str:
+    """Run `script` as a server that is not root: as root, under setpriv without the capabilities
+    that override file modes (a root server would read mode 000 anyway); its standard output."""
+    command = [PY, "-c", script, *args]
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            if in_ci():
+                pytest.fail("setpriv (util-linux) is needed to test as a server that is not root")
+            pytest.skip("running as root without setpriv")
+        caps = "-dac_override,-dac_read_search,-fowner"
+        command = [setpriv, f"--bounding-set={caps}", f"--inh-caps={caps}", *command]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_artifacts_a_job_made_unreadable_are_indexed_reported_and_pruned(tmp_path):
+    """Folders and files of mode 000 are made their owner's again and indexed like the rest (big.bin
+    over the cap, not hidden from it); what still cannot be opened is deleted with a note saying
+    so; a locked folder does not outlive its run's pruning."""
+    seen = json.loads(not_root(LOCKED, str(tmp_path)))
+    assert seen["kept"] == ["locked/small.txt", "noperm.txt"]
+    assert seen["notes"][-1].startswith("pushbutton: artifacts: 1 file(s) dropped, over the caps of")
+    assert seen["notes"][-1].endswith(": 'locked/deeper/big.bin'")
+    if seen["theirs"]:
+        assert seen["notes"][0] == ("pushbutton: artifacts: 1 not kept: could not be opened, even made "
+                                    "readable by its owner: 'theirs.txt'")
+    assert len(seen["notes"]) == 1 + seen["theirs"]
+    assert seen["left"] == ["locked", "locked/deeper", "locked/small.txt", "noperm.txt"]
+    assert seen["pruned"]

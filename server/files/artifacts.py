@@ -5,7 +5,9 @@ tree is gone, and before the run's end is recorded (so the end record and notifi
 them), `collect` indexes what is there: regular files only, found with `lstat` and opened with
 `O_NOFOLLOW` below a directory descriptor, so a symlink (or a folder swapped for one) never leads
 out of the folder. Files over the caps, symlinks and anything else are deleted with a line on the
-run's stderr saying so. What is kept is made 0600 and recorded on the run as
+run's stderr saying so. An entry the job made unreadable (mode 000) is its owner's again before it
+is opened (`files.open_at`); one that still cannot be opened is deleted too, and said so. What is
+kept is made 0600 and recorded on the run as
 `record["artifacts"] = [{"name": "sub/report.csv", "size": N, "sha256": HEX, "modified": ISO}]`;
 only names in that index are ever served (server/files/artifact_routes.py), and the folder goes
 when the store prunes the run. Remote jobs get no `PB_ARTIFACTS` (docs/files.md).
@@ -17,7 +19,6 @@ import datetime as dt
 import hashlib
 import logging
 import os
-import shutil
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,7 +89,7 @@ def open_root(data_dir, run_id: int) -> int | None:
     """A descriptor of the run's artifacts folder, or None if it has none."""
     path = files.run_path(data_dir, run_id, PART)
     try:
-        return os.open(path, DIR_FLAGS)
+        return files.open_at(path, DIR_FLAGS)
     except OSError:
         return None
 
@@ -102,12 +103,12 @@ def open_file(root: int, name: str) -> int:
         for part in folders:
             if part in ("", ".", ".."):
                 raise FileNotFoundError(name)
-            inner = os.open(part, DIR_FLAGS, dir_fd=fd)
+            inner = files.open_at(part, DIR_FLAGS, fd)
             os.close(fd)
             fd = inner
         if base in ("", ".", ".."):
             raise FileNotFoundError(name)
-        out = os.open(base, FILE_FLAGS, dir_fd=fd)
+        out = files.open_at(base, FILE_FLAGS, fd)
     finally:
         os.close(fd)
     if not stat.S_ISREG(os.fstat(out).st_mode):
@@ -163,32 +164,42 @@ def empty(data_dir, run_id: int) -> bool:
 def index(data_dir, run_id: int, limits: Limits, used_bytes_elsewhere: Callable[[], int],
           secrets: list[str] = ()) -> tuple[list[dict], list[str]]:
     """(kept files, notes for the run's stderr). Deletes whatever is not kept: symlinks, special
-    files, names that are not UTF-8 or hold a secret value, and files beyond the caps (taken in
-    name order). `used_bytes_elsewhere` (a read over all history) is asked only when there are files."""
+    files, names that are not UTF-8 or hold a secret value, what cannot be opened even once made
+    its owner's, and files beyond the caps (taken in name order). `used_bytes_elsewhere` (a read
+    over all history) is asked only when there are files."""
     root = open_root(data_dir, run_id)
     if root is None:
         return [], []
     try:
-        found, odd = _walk(root)
+        found, odd, unreadable = _walk(root)
         used_elsewhere = used_bytes_elsewhere() if found else 0
         hiding = [name for name, _ in found if any(secret in name for secret in secrets)]
         odd += hiding
         kept, over = [], []
         total = 0
         for name, size in sorted(f for f in found if f[0] not in hiding):
-            if (len(kept) < limits.max_files and total + size <= limits.max_run
+            if not (len(kept) < limits.max_files and total + size <= limits.max_run
                     and used_elsewhere + total + size <= limits.max_total):
+                over.append(name)
+                continue
+            try:
                 entry = _keep(root, name)
-                if entry is not None:
-                    kept.append(entry)
-                    total += entry["size"]
-                    continue
-            over.append(name)
-        for name in over + odd:
+            except OSError:
+                unreadable.append(name)
+                continue
+            if entry is None:  # no longer a lone regular file (a hard link made meanwhile)
+                odd.append(name)
+                continue
+            kept.append(entry)
+            total += entry["size"]
+        for name in over + odd + unreadable:
             _delete(root, name)
     finally:
         os.close(root)
     notes = []
+    if unreadable:
+        notes.append(_note(f"{len(unreadable)} not kept: could not be opened, even made readable by "
+                           "its owner", [_masked(name, secrets) for name in unreadable]))
     odd = [_masked(name, secrets) for name in odd]
     if odd:
         notes.append(_note(f"{len(odd)} not kept: only regular files with UTF-8 names, at most {MAX_DEPTH} "
@@ -200,14 +211,16 @@ def index(data_dir, run_id: int, limits: Limits, used_bytes_elsewhere: Callable[
     return kept, notes
 
 
-def _walk(root: int) -> tuple[list[tuple[str, int]], list[str]]:
-    """(regular files as (name, size), other entries by name), without following a symlink."""
-    found, odd = [], []
+def _walk(root: int) -> tuple[list[tuple[str, int]], list[str], list[str]]:
+    """(regular files as (name, size), other entries by name, folders that cannot be opened),
+    without following a symlink."""
+    found, odd, unreadable = [], [], []
     stack = [("", 0)]
     while stack:
         prefix, depth = stack.pop()
         fd = open_file_dir(root, prefix)
         if fd is None:
+            unreadable.append(prefix.removesuffix("/"))
             continue
         try:
             for entry in os.scandir(fd):
@@ -228,15 +241,16 @@ def _walk(root: int) -> tuple[list[tuple[str, int]], list[str]]:
                     odd.append(name)
         finally:
             os.close(fd)
-    return found, odd
+    return found, odd, unreadable
 
 
 def open_file_dir(root: int, prefix: str) -> int | None:
-    """A descriptor of the folder `a/b/` below root (root itself for ''), through no symlink."""
+    """A descriptor of the folder `a/b/` below root (root itself for ''), through no symlink, made
+    0700 (a folder readable but not searchable lists names it cannot stat)."""
     fd = os.dup(root)
     for part in prefix.split("/")[:-1]:
         try:
-            inner = os.open(part, DIR_FLAGS, dir_fd=fd)
+            inner = files.open_at(part, DIR_FLAGS, fd)
         except OSError:
             os.close(fd)
             return None
@@ -247,11 +261,9 @@ def open_file_dir(root: int, prefix: str) -> int | None:
 
 
 def _keep(root: int, name: str) -> dict | None:
-    """The index entry of a file, made 0600 and hashed through one O_NOFOLLOW descriptor."""
-    try:
-        fd = open_file(root, name)
-    except OSError:
-        return None
+    """The index entry of a file, made 0600 and hashed through one O_NOFOLLOW descriptor; None if
+    it is no longer a lone regular file. OSError if it cannot be opened or read."""
+    fd = open_file(root, name)
     try:
         if os.fstat(fd).st_nlink != 1:
             return None
@@ -274,12 +286,12 @@ def _delete(root: int, name: str) -> None:
     if parent is None:
         return
     try:
-        try:
+        if stat.S_ISDIR(os.lstat(base, dir_fd=parent).st_mode):
+            files.remove_tree(base, parent)  # a folder the job locked (mode 000) too
+        else:
             os.unlink(base, dir_fd=parent)
-        except IsADirectoryError:
-            shutil.rmtree(base, dir_fd=parent)
-        except OSError as exc:
-            log.warning("could not remove artifact %r: %s", name, exc)
+    except OSError as exc:
+        log.warning("could not remove artifact %r: %s", name, exc)
     finally:
         os.close(parent)
 
