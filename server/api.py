@@ -228,6 +228,14 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
             raise _json(refusal[0], {"error": refusal[1]})
         environ[R.USER_KEY] = authn.identify(environ)  # API token, session, or the method's own
 
+    if authn is not None:
+        authn.revoked = lambda: sse.credentials_changed(runs)
+
+    def _holds():
+        """For a stream: whether its request's credential still names the user it was opened by."""
+        environ, user = request.environ, R.current_user()
+        return lambda: authn.still(environ, user)
+
     @app.get("/healthz", rule=R.PUBLIC)
     def healthz():
         return {"ok": True}
@@ -324,12 +332,12 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
     def run_events(run_id: int):
         header = request.get_header("Last-Event-ID")
         after = _whole(header or request.query.get("after") or "0", "Last-Event-ID" if header else "after", 0, MAX_INT)
-        return _stream(sse.run_events(runs, run_id, after, request.environ.get(DIRECT)))
+        return _stream(sse.run_events(runs, run_id, after, request.environ.get(DIRECT), _holds()))
 
     @app.get("/api/events", rule=R.SIGNED_IN)
     def all_events():
         user = R.current_user()
-        return _stream(sse.changes(runs, lambda record: runs.rights.can_view_run(user, record)))
+        return _stream(sse.changes(runs, lambda record: runs.rights.can_view_run(user, record), _holds()))
 
     @app.get("/api/audit", rule=R.ADMIN)
     def audit_log():

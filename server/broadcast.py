@@ -112,17 +112,19 @@ class Broadcast:
 
 def follow(live: EventLog, connection, after: int, frames, pace, keepalive: float) -> Reader:
     """Park this reader (caught up at `after`) until its run's broadcaster hands it back, or
-    `keepalive` seconds pass without a write to it. The returned Reader says where it is and
-    what is left to do: `rest` to send, `error` to raise, `ended`."""
+    `keepalive` seconds pass without a write to it, or pass at all (the caller then checks that
+    its reader may still read: server/sse.py). The returned Reader says where it is and what is
+    left to do: `rest` to send, `error` to raise, `ended`."""
     broadcast = live.broadcast
     if broadcast is None:
         broadcast = live.broadcast = Broadcast(live, frames, pace, keepalive)
     reader = Reader(connection, after)
     broadcast.join(reader)
+    until = time.monotonic() + keepalive
     try:
-        while not reader.woken.wait(max(0.0, reader.wrote + keepalive - time.monotonic())):
-            if time.monotonic() - reader.wrote >= keepalive:
-                break  # nothing to send for a while: the caller writes a keepalive itself
+        while not reader.woken.wait(max(0.0, min(reader.wrote + keepalive, until) - time.monotonic())):
+            if time.monotonic() >= min(reader.wrote + keepalive, until):
+                break  # the caller writes a keepalive itself, and checks its reader
     finally:
         broadcast.leave(reader)
     return reader

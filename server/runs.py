@@ -91,6 +91,7 @@ class Runs(Approvals):
         self.streams: Counter[str] = Counter()  # open SSE streams by kind (server/sse.py)
         self.begun = 0  # runs recorded and streams opened so far: server/memory.py looks for quiet
         self.rights_changed = 0  # new jobs.ini files applied: open run streams end (server/sse.py)
+        self.credentials_changed = 0  # sessions or tokens ended: open streams check theirs (server/sse.py)
         self.choices = Choices()  # lists from commands (param.NAME.choices_from), checked at start
         self.ready = ReadyFolders(store, lambda: self.catalog.settings.max_concurrent_runs)  # run folders made ahead
 

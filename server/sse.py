@@ -27,6 +27,7 @@ PACE_PER_STREAM = 0.00002  # s per open run stream: 1,000 streams -> at most 50 
 PACE_MAX = 0.05
 POLL = 0.25  # a run executed by another process (`pushbutton run`) is followed through the store
 CATALOG = {"catalog": "changed"}  # put into every `changes` queue by catalog_changed
+CREDENTIALS = {"credentials": "changed"}  # put there by credentials_changed: each reader checks its own
 
 
 def frame(seq: int | None, kind: str, data: bytes) -> bytes:
@@ -46,11 +47,27 @@ def _counted(runs: Runs, kind: str, stream: Iterator[bytes]) -> Iterator[bytes]:
         runs.streams[kind] -= 1
 
 
-def run_events(runs: Runs, run_id: int, after: int, connection=None) -> Iterator[bytes]:
+class Holder:
+    """Whether a stream's reader still holds the credential it opened the stream with
+    (`Authenticator.still`): asked when one ended in this server (`credentials_changed`), and
+    every KEEPALIVE for those ended by another process (`pushbutton users revoke`, `passwd`)."""
+
+    def __init__(self, runs: Runs, still: Callable[[], bool]):
+        self.runs, self.still = runs, still
+        self.seen, self.next = runs.credentials_changed, time.monotonic() + KEEPALIVE
+
+    def gone(self, now: bool = False) -> bool:
+        if not now and self.runs.credentials_changed == self.seen and time.monotonic() < self.next:
+            return False
+        self.seen, self.next = self.runs.credentials_changed, time.monotonic() + KEEPALIVE
+        return not self.still()
+
+
+def run_events(runs: Runs, run_id: int, after: int, connection=None, still=lambda: True) -> Iterator[bytes]:
     """Events of one run with seq > after, live until its `end` event, then the stream closes.
     With its `connection` (server.connections.DIRECT), a reader that has caught up is written to
     by the run's broadcaster (server/broadcast.py)."""
-    return _counted(runs, "run", _run_events(runs, run_id, after, connection))
+    return _counted(runs, "run", _run_events(runs, run_id, after, connection, Holder(runs, still)))
 
 
 def pace(runs: Runs) -> float:
@@ -61,13 +78,13 @@ def pace(runs: Runs) -> float:
     return min(PACE_MAX, runs.streams["run"] * PACE_PER_STREAM)
 
 
-def _run_events(runs: Runs, run_id: int, after: int, connection) -> Iterator[bytes]:
+def _run_events(runs: Runs, run_id: int, after: int, connection, holder: Holder) -> Iterator[bytes]:
     yield f"retry: {RETRY_MS}\n\n".encode()
     wrote = 0.0
     rights = runs.rights_changed
     while True:
-        if runs.rights_changed != rights:
-            return  # a new jobs.ini: the browser reconnects (Last-Event-ID) through its rules
+        if runs.rights_changed != rights or holder.gone():
+            return  # a new jobs.ini, or signed out: the browser reconnects (Last-Event-ID) through the rules
         live = runs.event_log(run_id)
         if live is not None and live.committed <= after and connection is not None and not live.finished:
             reader = broadcast.follow(live, connection, after, _frames, lambda: pace(runs), KEEPALIVE)
@@ -125,13 +142,13 @@ def _frames(live: EventLog, after: int) -> tuple[bytes, int, bool]:
     return made
 
 
-def changes(runs: Runs, sees: Callable[[dict], bool]) -> Iterator[bytes]:
+def changes(runs: Runs, sees: Callable[[dict], bool], still=lambda: True) -> Iterator[bytes]:
     """The state changes of every run the reader `sees`, after a `ready` event listing those
     active now. Filtered as they are queued, so another user's busy jobs cannot fill this queue."""
-    return _counted(runs, "changes", _changes(runs, sees))
+    return _counted(runs, "changes", _changes(runs, sees, Holder(runs, still)))
 
 
-def _changes(runs: Runs, sees: Callable[[dict], bool]) -> Iterator[bytes]:
+def _changes(runs: Runs, sees: Callable[[dict], bool], holder: Holder) -> Iterator[bytes]:
     watcher = runs.watch(sees)
     snapshot = [record for record in (r.public() for r in runs.active.values()) if sees(record)]
     try:
@@ -140,20 +157,39 @@ def _changes(runs: Runs, sees: Callable[[dict], bool]) -> Iterator[bytes]:
             try:
                 record = watcher.get(timeout=KEEPALIVE)
             except Empty:
-                if watcher not in runs.watchers:
-                    return  # dropped for falling behind; the client reconnects for a fresh snapshot
+                if watcher not in runs.watchers or holder.gone():
+                    return  # dropped for falling behind (a fresh snapshot), or signed out elsewhere
                 yield b": keepalive\n\n"
+                continue
+            if record is CREDENTIALS:
+                if holder.gone(now=True):
+                    return  # the browser reconnects, and the route's rule answers 401
                 continue
             batch = [record]
             while not watcher.empty() and len(batch) < 500 and batch[-1] is not CATALOG:
                 batch.append(watcher.get_nowait())
-            chunk = b"".join([frame(None, "state", orjson.dumps(r)) for r in batch if r is not CATALOG])
+            if any(r is CREDENTIALS for r in batch) and holder.gone(now=True):
+                return
+            chunk = b"".join([frame(None, "state", orjson.dumps(r)) for r in batch
+                              if r is not CATALOG and r is not CREDENTIALS])
             if batch[-1] is CATALOG:  # the reader's rights may have changed: it reconnects as who it is now
                 yield chunk + frame(None, "catalog", b"{}")
                 return
             yield chunk
     finally:
         runs.unwatch(watcher)
+
+
+def credentials_changed(runs: Runs) -> None:
+    """A session or token ended in this server: every open stream checks its own credential at
+    once (parked run readers handed back to their greenlets), and those that lost it end."""
+    runs.credentials_changed += 1
+    for watcher in list(runs.watchers):
+        try:
+            watcher.put_nowait(CREDENTIALS)
+        except Full:
+            runs.unwatch(watcher)
+    _wake_run_streams(runs)
 
 
 def catalog_changed(runs: Runs, applied: bool = True) -> None:
@@ -169,7 +205,11 @@ def catalog_changed(runs: Runs, applied: bool = True) -> None:
             runs.unwatch(watcher)
     if applied:
         runs.rights_changed += 1
-        for live in list(runs.logs.values()):
-            if live.broadcast is not None:
-                live.broadcast.hand_back_all()
-            live.wake()
+        _wake_run_streams(runs)
+
+
+def _wake_run_streams(runs: Runs) -> None:
+    for live in list(runs.logs.values()):
+        if live.broadcast is not None:
+            live.broadcast.hand_back_all()
+        live.wake()

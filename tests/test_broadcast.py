@@ -28,6 +28,7 @@ class Runs:
         self.streams = Counter(run=open_streams)
         self.begun = 0  # streams opened so far (server/memory.py)
         self.rights_changed = 0  # jobs.ini files applied (server/sse.py)
+        self.credentials_changed = 0  # sessions or tokens ended (server/sse.py)
 
     def event_log(self, run_id: int) -> EventLog:
         return self.log

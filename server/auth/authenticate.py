@@ -44,16 +44,24 @@ class Authenticator:
         self.limiter = FailureLimiter()
         self.hasher = OffHub()
         self.method: Method = METHODS[settings.auth](self)
+        self.revoked = lambda: None  # called when a credential ends here: open streams check theirs
 
-    def identify(self, environ: dict) -> User | None:
+    def identify(self, environ: dict, touch: bool = True) -> User | None:
+        """`touch=False`: a check that is no use of the credential (its session's idle time runs on)."""
         bearer = _bearer(environ)
         if bearer and bearer.startswith(TOKEN_PREFIX) and not self.guard.valid_token(bearer):
-            owner = self.users.token_owner(bearer)
+            owner = self.users.token_owner(bearer, touch)
             return self.rights.user_for(owner[1], (), "api-token") if owner else None  # revoked: at once
-        session = self.sessions.get(Sessions.cookie_value(environ))
+        session = self.sessions.get(Sessions.cookie_value(environ), touch)
         if session is not None and session.method == self.method.name:  # not one of an earlier `auth`
             return self.rights.user_for(session.user, session.groups, session.method)
         return self.method.identify(environ)
+
+    def still(self, environ: dict, user: User | None) -> bool:
+        """Whether the credential a stream was opened with still names its user: signed out, a token
+        revoked, a session expired or ended by `users passwd`/`remove` end the stream (server/sse.py)."""
+        now = self.identify(environ, touch=False)
+        return user is None or (now is not None and now.name == user.name)
 
     # -- POST and DELETE /api/session --------------------------------------------------------
 
@@ -97,6 +105,7 @@ class Authenticator:
         """End the request's session (the row goes: the cookie is dead everywhere); the
         Set-Cookie value that clears it in the browser."""
         self.sessions.delete(Sessions.cookie_value(environ))
+        self.revoked()
         if user is not None:
             self._audit("signout", user.name, environ, detail={"method": user.method})
         return self.sessions.clear_cookie(mount_path(environ), is_secure(environ))

@@ -65,6 +65,7 @@ def add_routes(app, authn: Authenticator | None, body, answer) -> None:
         user = _personal(R.current_user())
         if not authn.users.revoke_token(user.name, token_id):
             return answer(404, {"error": f"you have no token {token_id}"})
+        authn.revoked()
         _audit(authn, "token.revoke", user.name, f"token:{token_id}")
         return HTTPResponse(status=204)
 

@@ -47,7 +47,7 @@ class Sessions:
                     self.idle, self.max_age)
         return value
 
-    def get(self, value: str | None) -> Session | None:
+    def get(self, value: str | None, touch: bool = True) -> Session | None:
         """The live session a cookie names; an expired one is deleted and is None."""
         if not value:
             return None
@@ -60,7 +60,7 @@ class Sessions:
         if now - last_seen > self.idle or now - created > self.max_age:
             self.store.submit(_delete, digest)
             return None
-        if now - last_seen >= self.touch_every:
+        if touch and now - last_seen >= self.touch_every:
             self.store.submit(_touch, digest, now)
         return Session(user, method, frozenset(json.loads(groups)))
 

@@ -105,7 +105,7 @@ class Users:
         """False if the user has no such live token (another user's token is not theirs to revoke)."""
         return self._write(_revoke, user, token_id, time.time())
 
-    def token_owner(self, value: str) -> tuple[int, str] | None:
+    def token_owner(self, value: str, touch: bool = True) -> tuple[int, str] | None:
         """(token id, user) of a live token; notes its use at most once a minute, without waiting."""
         if not value.startswith(TOKEN_PREFIX):
             return None
@@ -114,7 +114,7 @@ class Users:
         if row is None:
             return None
         now = time.monotonic()
-        if now - self._touched.get(row[0], -TOUCH_EVERY) >= TOUCH_EVERY:
+        if touch and now - self._touched.get(row[0], -TOUCH_EVERY) >= TOUCH_EVERY:
             self._touched[row[0]] = now
             self.store.submit(_touch_token, row[0], time.time())
         return row[0], row[1]
