@@ -2,9 +2,8 @@
 states and which jobs. Sending is server/notify.py's.
 
 URLs often hold credentials (an SMTP password, a webhook token), and problems reach the page's
-banner and the log: a URL is only ever named by its position and scheme, or by Apprise's privacy
-form (secrets as `****`). Apprise is imported only when a file has `[notify:]` sections (it loads
-~200 plugins on first use).
+banner and the log: a URL is only ever named by its position and scheme, or by `label`. Apprise
+is imported only when a file has `[notify:]` sections (it loads ~200 plugins on first use).
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ STATES = ("succeeded", "failed", "cancelled", "timed_out", "interrupted", "rejec
 ON = (*STATES, "recovered")  # recovered: succeeded after the job's previous run did not
 DEFAULT_ON = frozenset({"failed", "timed_out", "interrupted"})
 ORDINAL = {1: "1st", 2: "2nd", 3: "3rd"}
+READABLE = ("json", "jsons", "form", "forms", "xml", "xmls", "mailto", "mailtos")  # their host names a server
 
 
 @dataclass
@@ -44,12 +44,17 @@ def split_urls(raw: str) -> list[str]:
 
 
 def label(privacy: str) -> str:
-    """How logs and the audit name a target: Apprise's privacy form of its URL (passwords and
-    tokens as ****) without path and query, which Apprise shows as they are and which often hold a
-    webhook's token (`json://host/hooks/TOKEN`)."""
+    """How logs and the audit name a target: a webhook's or mail server's address from Apprise's
+    privacy form (password as ****, and a user without a password, often a token, too), without
+    path and query, which Apprise shows as they are (`json://host/hooks/TOKEN`). Any other service
+    is only `scheme://****`: its "host" may be the secret itself (an ntfy topic, a bot token)."""
     scheme, _, rest = privacy.partition("://")
+    if scheme.lower() not in READABLE:
+        return f"{scheme}://****"
     netloc = re.split(r"[/?#]", rest, maxsplit=1)[0]
-    return f"{scheme}://{netloc}" + ("/..." if len(rest) > len(netloc) + 1 else "")
+    user, at, host = netloc.rpartition("@")
+    shown = f"{user if ':' in user else '****'}@{host}" if at else host
+    return f"{scheme}://{shown}" + ("/..." if len(rest) > len(netloc) + 1 else "")
 
 
 def instantiate(url: str):

@@ -389,6 +389,26 @@ def test_check_names_bad_urls_states_and_jobs_by_line_and_never_prints_a_url_sec
     assert HOOK_TOKEN not in text and SMTP_PASSWORD not in text
 
 
+def test_logs_and_the_audit_name_a_target_without_a_token_held_in_its_host_or_user_part(write_jobs):
+    """An ntfy topic is its only credential, as is a user without a password on a webhook; a
+    webhook's or mail server's host stays readable."""
+    topic = "pb-ops-7f3c9a1e5d2b"
+    catalog = C.load(write_jobs(f"""
+        [job:a]
+        command = true
+
+        [notify:ops]
+        urls = ntfys://{topic}
+               json://{HOOK_TOKEN}@hooks.example.com/in
+               json://u:{SMTP_PASSWORD}@hooks.example.com
+               mailtos://alerts:{SMTP_PASSWORD}@smtp.example.com?to=ops@example.com
+               slack://T1JJ3T3L2/A1BRTD4JD/TIiajkdnlazkcOXrIdevi7FQ/#deploys
+        """))
+    assert catalog.notifiers["ops"].labels == [
+        "ntfys://****", "json://****@hooks.example.com/...", "json://u:****@hooks.example.com/...",
+        "mailtos://alerts:****@smtp.example.com/...", "slack://****"]
+
+
 def test_a_good_notify_section_loads_with_its_defaults(write_jobs):
     catalog = C.load(write_jobs(f"""
         [pushbutton]
