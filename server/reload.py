@@ -39,6 +39,9 @@ MAX_SETTLE = 20  # reads; a file rewritten without pause for longer is taken as 
 # Settings read once at start-up (server/runtime.py, server/auth/): changing them needs a restart.
 RESTART_KEYS = ("auth", "trusted_proxies", "user_header", "groups_header", "session_idle", "session_max",
                 "certfile", "keyfile", "base_path", "allowed_hosts", "oidc", "ldap")
+# Resolved from a file or the environment at each load: a rotated one is applied by a reload (the
+# method reads it from the catalog in force); every other ldap_* and oidc_* key needs a restart.
+LIVE_SECRETS = ("bind_password", "client_secret")
 HIDDEN_ERROR = "jobs.ini has an error (an admin can see which); its last good version stays in force"
 
 
@@ -119,7 +122,10 @@ class Reloader:
         changed = self._changed(catalog.settings)
         if not changed:
             for key in RESTART_KEYS:
-                setattr(catalog.settings, key, getattr(self.runs.catalog.settings, key))
+                kept, new = getattr(self.runs.catalog.settings, key), getattr(catalog.settings, key)
+                if dataclasses.is_dataclass(kept):  # but a rotated secret: the sign-in method reads it
+                    kept = dataclasses.replace(kept, **{f: getattr(new, f) for f in LIVE_SECRETS if hasattr(new, f)})
+                setattr(catalog.settings, key, kept)
         return [f"{catalog.path}:{lines.of('pushbutton', key)}: [pushbutton] {key}: changing it needs a restart of "
                 "Pushbutton; until then the jobs.ini loaded last stays in force" for key in changed]
 
@@ -134,7 +140,7 @@ class Reloader:
                 continue
             if dataclasses.is_dataclass(new):
                 out += [f"{key}_{f.name}" for f in dataclasses.fields(new)
-                        if getattr(new, f.name) != getattr(old, f.name)]
+                        if f.name not in LIVE_SECRETS and getattr(new, f.name) != getattr(old, f.name)]
             else:
                 out.append(key)
         return out

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -200,6 +201,29 @@ def test_a_locked_name_stays_locked_under_every_spelling_the_directory_takes(ser
     assert [tries(pb, "Injection Test", "guess") for _ in range(PER_NAME)] == [401] * PER_NAME
     assert tries(pb, S.INJECTION, S.password(S.INJECTION)) == 429
     assert signed_in(pb, "alice").get("/api/me").json()["user"] == "alice"  # others unaffected
+
+
+def test_a_rotated_bind_password_file_is_applied_by_a_reload_and_later_edits_still_apply(
+        pushbutton, write_jobs, own_directory, tmp_path):
+    """Ops rotate the service account's password in the directory, replace the file jobs.ini names
+    and send SIGHUP, as docs/reload.md says: sign-ins work again, with no restart, and the next
+    edit of jobs.ini applies (the rotation was once refused as "needs a restart", and every later
+    reload with it)."""
+    pb = pushbutton(write_jobs(ldap_jobs(own_directory, tmp_path)))
+    assert attempt(pb, "alice", S.password("alice")).status_code == 200
+    new = "svc-rotated-Secret-91d2"
+    done = subprocess.run(["ldappasswd", "-x", "-H", own_directory.url, "-D", S.ROOT_DN, "-w", S.ROOT_PW,
+                           "-s", new, S.SERVICE_DN], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert attempt(pb, "alice", S.password("alice")).status_code == 503  # the old password: refused
+    (tmp_path / "bind-password").write_text(new + "\n")
+    pb.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: attempt(pb, "alice", S.password("alice")).status_code == 200)
+    olga = signed_in(pb, "olga")
+    assert olga.get("/api/jobs").json().get("config_error") is None
+    pb.jobs.write_text(pb.jobs.read_text() + "\n[job:added]\ncommand = echo added\n")
+    assert wait_for(lambda: "added" in jobs_of(olga))
+    assert secrets_in(Path(pb.log).read_bytes(), [new, S.SERVICE_PW]) == []
 
 
 def test_a_directory_that_is_down_gives_a_clear_error_and_no_session(pushbutton, write_jobs, own_directory, tmp_path):

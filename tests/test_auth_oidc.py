@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import signal
 import socket
 import subprocess
 import textwrap
@@ -143,6 +144,30 @@ def test_an_email_the_provider_has_not_verified_names_no_user(pushbutton, write_
         assert refused, site.audit("signin.failed")
     finally:
         site.provider.stop()
+
+
+def test_a_rotated_client_secret_file_is_applied_by_a_reload(pushbutton, write_jobs, tmp_path, monkeypatch):
+    """The provider's client secret is rotated, the file jobs.ini names replaced, SIGHUP sent: the
+    next sign-in uses the new secret, with no restart."""
+    monkeypatch.delenv("PUSHBUTTON_OIDC_CLIENT_SECRET", raising=False)
+    provider = OidcProvider(tmp_path)
+    secret = tmp_path / "client-secret"
+    secret.write_text(provider.secret + "\n")
+    pb = pushbutton(write_jobs("[pushbutton]\n" + provider.jobs_keys() + f"oidc_client_secret_file = {secret}\n"
+                               + textwrap.dedent(TEAMS)))
+    site = Site(pb, provider.start(pb.url))
+    try:
+        assert site.signed_in("alice").get("/api/me").json()["user"] == "alice"
+        provider.stop()
+        provider.secret = "rotated-" + provider.secret
+        provider.start(pb.url)
+        refused = sign_in(site.browser(), provider, "alice")
+        assert refused.headers["location"] == "/#/signin?error=unavailable"  # the old secret: refused
+        secret.write_text(provider.secret + "\n")
+        pb.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: sign_in(site.browser(), provider, "alice").headers["location"] == "/")
+    finally:
+        provider.stop()
 
 
 def test_the_page_lands_on_the_view_it_asked_for_and_never_elsewhere(site):

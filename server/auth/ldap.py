@@ -36,11 +36,16 @@ class LdapMethod(Method):
             raise ValueError("auth = ldap needs ldap_url and ldap_user_base")
         self.slots = OffHub(SLOTS, MAX_WAITING)
 
+    def current(self):
+        """The settings as they are now: a reload may bring a rotated bind password (server/reload.py);
+        every other `ldap_*` key needs a restart, so these are the start-up ones."""
+        return self.authn.rights.catalog.settings.ldap
+
     def sign_in(self, name: str, password: str) -> Claim | Wrong | None:
         if not password:  # an unauthenticated bind "succeeds" on many directories: never a sign-in
             return None
         try:
-            found = self.slots.run(self.directory.check_password, self.settings, name, password,
+            found = self.slots.run(self.directory.check_password, self.current(), name, password,
                                    self.authn.limiter.locked)
         except self.directory.DirectoryDown as exc:
             log.warning("LDAP sign-in of %r: the directory is not answering: %s", name[:100], exc)

@@ -124,6 +124,7 @@ class OidcMethod(Method):
         code = query.get("code") or ""
         if not code:
             raise SignInFailed("provider", "no authorization code")
+        self.client.client_secret = self.authn.rights.catalog.settings.oidc.client_secret  # rotated by a reload
         try:
             tokens = in_pool(self.client.exchange, code, pending.redirect_uri, pending.verifier, pending.nonce)
             claims = tokens.claims
