@@ -49,6 +49,15 @@ def test_user_for_fills_teams_from_members_and_proxy_groups_and_admin_from_admin
     assert rights.user_for("stranger") == User("stranger", method="local")
 
 
+def test_a_user_named_like_a_team_is_not_that_team(rights):
+    """A directory's names are its own (an LDAP uid may hold `:`): `team:ops` as a user name must
+    not match `admins = team:ops`, nor `run_by = team:analysts` give that user the job."""
+    impostor = rights.user_for("team:ops", method="ldap")
+    assert not impostor.admin and impostor.teams == frozenset()
+    analysts = rights.user_for("team:analysts", method="ldap")
+    assert not rights.can_run(analysts, rights.catalog.jobs["report"])
+
+
 def test_run_by_implies_view_and_view_by_grants_no_run(rights):
     report = rights.catalog.jobs["report"]
     alan, dev = rights.user_for("alan"), rights.user_for("dev")

@@ -81,4 +81,5 @@ def _in_groups(team: Team, groups: frozenset[str], method: str) -> bool:
 
 def _named(items: Iterable[str], name: str, teams: frozenset[str]) -> bool:
     """Does a list of user names, `team:NAME` and `*` include this signed-in user?"""
-    return any(item in (EVERYONE, name) or (item.startswith("team:") and item[5:] in teams) for item in items)
+    return any(item == EVERYONE or (item[5:] in teams if item.startswith("team:") else item == name)
+               for item in items)  # a team item is never a user's name: a directory may name one `team:ops`
