@@ -4,8 +4,8 @@ It starts once the run's end is committed (`Runs.on_end`) and is built from the 
 output, so a message never says more, or other, than history does (secrets were masked before
 anything was stored). Delivery runs on a small thread pool of its own. A thread cannot be stopped, and a receiver
 that drips its answer defeats Apprise's read time-out (it is per recv), so an attempt given up
-after ATTEMPT_LIMIT may hold its thread for good: no attempt at a target starts while its previous
-one still runs (that attempt fails at once), so a hanging target holds one thread, never the hub,
+after ATTEMPT_LIMIT may hold its thread for good: a target's attempts take turns, and one that
+finds the previous still running past ATTEMPT_LIMIT fails at once, so a hanging target holds one thread, never the hub,
 the run, the hub's shared pool (SQLite reads) or the other targets' threads. Each target is tried
 a few times with growing pauses; a failure is logged and audited with the URL as `label` names
 it, and is never the run's.
@@ -47,7 +47,7 @@ class Notifications:
         self.runs = runs
         self.pool = ThreadPool(POOL_SIZE)
         self.pending: set[gevent.Greenlet] = set()
-        self.busy: dict[str, AsyncResult] = {}  # target URL: its attempt still on a pool thread
+        self.busy: dict[str, tuple[AsyncResult, float]] = {}  # target URL: its attempt on a pool thread, begun
         quiet_apprise()
         runs.on_end.append(self.ended)
 
@@ -110,16 +110,20 @@ class Notifications:
                                            "attempts": len(PAUSES) + 1})
 
     def _attempt(self, url: str, title: str, body: str, kind: str) -> tuple[bool, list[str]]:
-        """One attempt on a pool thread, unless the target's previous one (this delivery's or
-        another run's) still holds a thread: then it fails at once and takes none."""
-        running = self.busy.get(url)
-        if running is not None and not running.ready():
-            return False, ["its previous attempt still has not ended"]
-        result = self.busy[url] = self.pool.spawn(send, url, title, body, kind)
+        """One attempt on a pool thread, once the target's previous one (another run's, say) has
+        ended: a target's attempts take turns. One still running ATTEMPT_LIMIT after it began is
+        hung, and its thread cannot be stopped: then this one fails at once and takes no thread."""
+        while (held := self.busy.get(url)) is not None and not held[0].ready():
+            running, began = held
+            if time.monotonic() - began >= ATTEMPT_LIMIT:
+                return False, ["its previous attempt still has not ended"]
+            running.wait(began + ATTEMPT_LIMIT - time.monotonic())
+        result = self.pool.spawn(send, url, title, body, kind)
+        self.busy[url] = (result, time.monotonic())
         try:
             return result.get(timeout=ATTEMPT_LIMIT)
         finally:
-            if result.ready() and self.busy.get(url) is result:
+            if result.ready() and self.busy.get(url, (None,))[0] is result:
                 del self.busy[url]
 
     def close(self, timeout: float) -> None:

@@ -78,9 +78,11 @@ class Hooks(ThreadingHTTPServer):
 
     def __init__(self):
         self.received: list[tuple[str, dict]] = []
+        self.delay = 0.0  # seconds before each answer
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
+                time.sleep(self.server.delay)
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 self.server.received.append((self.path.split("?")[0], json.loads(body)))
                 self.send_response(200)
@@ -343,6 +345,26 @@ def test_a_target_that_never_finishes_answering_holds_one_pool_thread_not_every_
     finally:
         stop.set()
         listener.close()
+        notes.pool.kill()
+
+
+def test_runs_ending_together_each_reach_a_slow_target_their_attempts_taking_turns(monkeypatch, hooks):
+    """Six runs end at once, notifying one receiver that takes 0.2 s to answer: each message gets
+    there. (Failing at once while another attempt ran would have lost all but the first few.)"""
+    monkeypatch.setattr(N, "PAUSES", (0.05, 0.05))
+    hooks.delay = 0.2
+    audit = Recorder()
+    notes = N.Notifications(SimpleNamespace(on_end=[], metrics=None, audit=audit))
+    url = f"json://127.0.0.1:{hooks.port}/burst"
+    try:
+        for run_id in range(1, 7):
+            notes._spawn(notes._deliver, run(run_id), "team", url, "json://...", f"run {run_id}", "b", "success")
+        deadline = time.monotonic() + 10
+        while len(hooks.at("/burst")) < 6 and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+        assert sorted(body["title"] for body in hooks.at("/burst")) == [f"run {i}" for i in range(1, 7)]
+        assert audit.entries == []
+    finally:
         notes.pool.kill()
 
 
