@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 from server import choices as C
 from server.catalog_values import parse_bool, parse_duration, positive_duration
-from server.code_args import FREE_TYPES, code_placeholders
+from server.code_args import FREE_TYPES, code_placeholders, option_names
 from server.files.upload_params import JSON_PART, parse_accept, parse_size
-from server.params import TYPES, LeadingDash, Param, leading_names, placeholders, split_list
+from server.params import TYPES, LeadingDash, Param, placeholders, split_list
 
 if TYPE_CHECKING:
     from server.catalog import Job
@@ -165,7 +165,7 @@ class ParamChecks:
                 self.problem(section, "command", f"secret {{{name}}} in the command line is visible to every "
                              f"user of the host; the process gets it as $PB_{name.upper()}")
         self._check_code(section, "command", job.argv, names)
-        leading = leading_names(job.argv)
+        leading = option_names(job.argv)
         for p in job.params:  # a parameter the command does not name reaches it only as $PB_NAME
             p.leads = p.name in leading or p.name not in named
 
@@ -185,7 +185,7 @@ class ParamChecks:
     def check_dash_warnings(self, section: str, first_keys: dict[str, str], job: Job) -> None:
         """Warn where a parameter allowed to start with '-' begins an argument with no `--` before
         it: the program would read such a value as an option. Run after check_param (bounds typed)."""
-        leading = set() if job.shell else leading_names(job.argv)
+        leading = set() if job.shell else option_names(job.argv)
         for p in job.params:
             if not p.allow_dash:
                 continue
@@ -250,7 +250,7 @@ class ParamChecks:
                          "choices_from lists depend on each other in a loop: " + " -> ".join(loop))
 
     def _check_inputs(self, section: str, key: str, p: Param, job: Job) -> None:
-        leading = set(p.choices_from.inputs) if job.shell else leading_names(p.choices_from.argv)
+        leading = set(p.choices_from.inputs) if job.shell else option_names(p.choices_from.argv)
         for ref in p.choices_from.inputs:
             other = C.input_of(job.params, ref)
             shown = f"$PB_{ref}" if job.shell else f"{{{ref}}}"

@@ -176,7 +176,7 @@ def _float(p: Param, raw: Any) -> float:
         raise ValueError("must be a number")
     try:
         value = float(raw) if isinstance(raw, (int, float, str)) else math.nan
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: a whole number (JSON's 1 and 400 zeros) past float's range
         value = math.nan
     if not math.isfinite(value):
         raise ValueError("must be a number")
@@ -292,7 +292,7 @@ def placeholders(template: str) -> list[str]:
     return [m.group(1) for m in PLACEHOLDER_RE.finditer(template) if m.group(1)]
 
 
-def _leading(element: str) -> list[str]:
+def leading(element: str) -> list[str]:
     """The placeholders an element begins with (only other placeholders before them)."""
     names, pos = [], 0
     for m in PLACEHOLDER_RE.finditer(element):
@@ -311,11 +311,11 @@ def leading_names(template: list[str]) -> set[str]:
     names: set[str] = set()
     anchor = ""
     for element in template:
-        leading = _leading(element)
-        if not leading:
+        first = leading(element)
+        if not first:
             anchor = element
         elif anchor != "--":
-            names.update(leading)
+            names.update(first)
     return names
 
 

@@ -462,6 +462,32 @@ def test_a_certfile_without_its_keyfile_is_blamed_on_the_line_that_gives_it(writ
     ("perl -e {x}", "{x} is in perl's script"),
     ("{x} --version", "{x} would choose the program to run: make it a choice"),
     ("./tools/{x}.sh", "{x} would choose the program to run"),
+    # options read as each program reads them: combined, attached, and the shell's operand after -c
+    ("perl -ne 'print if /{x}/'", "{x} is in perl's script"),
+    ("perl -lpe 's/a/{x}/'", "{x} is in perl's script"),
+    ("perl -e'print q({x})'", "{x} is in perl's script"),
+    ("perl -MList::Util=max{x} -e 1", "{x} would choose the program to run"),
+    ("python3 -Ic 'print(\"{x}\")'", "{x} is in python's script"),
+    ("python3 -m {x}", "{x} would choose the program to run"),
+    ("bash -c -- 'echo {x}'", "{x} is in bash's script"),
+    ("sh -c -e 'echo {x}'", "{x} is in sh's script"),
+    ("sh -o pipefail -c 'echo {x}'", "{x} is in sh's script"),
+    ("sh ./{x}.sh", "{x} would choose the program to run"),
+    ("awk '{{print \"{x}\"}}' data.txt", "{x} is in awk's script"),
+    ("sed -i 's/a/{x}/' data.txt", "{x} is in sed's script"),
+    ("node --eval='console.log(\"{x}\")'", "{x} is in node's script"),
+    ("ssh -p 2222 deploy@web1 ls {x}", "{x} is in ssh's command"),
+    ("watch -n 5 'df {x}'", "{x} is in watch's command"),
+    ("su -c 'ls {x}' bob", "{x} is in su's script"),
+    # wrappers seen through to the program they start
+    ("env -i sh -c 'echo {x}'", "{x} is in sh's script"),
+    ("env A=1 ./bin/{x}.sh", "{x} would choose the program to run"),
+    ("timeout -s KILL 10 sh -c 'echo {x}'", "{x} is in sh's script"),
+    ("sudo -u bob -- sh -c 'echo {x}'", "{x} is in sh's script"),
+    ("nice -n 5 busybox sh -c 'echo {x}'", "{x} is in sh's script"),
+    ("xargs -I@ sh -c 'echo {x} @'", "{x} is in sh's script"),
+    ("find . -name '*.log' -exec sh -c 'gzip {x}' ;", "{x} is in sh's script"),
+    ("env -S 'echo {x}'", "{x} is in env's command line"),
 ])
 def test_free_text_where_the_command_holds_code_is_refused(write_jobs, command, expected):
     found = problems(write_jobs, f"[job:a]\ncommand = {command}\nparam.x.type = text\n")
@@ -484,6 +510,41 @@ def test_values_beside_a_script_or_from_ops_own_lists_are_accepted_there(write_j
         param.x.type = text
         """))
     assert set(catalog.jobs) == {"a", "b"}
+
+
+def test_free_text_as_data_of_known_programs_is_accepted(write_jobs):
+    """Not everything is code: an option's value, awk's -v, sed's and grep's files, ssh's host."""
+    catalog = C.load(write_jobs("""
+        [job:a]
+        command = awk -v name={x} -F: '{{print name, $1}}' /etc/passwd
+        param.x.type = text
+        [job:b]
+        command = sed -e s/a/b/ -- {x}
+        param.x.type = text
+        [job:c]
+        command = timeout 10 grep -e {x} -- data.txt
+        param.x.type = text
+        [job:d]
+        command = python3 -u tools/report.py --name={x}
+        param.x.type = text
+        """))
+    assert set(catalog.jobs) == {"a", "b", "c", "d"}
+
+
+def test_after_an_inline_script_a_dashdash_protects_nothing(write_jobs):
+    """`sh -c 'sort "$1"' -- {f}`: that `--` is $0, and sort gets the value as its first argument."""
+    catalog = C.load(write_jobs("""
+        [job:sorted]
+        command = sh -c 'sort "$1"' -- {f}
+        param.f.type = text
+        [job:py]
+        command = python3 -c 'import sys; print(sys.argv)' -- {f}
+        param.f.type = text
+        [job:plain]
+        command = sort -- {f}
+        param.f.type = text
+        """))
+    assert [catalog.jobs[j].params[0].leads for j in ("sorted", "py", "plain")] == [True, True, False]
 
 
 def test_a_choices_command_may_not_run_free_text_as_code_either(write_jobs):

@@ -70,6 +70,7 @@ def test_today_is_a_date():
     (param(type="float"), "nan", "must be a number"),
     (param(type="float"), "inf", "must be a number"),
     (param(type="float"), {"a": 1}, "must be a number"),
+    (param(type="float"), 10**400, "must be a number"),  # a whole number past float's range: not a 500
     (param(type="bool"), "maybe", "true or false"),
     (param(type="choice", choices=["a"]), "b", "one of: a"),
     (param(type="choice", choices=["a"]), ["a"], "one of"),
@@ -281,6 +282,21 @@ def test_negative_numbers_are_refused_unless_min_or_allow_dash_says_otherwise(pu
     assert res.status_code == 400 and res.json()["fields"] == {"r": "must be at least 0.0"}
     assert pb.output(pb.start_run("add-negative", n=-5, r=0.5)["id"]) == ["-4.5"]
     assert pb.output(pb.start_run("add", n=5, r=0.5)["id"]) == ["5.5"]
+
+
+def test_a_value_after_an_inline_scripts_dashdash_cannot_become_sorts_option(pushbutton, write_jobs, tmp_path):
+    """`sh -c 'sort "$1"' -- {file}`: the `--` is $0, so `--output=VICTIM` reached sort as an option
+    and emptied the file. It is refused before anything runs."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    pb = pushbutton(write_jobs("""
+        [job:sorted]
+        command = sh -c 'sort "$1"' -- {file}
+        param.file.type = text
+        """))
+    res = pb.client.post("/api/jobs/sorted/runs", json={"params": {"file": f"--output={victim}"}})
+    assert res.status_code == 400 and "would be read as an option" in res.json()["fields"]["file"], res.text
+    assert victim.read_text() == "precious\n"
 
 
 @pytest.fixture(scope="module")

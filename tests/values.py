@@ -18,7 +18,10 @@ from tests.helpers import Pushbutton, lines_of
 # Where {x} stands in the command (None: the command does not name it; "shell": shell = yes).
 PLACES = {"alone": "{x}", "lead": "{x}.end", "inside": "--x={x}", "dashdash": "-- {x}", "env": None,
           "shell": None}
-LEADING = {"alone", "lead", "env", "shell"}  # the value can begin an argument the program parses
+# The value can begin an argument the program parses. Every place's command is an inline script
+# (PRINT_ARGS), so after `-- ` too: there the `--` is only the script's $1, and the script could
+# hand the value to any program as its first word (server/code_args.py, script_arguments).
+LEADING = {"alone", "lead", "dashdash", "env", "shell"}
 SAFE_CHOICES = ["a b", "$(id)", ";", "x"]
 DASHED_CHOICES = [*SAFE_CHOICES, "-v", "--output=victim"]
 SHELL_PRINT = 'printf %s "$PB_X" | od -An -tx1 -v'
