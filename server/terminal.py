@@ -31,8 +31,11 @@ A secret given as -p NAME=VALUE is visible to every user of this machine (ps): p
 A job with a confirmation question asks it on a terminal; --yes answers it in advance, and
 without a terminal it is required.
 
-exit status: the job's; 2 for bad input, or a confirmation needed without a terminal or --yes;
-1 when the question is answered no; 124 timed out; 130 stopped.
+exit status: the job's; 2 for bad input, a confirmation needed without a terminal or --yes, or
+a data dir that cannot be used; 1 when the question is answered no; 124 timed out; and when
+pushbutton stops the run (recorded cancelled, its processes ended before it exits): 130 for
+SIGINT or SIGTERM, 129 for SIGHUP (the terminal closed), 141 when its output can no longer be
+written (a pipe's reader went away, as with | head -1; the rest is discarded).
 """
 
 
@@ -124,13 +127,14 @@ def run_in_terminal(catalog: C.Catalog, data_dir: Path, job_id: str, pairs: list
     runs.audit = Audit(store)
     try:
         run = start(runs, job_id, raw, yes, interactive)  # before gevent takes over SIGINT: ^C works
-        code = run if isinstance(run, int) else follow(runs, run)
+        return run if isinstance(run, int) else follow(runs, run)
     except KeyboardInterrupt:
         print(file=sys.stderr)
-        code = 130
-    SHARED.close_all()  # nobody here runs again: no SSH connection stays open after this process
-    store.close()
-    return code
+        return 130
+    finally:  # whatever went wrong, no job outlives this process and its history is written
+        runs.shutdown("cancelled")
+        SHARED.close_all()  # nobody here runs again: no SSH connection stays open after this process
+        store.close()
 
 
 def start(runs, job_id: str, raw: dict[str, str], yes: bool, interactive: bool):
@@ -163,49 +167,82 @@ def start(runs, job_id: str, raw: dict[str, str], yes: bool, interactive: bool):
 
 
 def follow(runs, run) -> int:
-    """Print the run's events until it ends; SIGINT and SIGTERM stop it. Its exit status."""
+    """Print the run's events until it ends; its exit status. A way out stops the run as a cancel
+    would (recorded `cancelled`) and we keep reading until it has ended, so no job outlives us
+    unsupervised: SIGINT/SIGTERM (130), SIGHUP (129: the terminal closed), or the first write that
+    fails (141, as a shell's SIGPIPE death: `| head -1`, EPIPE; a hung-up terminal, EIO), after
+    which our output goes to /dev/null. The first way out decides the status."""
     import gevent
 
-    def interrupt() -> None:
-        print("pushbutton: stopping the run...", file=sys.stderr)
+    why: list[int] = []
+
+    def leave(code: int) -> None:
+        if not why:
+            why.append(code)
+        out.say("pushbutton: stopping the run...")
         runs.stop(run, "cancelled", run.record["user"])
+
+    out = Output(lambda: leave(141))
 
     def read() -> int | None:
         after = 0
         while True:
             for seq, kind, data in run.log.read(after):
                 after = seq
-                print_event(kind, data)
+                print_event(kind, data, out)
                 if kind == "end":
                     if run.record.get("hosts"):
-                        print_hosts(run.record["hosts"])
+                        print_hosts(run.record["hosts"], out)
                     state, code = run.record["state"], run.record["exit_code"]
                     return {"timed_out": 124, "cancelled": 130, "interrupted": 130}.get(state, code)
             run.log.wait(after, 1.0)
 
-    gevent.signal_handler(signal.SIGINT, interrupt)
-    gevent.signal_handler(signal.SIGTERM, interrupt)
+    for name, code in (("SIGINT", 130), ("SIGTERM", 130), ("SIGHUP", 129)):
+        if hasattr(signal, name):
+            gevent.signal_handler(getattr(signal, name), leave, code)
     code = gevent.spawn(read).get()
-    return 1 if code is None else code
+    return why[0] if why else 1 if code is None else code
 
 
-def print_hosts(hosts: list[dict]) -> None:
+class Output:
+    """Our stdout and stderr; the first write to fail sends that stream to /dev/null and calls
+    `gone()` once. The other stream goes on while it can: `| head -1` still shows why we stop."""
+
+    def __init__(self, gone) -> None:
+        self.gone, self.failed = gone, False
+
+    def write(self, stream: TextIO, text: str) -> None:
+        try:
+            stream.write(text)
+            stream.flush()
+        except OSError:  # Python's recipe: the buffered rest goes to /dev/null, not to a traceback at exit
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+            if not self.failed:
+                self.failed = True
+                self.gone()
+
+    def say(self, line: str) -> None:
+        self.write(sys.stderr, line + "\n")
+
+
+def print_hosts(hosts: list[dict], out: Output) -> None:
     """A remote run's per-host summary, after its output: what each host did and why it failed."""
     from server.fanout import host_lines
 
-    print("pushbutton: hosts:", file=sys.stderr)
+    out.say("pushbutton: hosts:")
     for line in host_lines(hosts):
-        print(f"  {line}", file=sys.stderr, flush=True)
+        out.say(f"  {line}")
 
 
-def print_event(kind: str, data: bytes) -> None:
+def print_event(kind: str, data: bytes, out: Output) -> None:
     event = json.loads(data)
     if kind == "output":
-        out = sys.stdout if event["stream"] == "stdout" else sys.stderr
+        stream = sys.stdout if event["stream"] == "stdout" else sys.stderr
         prefix = f"[{event['host']}] " if "host" in event else ""
-        out.write("".join(prefix + line + "\n" for line in event["lines"]))
-        out.flush()
+        out.write(stream, "".join(prefix + line + "\n" for line in event["lines"]))
     elif kind == "progress":
-        print(f"[{event['percent']:.0f}%] {event['message']}".rstrip(), file=sys.stderr, flush=True)
+        out.say(f"[{event['percent']:.0f}%] {event['message']}".rstrip())
     elif kind == "state":
-        print(f"pushbutton: run {event['id']} {event['state']}", file=sys.stderr, flush=True)
+        out.say(f"pushbutton: run {event['id']} {event['state']}")

@@ -287,3 +287,44 @@ def test_headless_takes_its_token_from_a_file_or_the_environment_and_shows_it_on
     assert (out.returncode, out.stderr) == (2, f"pushbutton: --token-file {token_file} is empty\n")
     out = pb("--headless", "--jobs", str(ROOT / "jobs.ini"), "--port", "0", "--token", "x", "--token-file", "f")
     assert out.returncode == 2 and "not allowed with argument" in out.stderr
+
+
+# -- ways out of `pushbutton run`: none leaves the job running or its run `running` --------------
+
+QUIET_JOB = """
+    [job:quiet]
+    shell = yes
+    command = echo $$ > {pid}; echo a; sleep 0.5; echo b; exec sleep 30
+    """
+
+
+def gone(pid_file) -> bool:
+    """The job's process (exec'd into `sleep 30`) is no more: not orphaned to init."""
+    pid = int(pid_file.read_text())
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_run_whose_reader_goes_away_stops_the_job_records_cancelled_and_exits_141(write_jobs, tmp_path):
+    """`pushbutton run quiet | head -1`: the job was left to run unsupervised, the run `running`."""
+    jobs, data, pid = write_jobs(QUIET_JOB.replace("{pid}", str(tmp_path / "pid"))), tmp_path / "d", tmp_path / "pid"
+    proc = subprocess.Popen([BIN, "run", "quiet", "--jobs", str(jobs), "--data-dir", str(data)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    assert proc.stdout.readline() == b"a\n"
+    proc.stdout.close()  # as `head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(20) == 141, err
+    assert "Traceback" not in err and "pushbutton: stopping the run..." in err
+    assert gone(pid)
+    assert runs_recorded(data) == [("quiet", "cancelled")]
+
+
+def test_run_whose_terminal_closes_stops_the_job_records_cancelled_and_exits_129(write_jobs, tmp_path):
+    """SIGHUP, then every write to the hung-up terminal fails (EIO)."""
+    jobs, data, pid = write_jobs(QUIET_JOB.replace("{pid}", str(tmp_path / "pid"))), tmp_path / "d", tmp_path / "pid"
+    term = Terminal("run", "quiet", "--jobs", str(jobs), "--data-dir", str(data))
+    term.expect("a\r\n")
+    os.close(term.fd)  # the terminal closes: the kernel hangs up its session
+    _, status = os.waitpid(term.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 129
+    assert gone(pid)
+    assert runs_recorded(data) == [("quiet", "cancelled")]
