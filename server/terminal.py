@@ -27,7 +27,8 @@ where values come from, first found wins:
   PB_<NAME>       an environment variable, e.g. PB_API_KEY for api_key
   a prompt        on a terminal, for a required parameter without a default and for a secret
                   (typed without echo)
-A secret given as -p NAME=VALUE is visible to every user of this machine (ps): pushbutton warns.
+A secret given as -p NAME=VALUE or NAME=@@x is visible to every user of this machine (ps):
+pushbutton warns.
 A job with a confirmation question asks it on a terminal; --yes answers it in advance, and
 without a terminal it is required.
 
@@ -70,7 +71,7 @@ def gather(params: list[Param], pairs: list[str], env: dict[str, str], stdin: Te
         name, sep, value = pair.partition("=")
         if not sep:
             raise InputError(f"-p {pair!r}: expected NAME=VALUE")
-        if name in secret and not value.startswith("@") and value:
+        if name in secret and value and (not value.startswith("@") or value.startswith("@@")):  # in ps
             print(f"pushbutton: warning: -p {name}=... shows the secret to every user of this machine (ps); "
                   f"use -p {name}=@FILE, -p {name}=@- (standard input), PB_{name.upper()}, or leave it out "
                   "to be asked", file=sys.stderr)

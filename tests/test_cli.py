@@ -164,6 +164,13 @@ def test_values_come_from_a_file_stdin_or_the_environment_and_minus_p_wins(write
                        "use -p key=@FILE, -p key=@- (standard input), PB_KEY, or leave it out to be asked"]
 
 
+def test_a_secret_given_as_an_at_at_literal_is_warned_about_like_any_on_the_command_line(write_jobs, tmp_path):
+    """-p key=@@VALUE is the literal @VALUE: as visible in ps as -p key=VALUE."""
+    out = run_job(write_jobs(SECRET_JOB), tmp_path / "d", "digest", "-p", "key=@@typed-literally", "-p", "name=ann")
+    assert out.returncode == 0 and out.stdout.startswith(sha("@typed-literally")), out.stderr
+    assert "pushbutton: warning: -p key=... shows the secret to every user of this machine (ps)" in out.stderr
+
+
 def test_values_that_cannot_be_read_start_nothing(write_jobs, tmp_path):
     jobs, data = write_jobs(SECRET_JOB), tmp_path / "d"
     cases = {
