@@ -34,6 +34,7 @@ from desktop.notify import Notifier, notice_for
 from server import catalog as C
 from server.auth.identity import User, os_user
 from server.auth.methods import for_the_window
+from server.datadir import DataDirError
 from server.run_record import FINAL
 from server.runtime import Server
 
@@ -135,6 +136,9 @@ class DesktopApp:
                                  asker=self.ask_ssh if ui.ASKS else None, window=True)
             try:
                 url = self.server.start()
+            except DataDirError as exc:  # the history's folder or file: say which, as the CLI does
+                self.server = None
+                html, code = error_page([str(exc)], None), 2
             except OSError as exc:
                 self.server = None
                 html = error_page([f"cannot start the local server: {exc.strerror or exc}"], None)

@@ -22,6 +22,7 @@ from server import catalog as C
 from server.auth.commands import add_parser as users_parser
 from server.auth.commands import main as users_main
 from server.catalog_access import base_path
+from server.datadir import DataDirError
 from server.environment import TOKEN_ENV
 from server.logs import FORMATS
 from server.logs import configure as configure_logs
@@ -94,6 +95,14 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
     args = parser().parse_args(argv)
     configure_logs(args.log_format)
     data_dir = Path(getattr(args, "sub_data_dir", None) or args.data_dir or platformdirs.user_data_dir(C.APP_NAME))
+    try:
+        return _command(args, data_dir, window)
+    except DataDirError as exc:  # the one place: every command, the server's start-up included
+        print(f"pushbutton: {exc}", file=sys.stderr)
+        return 2
+
+
+def _command(args: argparse.Namespace, data_dir: Path, window: Window | None) -> int:
     if args.command in ("backup", "audit"):  # the history only: a jobs.ini mid-edit must not stop a backup
         return _history_command(args, data_dir)
     jobs = getattr(args, "sub_jobs", None) or args.jobs

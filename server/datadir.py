@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -15,6 +16,33 @@ DB_NAME = "history.sqlite3"
 # Everything Pushbutton keeps in a data dir (the desktop window adds its lock and socket).
 OWN_FILES = (DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", "desktop.lock", "desktop.sock")
 OWN_DIRS = ("owners", "runs")
+
+
+class DataDirError(Exception):
+    """The data dir or its history cannot be used: every command says so in one line naming the
+    data dir, and exits 2 (cli.main), rather than a traceback or a misleading "cannot listen"."""
+
+
+def unusable(path: Path, exc: OSError | sqlite3.Error) -> DataDirError:
+    """Why the data dir at `path` cannot be used, in words."""
+    if isinstance(exc, sqlite3.Error):
+        return DataDirError(f"data dir {path}: {DB_NAME}: {exc}")
+    if path.exists() and not path.is_dir():
+        reason = "not a directory"
+    elif not path.exists():
+        reason = f"cannot create it: {exc.strerror or exc}"
+    else:
+        reason = exc.strerror or str(exc)
+        if exc.filename and Path(exc.filename) != path:
+            reason += f" ({exc.filename})"
+    return DataDirError(f"data dir {path}: {reason}")
+
+
+def require_history(path: Path) -> None:
+    """For commands that only make sense on an existing history: a mistyped --data-dir is said,
+    not silently made into a new empty history."""
+    if not (path / DB_NAME).is_file():
+        raise DataDirError(f"no history in {path} (see --data-dir)")
 
 
 def private_data_dir(path: Path) -> None:

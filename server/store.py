@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 from server.auth.schema import SCHEMA as AUTH_SCHEMA
-from server.datadir import DB_NAME, private_data_dir
+from server.datadir import DB_NAME, private_data_dir, unusable
 from server.datadir import private_dir as _private_dir
 from server.datadir import private_file as _private_file
 from server.files import remove_run_folder
@@ -85,15 +85,22 @@ log = logging.getLogger("pushbutton")
 class Store(StoreWriter, StoreReads):
     def __init__(self, data_dir: str | os.PathLike):
         self.dir = Path(data_dir)
-        private_data_dir(self.dir)
         self.path = self.dir / DB_NAME
-        _private_file(self.path)  # before SQLite opens it: -wal and -shm inherit its mode
         self._local = threading.local()
-        self._conn = self._connect()
-        self._conn.executescript(SCHEMA + AUTH_SCHEMA)
-        _migrate(self._conn)
-        self.owner = uuid.uuid4().hex[:12]
-        self._owner_lock = self._lock(self.owner)
+        conn = None
+        try:
+            private_data_dir(self.dir)
+            _private_file(self.path)  # before SQLite opens it: -wal and -shm inherit its mode
+            conn = self._connect()
+            conn.executescript(SCHEMA + AUTH_SCHEMA)
+            _migrate(conn)
+            self.owner = uuid.uuid4().hex[:12]
+            self._owner_lock = self._lock(self.owner)
+        except (OSError, sqlite3.Error) as exc:  # a file, not a folder; no rights; not a database
+            if conn is not None:
+                conn.close()
+            raise unusable(self.dir, exc) from None
+        self._conn = conn
         self._start_writer()
 
     def _connect(self) -> sqlite3.Connection:

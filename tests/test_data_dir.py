@@ -1,12 +1,15 @@
-"""The data dir holds every run's output: it is private (folder 0700, files 0600) whatever the umask."""
+"""The data dir holds every run's output: it is private (folder 0700, files 0600) whatever the umask;
+one that cannot be used, or is mistyped, is said in one line rather than a traceback or a new history."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
+import tempfile
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -114,3 +117,56 @@ def test_a_history_made_with_the_former_events_table_keeps_working(pushbutton, t
         assert lines[0].startswith("Hello, ann! Today is ") and lines[1:] == ["done; bye"]
         again.stop()
     assert "WITHOUT ROWID" in _events_sql(old) and "WITHOUT ROWID" not in _events_sql(new)
+
+
+def pb(*args, data: Path, stdin: str = "", user: list[str] = ()) -> subprocess.CompletedProcess:
+    return subprocess.run([*user, BIN, *args, "--jobs", str(JOBS), "--data-dir", str(data)], input=stdin,
+                          capture_output=True, text=True, timeout=60)
+
+
+COMMANDS = (["run", "greet", "-p", "name=ann"], ["users", "add", "ann"], ["audit"], ["--headless", "--port", "0"])
+
+
+def test_a_data_dir_that_cannot_be_used_is_one_line_naming_it_and_exit_2(tmp_path):
+    """Not "cannot listen on ..." (the port was fine), nor a traceback."""
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    corrupt = tmp_path / "corrupt"
+    corrupt.mkdir()
+    (corrupt / "history.sqlite3").write_bytes(b"this is not a database " * 10)
+    for data, reason in ((a_file, "not a directory"), (corrupt, "history.sqlite3: file is not a database")):
+        for args in COMMANDS:
+            if args == ["audit"] and data == a_file:
+                continue  # no history in it: the next test
+            out = pb(*args, data=data, stdin="a-password-1\n")
+            last = out.stderr.splitlines()[-1]
+            assert (out.returncode, last) == (2, f"pushbutton: data dir {data}: {reason}"), (args, out.stderr)
+            assert "Traceback" not in out.stderr and out.stdout == ""
+
+    shared = Path(tempfile.mkdtemp())  # nobody (below) must reach jobs.ini and the binary
+    try:
+        shared.chmod(0o755)
+        (shared / "locked").mkdir(mode=0o555)
+        user = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if os.geteuid() == 0 else []
+        data = shared / "locked" / "data"
+        for args in COMMANDS[:2] + COMMANDS[3:]:
+            out = pb(*args, data=data, stdin="a-password-1\n", user=user)
+            last = out.stderr.splitlines()[-1]
+            assert (out.returncode, last) == (2, f"pushbutton: data dir {data}: cannot create it: Permission denied"), \
+                (args, out.stderr)
+    finally:
+        shutil.rmtree(shared)
+
+
+def test_users_commands_refuse_a_data_dir_without_history_but_add_begins_one(tmp_path):
+    """A mistyped --data-dir made a new empty history (and users add landed there) without a word.
+    `add` still works on a new install, before the server ever ran, and says it began a history."""
+    typo = tmp_path / "typo"
+    for args in (["list"], ["tokens", "ann"], ["token", "ann"], ["passwd", "ann"], ["remove", "ann"],
+                 ["revoke", "ann", "1"]):
+        out = pb("users", *args, data=typo, stdin="a-password-1\n")
+        assert (out.returncode, out.stderr) == (2, f"pushbutton: no history in {typo} (see --data-dir)\n"), args
+    assert not typo.exists()
+    added = pb("users", "add", "ann", data=typo, stdin="a-password-1\n")
+    assert added.returncode == 0 and f"no history in {typo} yet: starting one" in added.stderr
+    assert pb("users", "list", data=typo).stdout.startswith("ann\t")

@@ -18,6 +18,7 @@ from server.auth.identity import os_user
 from server.auth.passwords import hash_password
 from server.auth.users import UserError, Users, check_name
 from server.catalog import Catalog
+from server.datadir import DB_NAME, require_history
 from server.store import Store
 
 MIN_PASSWORD = 8
@@ -46,6 +47,14 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace, catalog: Catalog, data_dir: Path) -> int:
+    """Every action but `add` needs the history the server keeps: a mistyped --data-dir is refused
+    as `audit` refuses it. `add` may begin one (a new install adds its first user before the
+    server ever starts), and says so."""
+    if args.users_command != "add":
+        require_history(data_dir)
+    elif not (data_dir / DB_NAME).is_file():
+        print(f"pushbutton: note: no history in {data_dir} yet: starting one (check --data-dir if the server "
+              "already ran)", file=sys.stderr)
     store = Store(data_dir)
     try:
         return _run(args, catalog, Users(store, on_hub=False), Audit(store))
