@@ -28,7 +28,7 @@ from server.choice_routes import add_routes as add_choice_routes
 from server.connections import DIRECT, HEADER_TIMEOUT
 from server.events import in_pool
 from server.files import artifact_routes, uploads
-from server.params import ParamsError, masked
+from server.params import ParamsError
 from server.preview import preview as preview_of
 from server.run_errors import ConfirmationRequired, Conflict, NotFound
 from server.run_record import public
@@ -291,7 +291,7 @@ def make_app(runs: Runs, guard: Guard, assets: Path, base_path: str = "") -> bot
         job = runs.job(job_id)
         raw = uploads.stand_ins(job, _body().get("params", {}))  # a file is described, not sent
         values = runs.choices.validate(job, raw)  # lists from commands too
-        return preview_of(job, values, masked(job.params, values))
+        return preview_of(job, values)
 
     @app.get("/api/runs", rule=R.SIGNED_IN)
     def history():

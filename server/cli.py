@@ -36,12 +36,23 @@ Window = Callable[..., int]
 HISTORY_ONLY = "accepted, not needed: only the history is read, never jobs.ini"
 
 
+def port(text: str) -> int:
+    """--port: a TCP port, 0 for any free one; argparse's usage error (exit 2) rather than bind's traceback."""
+    try:
+        number = int(text)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port: give 0 to 65535 (0 = any free one)")
+    return number
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pushbutton", description="Turn ops scripts into buttons.")
     p.add_argument("--headless", action="store_true", help="serve browsers; do not open a window")
     p.add_argument("--jobs", metavar="PATH", help="the jobs.ini to serve")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=None,
+    p.add_argument("--port", type=port, default=None,
                    help="port (default 8000 headless, any free one for the window; 0 = any)")
     token = p.add_mutually_exclusive_group()
     token.add_argument("--token", help="access token for --headless (default: $PUSHBUTTON_TOKEN, else a new "

@@ -48,12 +48,14 @@ def command_of(job: Job, values: dict[str, P.Value], run_id: int | None = None,
     return Command(argv, env, job.shell, None if targets else str(job.workdir), targets, job.grace)
 
 
-def preview(job: Job, values: dict[str, P.Value], masked_values: dict[str, P.Value]) -> dict:
+def preview(job: Job, values: dict[str, P.Value]) -> dict:
     """What would run, as the API shows it: env as names only, and any secret value that could
-    appear in argv or the remote line (none can: secrets travel in the environment) masked."""
+    appear in argv or the remote line (none can: secrets travel in the environment) masked.
+    `masked` names the parameters whose values `params` shows masked (as `P.masked` does), so that
+    Run again drops those and keeps a text value that merely reads like the mask."""
     command = command_of(job, values)
-    secrets = [P.as_text(values[name]) for name, shown in masked_values.items()
-               if shown == P.MASK and values.get(name)]
+    masked = [p.name for p in job.params if p.secret and values.get(p.name)]
+    secrets = [P.as_text(values[name]) for name in masked]
 
     def mask(text: str) -> str:
         for secret in secrets:
@@ -62,4 +64,4 @@ def preview(job: Job, values: dict[str, P.Value], masked_values: dict[str, P.Val
 
     remote = {host: mask(command.remote(NONCE)) for host in command.targets} if command.targets else None
     return {"argv": [mask(arg) for arg in command.argv], "shell": command.shell, "targets": command.targets,
-            "env": sorted(command.env), "workdir": command.workdir, "remote": remote}
+            "env": sorted(command.env), "workdir": command.workdir, "remote": remote, "masked": masked}

@@ -35,6 +35,7 @@ from server.files import artifacts, uploads
 from server.files.ready import ReadyFolders
 from server.output import OutputStream
 from server.preview import command_of, preview
+from server.rerun import values_again
 from server.run_errors import ConfirmationRequired, Conflict, no_job, no_run
 from server.run_record import FINAL, iso, public
 from server.store import APPROVAL_LOST, AWAITING, Store
@@ -139,7 +140,7 @@ class Runs(Approvals):
                   "hosts": initial_hosts(job), "user": user or None, "stopped_by": None,
                   "approval": {"approvers": list(job.approve_by), "state": "waiting", "by": None, "at": None,
                                "comment": None} if job.approve_by else None,
-                  "preview": preview(job, values, P.masked(job.params, values))}
+                  "preview": preview(job, values)}
         record["id"] = store_call(self.store, Store.insert_run, record)
         self.begun += 1
         unmoved = uploads.adopt(self.store, job, values, record)  # its files move into its folder, or why not
@@ -159,19 +160,11 @@ class Runs(Approvals):
         return run
 
     def rerun(self, run_id: int, raw: dict[str, Any], confirmed: bool = False, user: str = "") -> Run:
-        """Same parameters again; secrets are never stored, so they must be given again. A job
-        with `confirm` asks again: the values may differ and the world may have moved on."""
+        """Same parameters again, secrets given again (server/rerun.py). A job with `confirm`
+        asks again: the values may differ and the world may have moved on."""
         old = self.get(run_id)
         job = self.job(old["job"])
-        known = {p.name: p for p in job.params}
-        # A value stored masked was a secret then (jobs.ini may have changed since): never a value.
-        merged = {k: v for k, v in old["params"].items() if k in known and not known[k].secret and v != P.MASK}
-        merged.update(raw)
-        missing = {p.name: "enter the secret again" for p in job.params
-                   if p.secret and old["params"].get(p.name) and not raw.get(p.name)}
-        if missing:
-            raise P.ParamsError(missing)
-        return self.start(job.id, merged, confirmed, user, rerun_of=run_id)
+        return self.start(job.id, values_again(old, job, raw), confirmed, user, rerun_of=run_id)
 
     def _schedule(self) -> None:
         limit = self.catalog.settings.max_concurrent_runs

@@ -103,6 +103,35 @@ def test_secrets_are_masked_everywhere_and_rerun_needs_them_again(pushbutton, wr
     assert "hunter2" not in pb.log.read_text()
 
 
+def test_run_again_keeps_a_text_value_that_merely_reads_like_the_mask(pushbutton, write_jobs):
+    pb = pushbutton(write_jobs("""
+        [job:note]
+        command = echo {note}
+        param.note.type = text
+        param.note.default = fallback
+        param.token.type = secret
+        """))
+    run = pb.start_run("note", note="********", token="hunter2-key")
+    assert run["params"] == {"note": "********", "token": "********"}
+    pb.wait(run["id"])
+    res = pb.client.post(f"/api/runs/{run['id']}/rerun", json={})
+    assert res.status_code == 400 and res.json()["fields"] == {"token": "enter the secret again"}
+    res = pb.client.post(f"/api/runs/{run['id']}/rerun", json={"params": {"token": "other-key"}})
+    assert res.status_code == 202, res.text
+    again = pb.wait(res.json()["run"]["id"])
+    assert again["params"]["note"] == "********" and again["state"] == "succeeded"
+    assert pb.client.get(f"/api/runs/{again['id']}/log").text == "********\n"
+    assert again["preview"]["masked"] == ["token"]  # what the record says was masked
+
+
+def test_run_again_of_a_run_recorded_before_masked_takes_a_value_reading_as_the_mask_as_masked():
+    from server.rerun import masked_names
+
+    old = {"params": {"note": "********", "user": "ann"}, "preview": {"argv": ["echo"]}}
+    assert masked_names(old) == {"note"} and masked_names({**old, "preview": None}) == {"note"}
+    assert masked_names({**old, "preview": {"masked": []}}) == set()
+
+
 def test_rerun_uses_the_same_parameters(sample):
     run = sample.start_run("report", rows=2, regions=["west"], threshold=0.75)
     sample.wait(run["id"])

@@ -113,6 +113,14 @@ def test_a_busy_port_is_a_clear_error(tmp_path):
     assert out.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in out.stderr
 
 
+def test_a_port_out_of_range_is_a_usage_error_not_a_traceback(tmp_path):
+    for port in ("70000", "-1", "eighty"):
+        out = pb("--headless", "--jobs", str(ROOT / "jobs.ini"), f"--port={port}", "--data-dir", str(tmp_path / "d"))
+        assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+        assert out.stderr.splitlines()[-1] == (f"pushbutton: error: argument --port: '{port}' is not a port: "
+                                               "give 0 to 65535 (0 = any free one)")
+
+
 
 # -- values off the command line, confirmation, the token --------------------------------------
 

@@ -227,7 +227,7 @@ def adopt(store: Store, job: Job, values: dict[str, P.Value], record: dict) -> s
     except OSError as exc:
         log.warning("run %s: its uploaded files could not be moved into its folder: %s", record["id"], exc)
         return f"its uploaded files could not be moved into its folder: {exc.strerror or exc}"
-    record["preview"] = preview(job, values, P.masked(job.params, values))
+    record["preview"] = preview(job, values)
     store.submit_here(Store.update_run, record["id"], {"preview": record["preview"]})
     return None
 
