@@ -11,7 +11,10 @@ import subprocess
 import threading
 import time
 
+from server.backup import backup
+from server.store import Store
 from tests.auth_helpers import add_user, local_jobs, sign_in
+from tests.conftest import ROOT
 from tests.helpers import BIN, TOKEN, wait_for
 
 FLOOD = """
@@ -257,3 +260,22 @@ def test_text_logs_are_the_default_and_name_each_request(pushbutton, write_jobs)
     text = pb.log.read_text()
     assert "pushbutton: GET /api/jobs 200" in text
     assert not any(line.startswith("{") for line in text.splitlines())
+
+
+def test_the_backup_copies_in_one_step_as_operations_md_says(monkeypatch, tmp_path):
+    """docs/operations.md said the copy went 4 MiB at a time; server/backup.py copies in one step
+    (steps restarted at every commit of a busy server and never ended)."""
+    steps = []
+
+    class Tracing(sqlite3.Connection):
+        def backup(self, target, *, pages=-1, **kwargs):
+            steps.append(pages)
+            return super().backup(target, pages=pages, **kwargs)
+
+    Store(tmp_path / "d").close()
+    connect = sqlite3.connect
+    monkeypatch.setattr(sqlite3, "connect", lambda *a, **k: connect(*a, factory=Tracing, **k))
+    backup(tmp_path / "d", tmp_path / "copy.sqlite3")
+    assert steps == [-1]  # every page at once
+    doc = " ".join((ROOT / "docs" / "operations.md").read_text().split())
+    assert "online backup API, in one step inside one read transaction" in doc and "at a time" not in doc
