@@ -172,7 +172,7 @@ def follow(runs, run) -> int:
     would (recorded `cancelled`) and we keep reading until it has ended, so no job outlives us
     unsupervised: SIGINT/SIGTERM (130), SIGHUP (129: the terminal closed), or the first write that
     fails (141, as a shell's SIGPIPE death: `| head -1`, EPIPE; a hung-up terminal, EIO), after
-    which our output goes to /dev/null. The first way out decides the status."""
+    which that stream goes to /dev/null. The first way out decides the status."""
     import gevent
 
     why: list[int] = []
