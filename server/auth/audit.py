@@ -92,16 +92,15 @@ def filters_of(query: Mapping[str, str]) -> dict:
 def print_log(data_dir: Path, since: str | None, user: str | None, action: str | None) -> int:
     """`pushbutton audit`: matching entries as JSON lines, oldest first; exit 2 on a bad filter
     or a data dir without history."""
-    from server.store import DB_NAME, Store
+    from server.datadir import require_history
+    from server.store import Store
 
     try:
         filters = filters_of({"since": since or "", "user": user or "", "action": action or ""})
     except ValueError as exc:
         print(f"pushbutton: {exc}", file=sys.stderr)
         return 2
-    if not (data_dir / DB_NAME).is_file():  # a mistyped --data-dir: say so, make nothing
-        print(f"pushbutton: no history in {data_dir} (see --data-dir)", file=sys.stderr)
-        return 2
+    require_history(data_dir)  # a mistyped --data-dir: said (exit 2), nothing made
     store = Store(data_dir)
     try:
         for entry in Audit(store).oldest_first(**filters):
