@@ -27,7 +27,10 @@ class Approvals:
         """Approve (on to the queue, with the very values requested) or reject a run awaiting
         approval; anything else is a Conflict. Checked and set with no yield in between: of an
         approve and a reject at once, one decides and the other gets the Conflict. Rights are the
-        caller's (rule run.approve)."""
+        caller's (rule run.approve). Refused once shutdown began, as a start is: the run could
+        not run, and its secrets are about to be lost."""
+        if self.closing:
+            raise Conflict("the server is shutting down")
         run = self.active.get(run_id)
         if run is None or run.state != AWAITING:
             state = run.state if run is not None else self.get(run_id)["state"]

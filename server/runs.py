@@ -154,6 +154,8 @@ class Runs(Approvals):
             self.queue.append(run)
         elif job.approve_within:
             run.expiry = gevent.spawn_later(job.approve_within, self._expire, run)
+        if self.closing:  # shutdown began while it was being recorded, past its stop-and-wait: ends here
+            self.stop(run, "interrupted")
         self._schedule()
         self._audit("run.rerun" if rerun_of else "run.start", user, run,
                     {"params": record["params"], **({"rerun_of": rerun_of} if rerun_of else {})})
@@ -167,6 +169,9 @@ class Runs(Approvals):
         return self.start(job.id, values_again(old, job, raw), confirmed, user, rerun_of=run_id)
 
     def _schedule(self) -> None:
+        """Start queued runs the limits allow; none once shutdown began (nothing would stop them)."""
+        if self.closing:
+            return
         limit = self.catalog.settings.max_concurrent_runs
         running = [r for r in self.active.values() if r.state == "running"]
         for run in list(self.queue):

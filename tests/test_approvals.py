@@ -314,3 +314,25 @@ def test_run_again_never_sends_a_masked_value_after_a_secret_became_text(server)
     again = as_user(server, "ann").post(f"/api/runs/{run['id']}/rerun", json={"params": {}})
     assert again.status_code == 202, again.text
     assert again.json()["run"]["params"].get("token") in (None, "")  # not "********"
+
+
+def test_an_approval_once_shutdown_began_is_refused_and_nothing_runs(write_jobs, tmp_path):
+    """Shutdown has stopped every run and is waiting for them: an approval then would queue a run
+    that executes outside its stop-and-wait. It is refused, as a start is."""
+    import gevent
+
+    from server.run_errors import Conflict
+    from server.runs import Runs
+    from server.store import Store
+
+    runs = Runs(C.load(write_jobs("[job:a]\ncommand = sleep 30\napprove_by = bob\n")), Store(tmp_path / "data"))
+    try:
+        run = runs.start("a", {}, user="ann")
+        runs.closing = True  # as Runs.shutdown does first
+        with pytest.raises(Conflict, match="shutting down"):
+            runs.decide(run.id, "bob", True)
+        gevent.sleep(0.3)
+        assert run.state == "awaiting_approval" and run.process is None and not runs.queue
+    finally:
+        runs.shutdown(timeout=5)
+        runs.store.close()

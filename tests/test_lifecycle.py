@@ -148,6 +148,35 @@ def test_sigterm_stops_runs_records_interrupted_and_exits_0(pushbutton, write_jo
     assert again.run(run["id"])["state"] == "interrupted"
 
 
+def test_a_start_still_being_recorded_when_shutdown_begins_ends_interrupted_and_never_runs(write_jobs, tmp_path):
+    """start() checks `closing`, then waits for its INSERT. A shutdown in that gap has stopped
+    every run it knew of and waited for them: this one must not execute after it, nor stay
+    `running` in the history until the next start's recovery."""
+    import gevent
+
+    from server import catalog as C
+    from server.runs import Runs
+    from server.store import Store
+
+    runs = Runs(C.load(write_jobs("[job:a]\ncommand = sleep 30\n")), Store(tmp_path / "data"))
+    try:
+        starting = gevent.spawn(runs.start, "a", {})
+        gevent.sleep(0)
+        assert not starting.dead and not runs.active  # past the check, its INSERT on the writer
+        runs.shutdown(timeout=5)
+        run = starting.get(timeout=5)
+        gevent.sleep(0.3)
+        assert run.state == "interrupted" and run.process is None and not runs._workers
+        with gevent.Timeout(10):
+            while not run.log.finished:  # its end committed
+                gevent.sleep(0.02)
+        assert runs.store.run(run.id)["state"] == "interrupted"
+        assert [kind for _, kind, _ in runs.store.events(run.id, 0)][-1] == "end"
+    finally:
+        runs.shutdown(timeout=5)
+        runs.store.close()
+
+
 HOLD = """
     [pushbutton]
     max_concurrent_runs = 2
