@@ -28,6 +28,8 @@ def backup(data_dir: Path, target: Path) -> dict:
     target = Path(target).resolve()
     if target == source.resolve():
         raise ValueError("the backup cannot replace the history it copies")
+    if not target.parent.is_dir():  # said of the folder given, not of our hidden partial file in it
+        raise FileNotFoundError(f"no folder {target.parent} to write {target.name} in")
     partial = target.with_name(f".{target.name}.partial")
     partial.unlink(missing_ok=True)
     started = time.monotonic()

@@ -95,6 +95,12 @@ def test_a_backup_onto_the_history_itself_or_without_history_fails_and_says_why(
     assert missing.returncode == 1
     assert "no history" in missing.stderr
     assert not (tmp_path / "b.sqlite3").exists()
+    (tmp_path / "data").mkdir()
+    sqlite3.connect(tmp_path / "data" / "history.sqlite3").close()
+    nowhere = subprocess.run([BIN, "backup", str(tmp_path / "typo" / "b.sqlite3"), "--jobs", str(jobs),
+                              "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=60)
+    assert (nowhere.returncode, nowhere.stderr) == (
+        1, f"pushbutton: backup failed: no folder {tmp_path / 'typo'} to write b.sqlite3 in\n")
 
 
 def test_backup_and_audit_work_while_jobs_ini_is_broken_or_missing(pushbutton, write_jobs, tmp_path):
