@@ -48,6 +48,7 @@ class Scheduler:
         self.window = window  # in the desktop window: fires only with `schedules_in_window = yes`
         self.clock = clock
         self.entries: dict[str, Entry] = {}
+        self.resumed = False  # the stored cursors read at start-up and applied (_loop)
         self._wakeup = Event()
         self._greenlet: gevent.Greenlet | None = None
 
@@ -72,7 +73,9 @@ class Scheduler:
 
     def update(self, catalog: Catalog, cursors: dict[str, float] | None = None) -> None:
         """Replace the schedules by name. An unchanged one keeps its entry; a changed one keeps
-        its cursor (a fire time already dealt with is not one again); a new one starts now."""
+        its cursor (a fire time already dealt with is not one again); a new one starts now, and
+        says so in the history: a schedule removed once and added again by a reload must not
+        take its old cursor at the next restart and catch up the times it did not exist."""
         now, entries = self.clock(), {}
         on = self.active(catalog)
         for name, s in catalog.schedules.items():
@@ -82,6 +85,8 @@ class Scheduler:
                 continue
             cursor = old.cursor if old is not None else (cursors or {}).get(name, now)
             entries[name] = Entry(s, cursor, s.next_after(cursor) if on and s.enabled else None)
+            if old is None and cursors is None and self.resumed:  # added by a reload
+                self.runs.store.submit_here(save_cursor, name, now, callback=_unsaved)
         self.entries = entries
         self.wake()
 
@@ -111,6 +116,7 @@ class Scheduler:
 
     def _loop(self) -> None:
         self.update(self.runs.catalog, self._cursors())
+        self.resumed = True
         while True:
             now = self.clock()
             try:

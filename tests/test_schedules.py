@@ -339,6 +339,32 @@ def test_at_start_up_a_missed_fire_time_of_a_catchup_no_schedule_is_logged_and_a
     assert len(started_by(runs, "dropped")) == 1
 
 
+def test_a_schedule_added_again_by_a_reload_catches_up_nothing_from_before_at_the_next_restart(
+        write_jobs, make_runs):
+    """`hourly` fires at 10:00, is removed, and is added again at 15:30 by a reload; the server
+    restarts at 15:40, before its next fire time. Its cursor from 10:00 must not make the restart
+    catch up the hours it did not exist."""
+    section = "[schedule:hourly]\njob = j\ncron = 0 * * * *\ncatchup = once\ncatchup_within = 1d\n"
+    catalog = jobs_ini(write_jobs, section)
+    clock = Clock(at("2026-06-01T09:59:30"))
+    runs = make_runs(catalog)
+    first = Scheduler(runs, clock=clock)
+    first.start()
+    gevent.sleep(0.2)
+    clock.t = at("2026-06-01T10:00:01")
+    first.tick(clock.t)
+    settle(lambda: len(started_by(runs, "hourly")) == 1)
+    clock.t = at("2026-06-01T11:30:00")
+    first.update(jobs_ini(write_jobs, ""))  # removed by a reload
+    clock.t = at("2026-06-01T15:30:00")
+    first.update(jobs_ini(write_jobs, section))  # added again
+    first.stop()
+    settle(lambda: not runs.active)
+    clock.t = at("2026-06-01T15:40:00")
+    assert restarted(runs, clock).entries["hourly"].next == at("2026-06-01T16:00")
+    assert len(started_by(runs, "hourly")) == 1, "the restart caught up a time from before it was added"
+
+
 # -- reloads, clock jumps, overlap, disabled ------------------------------------------------------
 
 def test_a_reload_replaces_schedules_by_name_and_never_fires_a_time_twice(write_jobs, make_runs):
