@@ -28,9 +28,16 @@ export class Rows {
   }
 
   // One line as a row: `<div class="l">`, `l e` for stderr, the host's name first on remote runs.
+  // A progress bar redrawn with `\r` (curl, pip, rsync) shows its last drawing, as a terminal
+  // leaves it; the colours set in the drawings before it still count. Downloads keep every byte.
   row(stream, host, line) {
+    const ansi = this.converter(stream, host);
+    const cut = line.lastIndexOf('\r');
+    if (cut >= 0) {
+      if (line.includes('\x1b')) ansi.ansi_to_html(line.slice(0, cut));
+      line = line.slice(cut + 1);
+    }
     return (stream === 'stderr' ? '<div class="l e">' : '<div class="l">') +
-      (host ? `<span class="host">${escapeHtml(host)}</span>` : '') +
-      this.converter(stream, host).ansi_to_html(line) + '</div>';
+      (host ? `<span class="host">${escapeHtml(host)}</span>` : '') + ansi.ansi_to_html(line) + '</div>';
   }
 }

@@ -127,6 +127,7 @@ const focusField = name => fieldOf(name).find('input, select, textarea').first()
 const question = (job, params) => job.confirm.replace(/\{\{|\}\}|\{([A-Za-z_]\w*)\}/g, (m, name) => !name ? m[0]
   : job.params.find(p => p.name === name)?.type === 'secret' ? MASK : shown(params[name]));
 
+const KEPT_DRAFTS = 'pushbutton-drafts';  // sessionStorage: drafts across a reload (saveDrafts)
 const PREVIEW_DELAY = 300;  // ms after the last keystroke before asking the server what would run
 
 export const jobView = {
@@ -169,6 +170,19 @@ export const jobView = {
   // What was typed on a job's form, kept while the page lives, so that a look at a run and Back
   // (or another job and back) finds it again. Never a secret or a file.
   drafts: {},
+  // Across the reload that follows a session that ended (main.js: signed out elsewhere, expired
+  // while typing): kept in this tab only, and given back only to the same user signing in again.
+  saveDrafts(user) {
+    this.keepDraft();
+    try { sessionStorage.setItem(KEPT_DRAFTS, JSON.stringify({user, drafts: this.drafts})); } catch { /* storage off */ }
+  },
+  restoreDrafts(user) {
+    try {
+      const kept = JSON.parse(sessionStorage.getItem(KEPT_DRAFTS) || 'null');
+      if (kept && kept.user === user) this.drafts = kept.drafts || {};
+      sessionStorage.removeItem(KEPT_DRAFTS);
+    } catch { /* unreadable or off: nothing to give back */ }
+  },
   keepDraft() {
     const job = app.byId[this.id];
     if (!job || !$('#fields .field').length) return;

@@ -112,7 +112,11 @@ $(async () => {
   $('#sign-out').on('click', signOut);
   setInterval(renderJobsSoon, 30000);
   showMe(await whoAmI());
-  api.expired = () => location.reload();  // the session ended (signed out elsewhere, expired): sign in again
+  jobView.restoreDrafts(app.me?.user);  // what was typed when the session ended, for its own user
+  api.expired = () => {  // the session ended (signed out elsewhere, expired): sign in again, typing kept
+    jobView.saveDrafts(app.me?.user);
+    location.reload();
+  };
   await loadJobs();
   window.addEventListener('hashchange', route);
   route();

@@ -130,6 +130,13 @@ def test_colours_are_kept_per_stream_and_host():
                                       "plain local", "web1still red on web1"]
 
 
+def test_a_progress_bar_redrawn_with_carriage_returns_shows_its_last_drawing_in_its_colours():
+    rows, html, _ = convert([("stdout", None, "Downloading  10%\rDownloading  50%\rDownloading 100%"),
+                             ("stdout", None, f"{ESC}[32mok 1/3\rok 3/3"), ("stdout", None, "plain")])
+    assert [r.text for r in rows] == ["Downloading 100%", "ok 3/3", "plain"]
+    assert "ansi-green-fg" in html[1] and "\r" not in "".join(html)
+
+
 def test_the_patched_converter_is_the_one_the_vendor_notes_describe():
     vendor = Path(__file__).resolve().parents[2] / "assets" / "vendor"
     digest = hashlib.sha256((vendor / "ansi_up.js").read_bytes()).hexdigest()

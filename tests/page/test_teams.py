@@ -140,6 +140,37 @@ def test_a_session_ended_elsewhere_sends_the_page_back_to_sign_in_and_then_where
     expect(page.get_by_role("heading", name="History")).to_be_visible()  # back where she was going
 
 
+def end_session(team: Site, page) -> None:
+    """The page's session ends under it (idle too long, signed out in another tab)."""
+    cookie = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert httpx.delete(team.base + "/api/session", cookies=cookie).status_code == 204
+
+
+def test_what_was_typed_survives_the_session_ending_while_typing_for_its_own_user_only(ui, team):
+    page = signed_in(ui, team, "olga")
+    page.goto(team.base + "/#/jobs/deploy")
+    note = page.get_by_label("Change note")
+    note.fill("Roll back the cache change first, then deploy")
+    page.wait_for_timeout(800)  # its preview has come back
+    end_session(team, page)
+    note.press("End")
+    note.type(".")  # the live preview is refused: the page reloads to sign in
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    sign_in(page, "olga")
+    expect(page.get_by_role("heading", name="Deploy production", level=2)).to_be_visible()
+    expect(page.get_by_label("Change note")).to_have_value("Roll back the cache change first, then deploy.")
+
+    page = signed_in(ui, team, "alice")  # another browser: alice picks south, her session ends
+    ui.open_job(page, "Sales report")
+    page.get_by_label("Region").select_option("south")
+    end_session(team, page)
+    ui.run(page)
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    sign_in(page, "olga")  # someone else signs in at that browser: alice's choice is not theirs
+    expect(page.get_by_role("heading", name="Sales report", level=2)).to_be_visible()
+    expect(page.get_by_label("Region")).to_have_value("north")
+
+
 def test_a_viewer_sees_a_run_but_has_no_run_or_stop(ui, team):
     alice = signed_in(ui, team, "alice")
     ui.open_job(alice, "Slow export")
