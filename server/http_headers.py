@@ -19,7 +19,7 @@ from gevent.pywsgi import OldMessage
 
 MAX_LINE = 65536  # as http.client
 MAX_FIELDS = 100
-FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):[ \t]*([^\x00-\x08\x0a-\x1f\x7f]*?)[ \t]*\r?\n")
+FIELD = re.compile(r"([!#$%&'*+.^_`|~0-9A-Za-z-]+):([^\x00-\x08\x0a-\x1f\x7f]*)\r?\n")
 
 
 def parse(fp) -> OldMessage:
@@ -41,4 +41,5 @@ def parse(fp) -> OldMessage:
         if field is None:
             message.status = "Malformed header field"
             return message
-        fields.append(field.groups())
+        name, value = field.groups()
+        fields.append((name, value.strip(" \t")))
