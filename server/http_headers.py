@@ -43,3 +43,16 @@ def parse(fp) -> OldMessage:
             return message
         name, value = field.groups()
         fields.append((name, value.strip(" \t")))
+
+
+def cookie(environ: dict, name: str) -> str | None:
+    """One cookie's value from the request, or None. Not `http.cookies`: its parser is quadratic
+    on some headers in the Pythons this runs on (CVE-2024-7592: a 60 KB Cookie header held the
+    hub ~11 s). Ours are plain tokens: `name=value` pairs split on `;`, a quoted value unquoted;
+    of two with one name, the first (the browser sends the most specific path first)."""
+    for pair in environ.get("HTTP_COOKIE", "").split(";"):
+        key, sep, value = pair.partition("=")
+        if sep and key.strip() == name:
+            value = value.strip()
+            return value[1:-1] if len(value) > 1 and value[0] == value[-1] == '"' else value
+    return None

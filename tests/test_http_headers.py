@@ -73,6 +73,31 @@ def test_a_long_run_of_spaces_in_a_field_is_read_in_linear_time(line):
         assert message.get("x-pad") in ("x", "a")
 
 
+@pytest.mark.parametrize("header, value", [
+    ("pushbutton_session=abc", "abc"), ("a=1; pushbutton_session=abc; b=2", "abc"),
+    ('pushbutton_session="abc"', "abc"), ("pushbutton_session=first; pushbutton_session=second", "first"),
+    ("xpushbutton_session=no; pushbutton_sessionx=no", None), ("pushbutton_session", None), ("", None),
+    ("pushbutton_session=a=b", "a=b"), ('junk\\"; pushbutton_session=abc', "abc"),
+])
+def test_a_cookie_is_read_by_its_exact_name_the_first_one_winning(header, value):
+    assert http_headers.cookie({"HTTP_COOKIE": header}, "pushbutton_session") == value
+
+
+def test_a_hostile_cookie_header_is_read_in_linear_time(pushbutton, write_jobs):
+    """http.cookies is quadratic on backslashes (CVE-2024-7592): a 60 KB header held the hub ~11 s
+    while every other request waited. Every request reads its cookies."""
+    started = time.perf_counter()
+    assert http_headers.cookie({"HTTP_COOKIE": "a=" + "\\" * 30000 + "; pushbutton_session=x"},
+                               "pushbutton_session") == "x"
+    assert time.perf_counter() - started < 0.05
+    pb = pushbutton(write_jobs(JOBS))
+    with socket.create_connection(address(pb)) as sock:
+        started = time.perf_counter()
+        sock.sendall(request(pb, headers="Cookie: a=" + "\\" * 30000 + "\r\n"))
+        assert read_response(sock).startswith(b"HTTP/1.1 ")
+        assert time.perf_counter() - started < 1.0
+
+
 def test_the_most_fields_allowed_are_read():
     raw = b"".join(b"X-%d: v\r\n" % i for i in range(http_headers.MAX_FIELDS)) + b"\r\n"
     message = http_headers.parse(io.BytesIO(raw))

@@ -11,10 +11,10 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import secrets
-from http.cookies import SimpleCookie
 from urllib.parse import urlsplit
 
 from server.auth.proxies import is_secure, mount_path
+from server.http_headers import cookie
 
 LOOPBACK_NAMES = {"localhost"}
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
@@ -61,13 +61,7 @@ class Guard:
         auth = environ.get("HTTP_AUTHORIZATION", "")
         if auth[:7].lower() == "bearer ":
             return auth[7:].strip()
-        cookies = SimpleCookie()
-        try:
-            cookies.load(environ.get("HTTP_COOKIE", ""))
-        except Exception:  # a malformed cookie header is just no cookie
-            return None
-        morsel = cookies.get(self.cookie)
-        return morsel.value if morsel else None
+        return cookie(environ, self.cookie)
 
     def refuse(self, environ: dict, needs_token: bool) -> tuple[int, str] | None:
         """None if the request may proceed, else (status, reason)."""

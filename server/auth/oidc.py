@@ -25,7 +25,6 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from http.cookies import SimpleCookie
 from urllib.parse import urlencode
 
 from bottle import HTTPResponse, request
@@ -38,6 +37,7 @@ from server.auth.sessions import Sessions
 from server.auth.users import token_hash
 from server.catalog_access import USER_RE
 from server.events import in_pool
+from server.http_headers import cookie
 
 log = logging.getLogger("pushbutton")
 
@@ -172,12 +172,7 @@ class OidcMethod(Method):
 def _binding(environ: dict, known: OrderedDict | None) -> str | None:
     """The browser's binding cookie (when `known` is given, only one a pending sign-in uses, so
     that two tabs signing in at once do not undo each other)."""
-    cookies = SimpleCookie()
-    try:
-        cookies.load(environ.get("HTTP_COOKIE", ""))
-    except Exception:  # a malformed cookie header is just no cookie
-        return None
-    value = cookies[COOKIE].value if COOKIE in cookies else None
+    value = cookie(environ, COOKIE)
     if value and known is not None:
         digest = token_hash(value)
         return value if any(p.browser == digest for p in known.values()) else None
@@ -225,8 +220,8 @@ def add_oidc_routes(app, authn, answer) -> None:
 
     def redirect(location: str, *cookies: str) -> HTTPResponse:
         res = HTTPResponse(status=303, headers={"Location": location, "Cache-Control": "no-store"})
-        for cookie in cookies:
-            res.add_header("Set-Cookie", cookie)
+        for value in cookies:
+            res.add_header("Set-Cookie", value)
         return res
 
     @app.get("/auth/oidc/login", rule=R.PUBLIC)

@@ -15,10 +15,10 @@ import sqlite3
 import time
 from dataclasses import dataclass
 from functools import partial
-from http.cookies import SimpleCookie
 
 from server.auth.users import token_hash
 from server.events import in_pool, store_call
+from server.http_headers import cookie
 from server.store import Store
 
 COOKIE = "pushbutton_session"
@@ -72,13 +72,7 @@ class Sessions:
 
     @staticmethod
     def cookie_value(environ: dict) -> str | None:
-        cookies = SimpleCookie()
-        try:
-            cookies.load(environ.get("HTTP_COOKIE", ""))
-        except Exception:  # a malformed cookie header is just no cookie
-            return None
-        morsel = cookies.get(COOKIE)
-        return morsel.value if morsel else None
+        return cookie(environ, COOKIE)
 
     def set_cookie(self, value: str, path: str, secure: bool) -> str:
         """The Set-Cookie value, for the app's path (`/` or the base path `/ops/`); the browser
