@@ -88,12 +88,23 @@ def tls_context(certfile: Path, keyfile: Path | None) -> gevent.ssl.SSLContext:
                 pass
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None)
-    except (ssl.SSLError, ValueError) as exc:
+    try:  # never a passphrase prompt: a service has no one to answer it (it would also fail)
+        context.load_cert_chain(str(certfile), str(keyfile) if keyfile else None, password=_no_passphrase)
+    except _Encrypted:
+        raise ConfigError(f"the key {keyfile or certfile} is encrypted with a passphrase: give Pushbutton a key "
+                          "without one (openssl pkey -in KEY -out PLAIN), readable by its user only") from None
+    except (ssl.SSLError, ValueError, OSError) as exc:
         raise ConfigError(f"cannot use certificate {certfile} with key {keyfile}: "
                           f"{getattr(exc, 'reason', None) or exc}") from None
     return context
+
+
+class _Encrypted(Exception):
+    """The key asked for a passphrase."""
+
+
+def _no_passphrase() -> bytes:
+    raise _Encrypted
 
 
 def assets_dir() -> Path:

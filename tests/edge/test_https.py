@@ -100,6 +100,9 @@ def test_a_missing_unreadable_or_mismatched_certificate_exits_2_saying_which(wri
     good, other = make_cert(tmp_path / "good"), make_cert(tmp_path / "other")
     garbage = tmp_path / "garbage.pem"
     garbage.write_text("not a certificate\n")
+    locked = tmp_path / "locked-key.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(good.key), "-out", str(locked), "-aes256", "-passout", "pass:secret"],
+                   check=True, capture_output=True)
     cases = {
         "missing certfile": ([tmp_path / "nope.pem", good.key], "nope.pem"),
         "missing keyfile": ([good.cert, tmp_path / "nokey.pem"], "nokey.pem"),
@@ -107,11 +110,13 @@ def test_a_missing_unreadable_or_mismatched_certificate_exits_2_saying_which(wri
         "not a certificate": ([garbage, good.key], "garbage.pem"),
         "the key of another certificate": ([good.cert, other.key], "key"),
         "no keyfile": ([good.cert], "--certfile and --keyfile go together"),
+        "a key with a passphrase": ([good.cert, locked], "is encrypted with a passphrase"),  # no prompt
     }
     for case, (files, said) in cases.items():
         args = ["--certfile", str(files[0])] + (["--keyfile", str(files[1])] if len(files) > 1 else [])
         done = subprocess.run([BIN, "--headless", "--jobs", str(jobs), "--port", "0", "--data-dir",
-                               str(tmp_path / "data"), *args], capture_output=True, text=True, timeout=60)
+                               str(tmp_path / "data"), *args], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
         assert done.returncode == 2, (case, done.returncode, done.stderr)
         assert said in done.stderr and "Traceback" not in done.stderr, (case, done.stderr)
         assert "serving" not in done.stdout, case
