@@ -34,18 +34,43 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False, default=str)
 
 
+class JournalFormatter(logging.Formatter):
+    """Text lines with their syslog priority first (`<4>pushbutton: ...`), which systemd's journal
+    reads from a service's stderr: `journalctl -p warning` then finds warnings and errors."""
+
+    PRIORITIES = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+    def format(self, record: logging.LogRecord) -> str:
+        level = next((p for lvl, p in self.PRIORITIES.items() if record.levelno >= lvl), 7)
+        return f"<{level}>" + super().format(record)
+
+
 def configure(fmt: str = "text") -> None:
-    """Where and how `pushbutton` logs: stderr, text (`pushbutton: message`) or JSON lines. A
-    record's process and thread are in neither format: not looked up (a system call and two
-    lookups for every request's line)."""
+    """Where and how `pushbutton` logs: stderr, text (`pushbutton: message`) or JSON lines; text
+    with syslog priorities when stderr is systemd's journal (it sets JOURNAL_STREAM). A record's
+    process and thread are in neither format: not looked up (a system call and two lookups for
+    every request's line)."""
     logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter("pushbutton: %(message)s"))
+    text = JournalFormatter if _to_journal() else logging.Formatter
+    handler.setFormatter(JsonFormatter() if fmt == "json" else text("pushbutton: %(message)s"))
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+
+
+def _to_journal() -> bool:
+    """Whether stderr is the journal's stream systemd names in JOURNAL_STREAM (`device:inode`)."""
+    import os
+
+    try:
+        device, inode = (int(x) for x in os.environ.get("JOURNAL_STREAM", "").split(":"))
+        info = os.fstat(sys.stderr.fileno())
+    except (ValueError, OSError, AttributeError):
+        return False
+    return (info.st_dev, info.st_ino) == (device, inode)
 
 
 def access_log(app):

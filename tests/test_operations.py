@@ -4,6 +4,7 @@ log (a line per request and per run start/end, JSON with --log-format json)."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import sqlite3
@@ -266,6 +267,23 @@ def test_text_logs_are_the_default_and_name_each_request(pushbutton, write_jobs)
     text = pb.log.read_text()
     assert "pushbutton: GET /api/jobs 200" in text
     assert not any(line.startswith("{") for line in text.splitlines())
+
+
+def test_under_systemd_text_log_lines_carry_their_priority_for_the_journal(pushbutton, write_jobs, tmp_path,
+                                                                           monkeypatch):
+    """systemd names the journal's stream in JOURNAL_STREAM; lines then start with `<N>`, so that
+    `journalctl -p warning` finds warnings. (Here the "journal" is the test's log file.)"""
+    log = tmp_path / "server.log"
+    log.touch()
+    monkeypatch.setenv("JOURNAL_STREAM", f"{log.stat().st_dev}:{log.stat().st_ino}")
+    pb = pushbutton(write_jobs("[job:a]\ncommand = echo x={x}\nparam.x.allow_dash = yes\n"))
+    pb.client.get("/api/jobs")
+    pb.stop()
+    lines = log.read_text().splitlines()
+    assert any(line.startswith("<4>pushbutton: ") and "allow_dash has no effect" in line for line in lines), lines
+    assert "<6>pushbutton: GET /api/jobs 200" in "\n".join(lines)
+    logged = [line for line in lines if "pushbutton:" in line]
+    assert logged and all(re.match(r"<[2-7]>pushbutton: ", line) for line in logged), logged
 
 
 def test_the_backup_copies_in_one_step_as_operations_md_says(monkeypatch, tmp_path):
