@@ -1,6 +1,8 @@
 """jobs.ini's access keys: how users sign in, the teams, the admins, and who may view or run a job.
 
-Only names live in jobs.ini (it is copied around with builds): never a password or a secret.
+Only names live in jobs.ini (it is copied around with builds): never a password or a secret. The
+proxy secret comes from `proxy_secret_file` or the environment (PROXY_SECRET_ENV); in jobs.ini
+itself (`proxy_secret`) it is accepted with a warning.
 A name list mixes user names and `team:NAME`; `*` means every signed-in user. A job that names
 nobody is for admins only, so forgetting `run_by` never hands a production button to everyone.
 """
@@ -13,15 +15,19 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.auth.proxies import TrustedProxies
 from server.catalog_values import positive_duration
 from server.params import split_list
 
 AUTH_METHODS = ("token", "local", "header", "oidc", "ldap")
-ACCESS_KEYS = ("auth", "admins", "trusted_proxies", "user_header", "groups_header", "session_idle",
-               "session_max", "certfile", "keyfile", "base_path")
+ACCESS_KEYS = ("auth", "admins", "trusted_proxies", "proxy_secret", "proxy_secret_file", "user_header",
+               "groups_header", "session_idle", "session_max", "certfile", "keyfile", "base_path")
 TEAM_KEYS = ("members", "header_groups", "oidc_groups", "ldap_groups")
 JOB_ACCESS_KEYS = ("run_by", "view_by", "approve_by", "approve_within")
 JOB_NAME_KEYS = ("run_by", "view_by", "approve_by")  # the lists of names among them
+PROXY_SECRET_ENV = "PUSHBUTTON_PROXY_SECRET"
+LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"),
+            ipaddress.ip_network("::ffff:127.0.0.0/104"))
 EVERYONE = "*"
 USER_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*\Z")
 HEADER_RE = re.compile(r"[A-Za-z0-9-]+\Z")
@@ -43,7 +49,7 @@ class Access:
 
     auth: str = "token"
     admins: list[str] = field(default_factory=list)
-    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = field(default_factory=list)
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)  # networks, and the proxy secret
     user_header: str = "X-Forwarded-User"
     groups_header: str = ""
     session_idle: float = 8 * 3600.0
@@ -94,7 +100,10 @@ class AccessChecks:
         elif key == "admins":
             access.admins = self.names(section, key, raw)
         elif key == "trusted_proxies":
-            access.trusted_proxies = self.convert(section, key, raw, _networks, [])
+            networks = self.convert(section, key, raw, _networks, [])
+            access.trusted_proxies = TrustedProxies(networks, access.trusted_proxies.secret)
+        elif key in ("proxy_secret", "proxy_secret_file"):
+            self.proxy_secret(section, key, raw, access)
         elif key in ("user_header", "groups_header"):
             setattr(access, key, self.convert(section, key, raw, _header, ""))
         elif key in ("session_idle", "session_max"):
@@ -108,6 +117,23 @@ class AccessChecks:
                 self.problem(section, key, f"cannot read {str(path)!r}: {exc.strerror}")
         elif key == "base_path":
             access.base_path = self.convert(section, key, raw, base_path, "")
+
+    def proxy_secret(self, section: str, key: str, raw: str, access: Access) -> None:
+        secret = raw.strip()
+        if key == "proxy_secret":
+            self.problem(section, key, "the proxy secret sits in jobs.ini, which is copied around: put it in a "
+                         f"file (proxy_secret_file) or the environment ({PROXY_SECRET_ENV})", warning=True)
+        else:
+            path = (self.path.parent / os.path.expanduser(secret)).resolve()
+            try:
+                secret = path.read_bytes().decode("utf-8", "replace").strip("\r\n")
+            except OSError as exc:
+                self.problem(section, key, f"cannot read {str(path)!r}: {exc.strerror}")
+                return
+            if not secret:
+                self.problem(section, key, f"{str(path)!r} is empty")
+                return
+        access.trusted_proxies = TrustedProxies(access.trusted_proxies, secret)
 
     def job_access(self, section: str, key: str, raw: str, job) -> None:
         """A job's run_by, view_by, approve_by (names) or approve_within (a duration)."""
@@ -156,9 +182,26 @@ class AccessChecks:
         if access.auth == "header" and not access.trusted_proxies:
             self.problem("pushbutton", "auth", "auth = header needs trusted_proxies: the addresses of the proxies "
                          "whose user header is believed")
+        self.check_proxy_secret(access)
         if access.auth != "token" and not access.admins:
             self.problem("pushbutton", "admins", f"nobody is an admin: with auth = {access.auth}, name the admins "
                          "(admins = team:ops, alice), or jobs without run_by/view_by are for nobody", warning=True)
+
+    def check_proxy_secret(self, access: Access) -> None:
+        """A proxy on loopback proves nothing by its address: every local user and job shares it."""
+        if self.has_key("proxy_secret") and self.has_key("proxy_secret_file"):
+            self.problem("pushbutton", "proxy_secret", "set proxy_secret or proxy_secret_file, not both")
+        proxies = access.trusted_proxies
+        if not proxies.secret and os.environ.get(PROXY_SECRET_ENV, "").strip():
+            access.trusted_proxies = proxies = TrustedProxies(proxies, os.environ[PROXY_SECRET_ENV].strip())
+        if proxies.secret and not proxies:
+            self.problem("pushbutton", "trusted_proxies", "a proxy secret is set but no trusted_proxies: it "
+                         "does nothing", warning=True)
+        loopback = any(net.version == lo.version and net.overlaps(lo) for net in proxies for lo in LOOPBACK)
+        if access.auth == "header" and loopback and not proxies.secret:
+            self.problem("pushbutton", "trusted_proxies", "a loopback address is trusted and no proxy secret is "
+                         "set: any local user or job could sign in as anyone (set proxy_secret_file, "
+                         "and have the proxy send it: docs/deploy.md)", warning=True)
 
     def check_approvers(self, job, teams: dict[str, Team]) -> None:
         """Warn when the second pair of eyes may be no second person: approvers who are every

@@ -13,7 +13,9 @@ connections that each send half a header would stay open for good. Here every co
 - at most PER_CLIENT open connections per client address: one more is answered 503 and closed;
   a stream whose client hung up ends at once, not at its next write, so it does not count on.
   A trusted proxy (`trusted_proxies`) is exempt: all its clients share its address, so the cap
-  per client is the proxy's to enforce (nginx's `limit_conn`, see docs/deploy.md).
+  per client is the proxy's to enforce (nginx's `limit_conn`, see docs/deploy.md). With a proxy
+  secret set, a connection from its address whose request lacks the secret (another local
+  process) counts from that request on, and is answered 503 and closed over the cap.
 
 Over TLS the handshake happens here, after the cap is checked and within HEADER_TIMEOUT, so a
 client that opens a connection and never completes (or never starts) the handshake is cut off
@@ -42,7 +44,7 @@ from gevent.pywsgi import WSGIHandler, WSGIServer
 from gevent.socket import wait_read
 
 from server import http_headers
-from server.auth.proxies import TRUSTED, is_trusted
+from server.auth.proxies import SECRET, TRUSTED, from_proxy, is_trusted
 
 
 def _seconds(name: str, default: float) -> float:
@@ -78,7 +80,8 @@ class _ClientGone(GreenletExit):
 
 
 # A query string, or a credential header's value, in text gevent quotes from a bad request.
-UNLOGGED = re.compile(r"(\?)[^\s'\\]+|((?:authorization|cookie|x-api-key)\s*:\s*)[^\r\n'\\]+", re.IGNORECASE)
+UNLOGGED = re.compile(r"(\?)[^\s'\\]+|((?:authorization|cookie|x-api-key|x-pushbutton-proxy-secret)\s*:\s*)"
+                      r"[^\r\n'\\]+", re.IGNORECASE)
 
 
 def _hidden(match: re.Match) -> str:
@@ -91,6 +94,8 @@ class Handler(WSGIHandler):
     # A blocked send or receive that timed out is a client gone quiet: close, do not log a 500.
     ignored_socket_errors = (*WSGIHandler.ignored_socket_errors, "timed out")
     _served = 0
+    counted = True  # in the per-address cap; Server.handle clears it for a trusted proxy's address
+    cap_key = ""
     _deadline: gevent.Timeout | None = None
     _unread_body = False
     _watcher: gevent.Greenlet | None = None
@@ -236,6 +241,13 @@ class Handler(WSGIHandler):
             streaming.kill(_ClientGone, block=False)
 
     def run_application(self):
+        if not self.counted and not from_proxy(self.environ) and not self._count_now():
+            self.close_connection = True
+            self.start_response("503 Service Unavailable", [("Content-Type", "application/json"),
+                                                            ("Retry-After", "5")])
+            self.result = [_BUSY_BODY]
+            self.process_result()
+            return
         try:
             super().run_application()
         finally:
@@ -243,6 +255,15 @@ class Handler(WSGIHandler):
                 self._watcher.kill(block=False)
                 self._watcher = None
             self._drain_unread_body()
+
+    def _count_now(self) -> bool:
+        """A request from a trusted proxy's address without its secret is from another local
+        process, not the proxy: its connection counts from now on. False if that is over the cap."""
+        if self.server.per_client[self.cap_key] >= PER_CLIENT:
+            return False
+        self.server.per_client[self.cap_key] += 1
+        self.counted = True
+        return True
 
     def _drain_unread_body(self) -> None:
         """Read what is left of the request body, up to DRAIN bytes in HEADER_TIMEOUT; if more is
@@ -284,8 +305,8 @@ class Server(WSGIServer):
     """gevent's WSGIServer with the Handler above, a cap on connections per client address, and
     the TLS handshake (with `ssl_context=`) under the header timeout.
 
-    `trusted_proxies` (networks) are exempt from the cap and reach every request's environ (TRUSTED)
-    for `server.auth.proxies`."""
+    `trusted_proxies` (networks, and the proxy secret: `server.auth.proxies.TrustedProxies`) are
+    exempt from the cap and reach every request's environ (TRUSTED, SECRET) for `server.auth.proxies`."""
 
     handler_class = Handler
 
@@ -294,6 +315,7 @@ class Server(WSGIServer):
         self.per_client: Counter[str] = Counter()
         self.trusted_proxies = tuple(trusted_proxies)
         self.environ[TRUSTED] = self.trusted_proxies
+        self.environ[SECRET] = getattr(trusted_proxies, "secret", "")
 
     def init_socket(self):
         super().init_socket()
@@ -308,19 +330,23 @@ class Server(WSGIServer):
             self._refuse(sock)
             return
         self.per_client[client] += counted
+        handler = None
         try:
             if self.ssl_enabled:
                 sock = self._handshake(sock)
                 if sock is None:
                     return
+            handler = self.handler_class(sock, address, self)  # gevent's handle(), with the count
+            handler.counted, handler.cap_key = counted, client
+            if self.ssl_enabled:
                 with closing(sock):
-                    super().handle(sock, address)
+                    handler.handle()
             else:
-                super().handle(sock, address)
+                handler.handle()
         except OSError:
             pass  # the client went away while it was being answered
         finally:
-            self.per_client[client] -= counted
+            self.per_client[client] -= handler.counted if handler else counted
             if not self.per_client[client]:
                 del self.per_client[client]
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import os
 
+from server.catalog_access import PROXY_SECRET_ENV
 from server.catalog_ldap import PASSWORD_ENV
 from server.catalog_oidc import SECRET_ENV
 
 TOKEN_ENV = "PUSHBUTTON_TOKEN"  # the headless server's API token (cli.py)
-CREDENTIALS = (TOKEN_ENV, SECRET_ENV, PASSWORD_ENV)
+CREDENTIALS = (TOKEN_ENV, SECRET_ENV, PASSWORD_ENV, PROXY_SECRET_ENV)
 
 
 def inherited() -> dict[str, str]:

@@ -558,3 +558,30 @@ def test_a_choices_command_may_not_run_free_text_as_code_either(write_jobs):
     assert found == ["FILE:5: [job:a] param.db.choices_from: {region} is in sh's script, which would run a value "
                      "such as $(id) as code: give it as an argument of its own (sh -c '... \"$1\"' _ {region}), or "
                      "make it a choice"]
+
+
+def test_header_auth_trusting_loopback_without_a_proxy_secret_warns_that_anyone_local_is_anyone(
+        write_jobs, tmp_path, monkeypatch):
+    monkeypatch.delenv("PUSHBUTTON_PROXY_SECRET", raising=False)
+    base = "[pushbutton]\nauth = header\nadmins = alice\ntrusted_proxies = {nets}\n{extra}[job:a]\ncommand = x\n"
+
+    def warnings(nets: str, extra: str = "") -> list[str]:
+        catalog = C.load(write_jobs(base.format(nets=nets, extra=extra)))
+        return [str(w).split("] ", 1)[1] for w in catalog.warnings]
+
+    for nets in ("127.0.0.1", "::1", "0.0.0.0/0", "10.0.0.0/8, 127.0.0.0/8"):
+        assert [w for w in warnings(nets) if "any local user or job could sign in as anyone" in w], nets
+    assert warnings("10.0.0.2") == []
+    (tmp_path / "proxy-secret").write_text("from-the-file\n")
+    catalog = C.load(write_jobs(base.format(nets="127.0.0.1", extra=f"proxy_secret_file = {tmp_path}/proxy-secret\n")))
+    assert catalog.warnings == [] and catalog.settings.trusted_proxies.secret == "from-the-file"
+    assert "from-the-file" not in repr(catalog.settings)
+    inline = warnings("127.0.0.1", "proxy_secret = in-the-ini\n")
+    assert len(inline) == 1 and inline[0].startswith("proxy_secret: the proxy secret sits in jobs.ini")
+    assert "in-the-ini" not in inline[0]
+    monkeypatch.setenv("PUSHBUTTON_PROXY_SECRET", "from-the-env")
+    catalog = C.load(write_jobs(base.format(nets="127.0.0.1", extra="")))
+    assert catalog.warnings == [] and catalog.settings.trusted_proxies.secret == "from-the-env"
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(C.CatalogError, match="is empty"):
+        C.load(write_jobs(base.format(nets="127.0.0.1", extra=f"proxy_secret_file = {tmp_path}/empty\n")))

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from server.auth.identity import User, os_user
 from server.auth.passwords import OffHub, dummy_hash
-from server.auth.proxies import is_trusted
+from server.auth.proxies import from_proxy
 from server.auth.users import Users
 from server.catalog import Catalog
 from server.catalog_access import USER_RE
@@ -98,7 +98,8 @@ class LocalMethod(Method):
 
 class HeaderMethod(Method):
     """A reverse proxy signed the user in and names them in `user_header` (groups, comma-separated,
-    in `groups_header`). Believed only from a socket peer in `trusted_proxies`: from anywhere else
+    in `groups_header`). Believed only from a trusted proxy (`server.auth.proxies.from_proxy`: a
+    socket peer in `trusted_proxies`, with the proxy secret when one is set): from anywhere else
     the header is ignored and the request is anonymous. An empty or odd name is anonymous too,
     never a fallback identity."""
 
@@ -109,12 +110,11 @@ class HeaderMethod(Method):
         settings = authn.catalog.settings
         if not settings.trusted_proxies:
             raise ValueError("auth = header needs trusted_proxies")
-        self.proxies = settings.trusted_proxies
         self.user_key = _environ_key(settings.user_header or "X-Forwarded-User")
         self.groups_key = _environ_key(settings.groups_header) if settings.groups_header else None
 
     def identify(self, environ: dict) -> User | None:
-        if not is_trusted(environ.get("REMOTE_ADDR") or "", self.proxies):  # the socket peer, nothing forwarded
+        if not from_proxy(environ):  # the socket peer (nothing forwarded) and the proxy secret
             return None
         name = environ.get(self.user_key, "").strip()
         if not name:

@@ -3,8 +3,10 @@
 Behind a proxy every request comes from the proxy's address, over plain HTTP. The proxy says who
 the client was (`X-Forwarded-For`) and how it connected (`X-Forwarded-Proto`), but anyone can send
 those headers, so they count only on a request whose peer (REMOTE_ADDR) is in `trusted_proxies`.
-The HTTP server puts that list into every request's environ under TRUSTED; an environ without it
-trusts nobody.
+A peer address proves little on loopback, though: every local user and every job connects from
+127.0.0.1 too. So with a proxy secret set (`proxy_secret_file`), the request must also carry it in
+SECRET_HEADER, which only the proxy knows. The HTTP server puts the list into every request's
+environ under TRUSTED and the secret under SECRET; an environ without TRUSTED trusts nobody.
 
 `X-Forwarded-For` is read from the right: each proxy appends the address it saw, so the right-most
 address that is not itself a trusted proxy is the client; whatever lies left of it was written by
@@ -13,9 +15,13 @@ the client and is not believed.
 
 from __future__ import annotations
 
+import hmac
 import ipaddress
 
 TRUSTED = "pushbutton.trusted_proxies"  # environ key: the networks whose forwarded headers count
+SECRET = "pushbutton.proxy_secret"  # environ key: the secret their requests must carry, or ""
+SECRET_HEADER = "X-Pushbutton-Proxy-Secret"
+_SECRET_KEY = "HTTP_X_PUSHBUTTON_PROXY_SECRET"
 SCHEMES = ("http", "https")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -36,6 +42,24 @@ def parse_address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | 
     return mapped or address
 
 
+class TrustedProxies(list):
+    """The `trusted_proxies` networks, and `secret` (`proxy_secret_file`) their requests must carry
+    when set. A list, so it travels wherever the networks did; never shown with its secret, and
+    equal only with the same secret (a rotated one is a change that needs a restart)."""
+
+    __hash__ = None
+
+    def __init__(self, networks=(), secret: str = ""):
+        super().__init__(networks)
+        self.secret = secret
+
+    def __eq__(self, other):
+        return list.__eq__(self, other) is True and self.secret == getattr(other, "secret", "")
+
+    def __repr__(self):
+        return f"TrustedProxies({list.__repr__(self)}{', secret=...' if self.secret else ''})"
+
+
 def is_trusted(address: str, networks) -> bool:
     """True if `address` lies in one of `networks` (the `trusted_proxies` setting)."""
     parsed = parse_address(address) if networks else None
@@ -46,13 +70,24 @@ def _peer(environ: dict) -> str:
     return environ.get("REMOTE_ADDR") or ""
 
 
+def from_proxy(environ: dict) -> bool:
+    """True if a trusted proxy sent this request: its peer is in `trusted_proxies` and, with a
+    proxy secret set, it carries the secret (compared in constant time)."""
+    if not is_trusted(_peer(environ), environ.get(TRUSTED, ())):
+        return False
+    secret = environ.get(SECRET, "")
+    sent = environ.get(_SECRET_KEY, "")
+    return not secret or hmac.compare_digest(sent.encode("utf-8", "surrogateescape"),
+                                             secret.encode("utf-8", "surrogateescape"))
+
+
 def client_address(environ: dict) -> str:
     """The client's address: the peer's, or, from a trusted proxy, the right-most address of
     `X-Forwarded-For` that is not a trusted proxy (if the chain is malformed or all trusted, the
     left-most trusted hop reached)."""
     networks = environ.get(TRUSTED, ())
     address = _peer(environ)
-    if not is_trusted(address, networks):
+    if not from_proxy(environ):
         return address
     for hop in reversed(environ.get("HTTP_X_FORWARDED_FOR", "").split(",")):
         parsed = parse_address(hop)
@@ -68,7 +103,7 @@ def request_scheme(environ: dict) -> str:
     """`https` or `http`: how the client reached us (a trusted proxy's `X-Forwarded-Proto`, else
     this server's own: https when it serves TLS)."""
     own = environ.get("wsgi.url_scheme", "http")
-    if not is_trusted(_peer(environ), environ.get(TRUSTED, ())):
+    if not from_proxy(environ):
         return own
     forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "").split(",")[0].strip().lower()
     return forwarded if forwarded in SCHEMES else own

@@ -2,7 +2,7 @@
 
 The doc's config is what ops copy into /etc/nginx/sites-available; the tests take it from the doc
 (so the doc cannot drift from what works) and change only what a test must: the listening port,
-the certificate, the password file and Pushbutton's port. Each change must match exactly once,
+the certificate, the password file, the proxy secret's file and Pushbutton's port. Each change must match exactly once,
 so a doc edit that moves them fails here rather than testing something else. The config runs
 inside a generated nginx.conf that keeps pid, logs and temp files in a temp dir, in the
 foreground (`daemon off`), as a child of the test.
@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NGINX = "/usr/sbin/nginx"
+SECRET = "test-proxy-secret-0123456789abcdef"  # what the doc's proxy-secret include sends
 DOC = Path(__file__).resolve().parents[2] / "docs" / "deploy.md"
 
 MAIN = """\
@@ -97,6 +98,8 @@ def start(dir: Path, upstream_port: int, cert: Path, key: Path, htpasswd: Path) 
     site = replace_once(site, "/etc/ssl/private/ops.example.com.key", str(key))
     site = replace_once(site, "/etc/nginx/pushbutton.htpasswd", str(htpasswd))
     site = replace_once(site, "http://127.0.0.1:8000", f"http://127.0.0.1:{upstream_port}")
+    site = replace_once(site, "/etc/nginx/pushbutton-proxy-secret.conf", str(dir / "proxy-secret.conf"))
+    (dir / "proxy-secret.conf").write_text(f"proxy_set_header X-Pushbutton-Proxy-Secret {SECRET};\n")
     (dir / "site.conf").write_text(site)
     (dir / "nginx.conf").write_text(MAIN.format(dir=dir))
     check = subprocess.run([NGINX, "-t", "-p", str(dir), "-c", str(dir / "nginx.conf")], capture_output=True, text=True)

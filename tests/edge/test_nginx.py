@@ -70,8 +70,10 @@ def site(pushbutton, tmp_path) -> Site:
         if in_ci():
             pytest.fail(reason)
         pytest.skip(reason)
-    jobs = tmp_path / "jobs.ini"
-    jobs.write_text(JOBS)
+    jobs, secret = tmp_path / "jobs.ini", tmp_path / "proxy-secret"
+    secret.write_text(N.SECRET + "\n")
+    jobs.write_text(JOBS.replace("trusted_proxies = 127.0.0.1\n",
+                                 f"trusted_proxies = 127.0.0.1\nproxy_secret_file = {secret}\n"))
     pb = pushbutton(jobs)
     cert = make_cert(tmp_path / "tls")
     htpasswd = tmp_path / "htpasswd"
@@ -124,6 +126,21 @@ def test_the_user_nginx_signed_in_is_the_user_and_the_header_counts_from_nowhere
     assert stranger.get("/api/me").status_code == 401
     assert stranger.get("/api/jobs").status_code == 401
     assert stranger.post("/api/jobs/greet/runs", json={"params": {}}).status_code == 401
+
+
+def test_a_local_process_on_the_proxy_address_without_the_proxy_secret_is_not_believed(site):
+    """Any local user or job connects from 127.0.0.1, as nginx does: only the secret tells nginx apart."""
+    forged = {"X-Forwarded-User": "alice", "X-Forwarded-Proto": "https"}
+    for secret in (None, "", "wrong", N.SECRET[:-1]):
+        headers = forged if secret is None else {**forged, "X-Pushbutton-Proxy-Secret": secret}
+        local = site.direct("127.0.0.1", headers=headers)
+        assert local.get("/api/me").status_code == 401, secret
+        assert local.post("/api/jobs/greet/runs", json={"params": {}}).status_code == 401, secret
+        assert "Secure" not in local.get(f"/?token={TOKEN}").headers["set-cookie"], secret  # Proto ignored
+    proxy = site.direct("127.0.0.1", headers={**forged, "X-Pushbutton-Proxy-Secret": N.SECRET})
+    assert proxy.get("/api/me").json()["user"] == "alice"  # the secret is what nginx proves itself with
+    assert "Secure" in proxy.get(f"/?token={TOKEN}").headers["set-cookie"]
+    assert N.SECRET not in site.pb.log.read_text()
 
 
 def test_the_audit_log_names_the_address_nginx_saw(site):

@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from server.auth.proxies import TRUSTED, client_address, request_scheme
+from server.auth.proxies import SECRET, TRUSTED, client_address, request_scheme
 from server.connections import PER_CLIENT
 from tests.helpers import TOKEN
 
@@ -51,6 +51,16 @@ def test_the_client_address_is_the_right_most_hop_no_trusted_proxy_wrote(peer, f
 def test_the_scheme_is_forwarded_only_by_a_trusted_proxy(peer, own, proto, scheme):
     environ = {"REMOTE_ADDR": peer, "wsgi.url_scheme": own, "HTTP_X_FORWARDED_PROTO": proto, TRUSTED: NETS}
     assert request_scheme(environ) == scheme
+
+
+@pytest.mark.parametrize(("sent", "believed"), [(None, False), ("", False), ("wrong", False), ("s3cret", True)])
+def test_with_a_proxy_secret_forwarded_headers_count_only_from_a_request_that_carries_it(sent, believed):
+    environ = {"REMOTE_ADDR": "10.0.0.2", "HTTP_X_FORWARDED_FOR": "1.2.3.4", "HTTP_X_FORWARDED_PROTO": "https",
+               "wsgi.url_scheme": "http", TRUSTED: NETS, SECRET: "s3cret"}
+    if sent is not None:
+        environ["HTTP_X_PUSHBUTTON_PROXY_SECRET"] = sent
+    assert (client_address(environ), request_scheme(environ)) == (("1.2.3.4", "https") if believed else
+                                                                   ("10.0.0.2", "http"))
 
 
 def client_from(pb, source: str, **kwargs) -> httpx.Client:
@@ -95,6 +105,30 @@ def test_a_trusted_proxy_is_exempt_from_the_cap_per_address(pushbutton, write_jo
     assert answers["127.0.0.6"] == [b"HTTP/1.1 200 OK"] * PER_CLIENT + [b"HTTP/1.1 503 Service Unavailable"] * 8
     for sock in open_sockets:
         sock.close()
+
+
+def test_with_a_proxy_secret_a_request_without_it_from_the_proxy_address_is_capped(pushbutton, write_jobs,
+                                                                                   tmp_path):
+    """Another local process shares a loopback proxy's address, but not its secret: capped like anyone."""
+    (tmp_path / "secret").write_text("s3cret\n")
+    pb = pushbutton(write_jobs(f"[pushbutton]\ntrusted_proxies = 127.0.0.5\nproxy_secret_file = {tmp_path}/secret\n"
+                               + JOBS))
+    host, port = pb.url.removeprefix("http://").split(":")
+    answers, open_sockets = {}, []
+    for secret in ("s3cret", "wrong"):
+        request = (f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nX-Pushbutton-Proxy-Secret: {secret}\r\n"
+                   "\r\n").encode()
+        answers[secret] = []
+        for _ in range(PER_CLIENT + 8):
+            sock = socket.create_connection((host, int(port)), timeout=10, source_address=("127.0.0.5", 0))
+            sock.sendall(request)
+            answers[secret].append(sock.recv(65536).split(b"\r\n")[0])
+            open_sockets.append(sock)
+    assert set(answers["s3cret"]) == {b"HTTP/1.1 200 OK"}
+    assert answers["wrong"] == [b"HTTP/1.1 200 OK"] * PER_CLIENT + [b"HTTP/1.1 503 Service Unavailable"] * 8
+    for sock in open_sockets:
+        sock.close()
+    assert "s3cret" not in pb.log.read_text()
 
 
 def test_off_loopback_token_auth_warns_that_the_address_grants_every_right(pushbutton, write_jobs, tmp_path):
