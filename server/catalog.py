@@ -139,9 +139,7 @@ def find_jobs_file(explicit: str | os.PathLike | None = None) -> Path:
     for place in candidate_paths():
         if place.is_file():
             return place
-    raise FileNotFoundError(
-        "no jobs.ini found; looked in: " + ", ".join(str(p) for p in candidate_paths())
-    )
+    raise FileNotFoundError("no jobs.ini found; looked in: " + ", ".join(str(p) for p in candidate_paths()))
 
 
 def candidate_paths() -> list[Path]:

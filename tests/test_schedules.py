@@ -290,6 +290,16 @@ def restarted(runs: Runs, clock: Clock) -> Scheduler:
     return scheduler
 
 
+def fired_once(runs: Runs, catalog: C.Catalog, clock: Clock, name: str, when: str) -> Scheduler:
+    """A scheduler that has started `name`'s run for the fire time just before `when`."""
+    scheduler = Scheduler(runs, clock=clock)
+    scheduler.update(catalog)
+    clock.t = at(when)
+    scheduler.tick(clock.t)
+    settle(lambda: len(started_by(runs, name)) == 1)
+    return scheduler
+
+
 def test_a_restart_resumes_from_the_last_fire_time_dealt_with_and_replays_no_skipped_one(
         write_jobs, make_runs, monkeypatch):
     """11:00 is skipped (overlap = skip: 10:00 still runs), the run ends, the server restarts at
@@ -304,11 +314,7 @@ def test_a_restart_resumes_from_the_last_fire_time_dealt_with_and_replays_no_ski
     clock = Clock(at("2026-06-01T09:59:30"))
     monkeypatch.setattr("server.runs.time", SimpleNamespace(time=clock, monotonic=time.monotonic))  # runs' times
     runs = make_runs(catalog)
-    first = Scheduler(runs, clock=clock)
-    first.update(catalog)
-    clock.t = at("2026-06-01T10:00:01")
-    first.tick(clock.t)
-    settle(lambda: len(started_by(runs, "hourly")) == 1)
+    first = fired_once(runs, catalog, clock, "hourly", "2026-06-01T10:00:01")
     clock.t = at("2026-06-01T11:00:01")
     first.tick(clock.t)
     assert [e["detail"]["due"] for e in skips(runs)] == ["2026-06-01T11:00:00.000Z"]
@@ -326,11 +332,7 @@ def test_at_start_up_a_missed_fire_time_of_a_catchup_no_schedule_is_logged_and_a
     catalog = jobs_ini(write_jobs, "[schedule:dropped]\njob = j\ncron = 0 2 * * *\n")
     clock = Clock(at("2026-06-01T01:59:30"))
     runs = make_runs(catalog)
-    first = Scheduler(runs, clock=clock)
-    first.update(catalog)
-    clock.t = at("2026-06-01T02:00:01")
-    first.tick(clock.t)
-    settle(lambda: len(started_by(runs, "dropped")) == 1)
+    fired_once(runs, catalog, clock, "dropped", "2026-06-01T02:00:01")
     clock.t = at("2026-06-02T08:00:00")  # the server was down from 03:00 to 08:00: 02:00 was missed
     with caplog.at_level("INFO", logger="pushbutton"):
         restarted(runs, clock)

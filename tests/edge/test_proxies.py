@@ -93,18 +93,23 @@ def test_a_trusted_proxy_is_exempt_from_the_cap_per_address(pushbutton, write_jo
     pb = pushbutton(write_jobs("[pushbutton]\ntrusted_proxies = 127.0.0.5\n" + JOBS))
     host, port = pb.url.removeprefix("http://").split(":")
     request = f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\n\r\n".encode()
-    answers, open_sockets = {}, []  # every connection stays open
-    for source in ("127.0.0.5", "127.0.0.6"):
-        answers[source] = []
-        for _ in range(PER_CLIENT + 8):
-            sock = socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
-            sock.sendall(request)
-            answers[source].append(sock.recv(65536).split(b"\r\n")[0])
-            open_sockets.append(sock)
+    open_sockets: list[socket.socket] = []  # every connection stays open
+    answers = {source: status_lines(host, port, source, request, open_sockets) for source in ("127.0.0.5", "127.0.0.6")}
     assert set(answers["127.0.0.5"]) == {b"HTTP/1.1 200 OK"}
     assert answers["127.0.0.6"] == [b"HTTP/1.1 200 OK"] * PER_CLIENT + [b"HTTP/1.1 503 Service Unavailable"] * 8
     for sock in open_sockets:
         sock.close()
+
+
+def status_lines(host: str, port: str, source: str, request: bytes, open_sockets: list) -> list[bytes]:
+    """PER_CLIENT + 8 connections from `source`, each left open: the status line each was answered."""
+    lines = []
+    for _ in range(PER_CLIENT + 8):
+        sock = socket.create_connection((host, int(port)), timeout=10, source_address=(source, 0))
+        sock.sendall(request)
+        lines.append(sock.recv(65536).split(b"\r\n")[0])
+        open_sockets.append(sock)
+    return lines
 
 
 def test_with_a_proxy_secret_a_request_without_it_from_the_proxy_address_is_capped(pushbutton, write_jobs,
@@ -114,16 +119,10 @@ def test_with_a_proxy_secret_a_request_without_it_from_the_proxy_address_is_capp
     pb = pushbutton(write_jobs(f"[pushbutton]\ntrusted_proxies = 127.0.0.5\nproxy_secret_file = {tmp_path}/secret\n"
                                + JOBS))
     host, port = pb.url.removeprefix("http://").split(":")
-    answers, open_sockets = {}, []
-    for secret in ("s3cret", "wrong"):
-        request = (f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nX-Pushbutton-Proxy-Secret: {secret}\r\n"
-                   "\r\n").encode()
-        answers[secret] = []
-        for _ in range(PER_CLIENT + 8):
-            sock = socket.create_connection((host, int(port)), timeout=10, source_address=("127.0.0.5", 0))
-            sock.sendall(request)
-            answers[secret].append(sock.recv(65536).split(b"\r\n")[0])
-            open_sockets.append(sock)
+    open_sockets: list[socket.socket] = []
+    answers = {secret: status_lines(host, port, "127.0.0.5", (
+        f"GET /healthz HTTP/1.1\r\nHost: {host}:{port}\r\nX-Pushbutton-Proxy-Secret: {secret}\r\n\r\n").encode(),
+        open_sockets) for secret in ("s3cret", "wrong")}
     assert set(answers["s3cret"]) == {b"HTTP/1.1 200 OK"}
     assert answers["wrong"] == [b"HTTP/1.1 200 OK"] * PER_CLIENT + [b"HTTP/1.1 503 Service Unavailable"] * 8
     for sock in open_sockets:
