@@ -70,6 +70,7 @@ class StoreWriter:
         self.on_commit: Callable[[float], None] | None = None  # seconds each batch took (metrics)
         self._unchecked = 0  # bytes written (roughly) since the last checkpoint was asked for
         self._checkpoint_due = threading.Event()
+        self.checkpoints = 0  # checkpoints done (the checkpointer's count; tests wait on it)
         self._stopping = False
         self._conn.execute("PRAGMA wal_autocheckpoint=0")  # the checkpointer's job
         self._conn.execute(f"PRAGMA journal_size_limit={WAL_LONG}")
@@ -271,6 +272,7 @@ class StoreWriter:
                         conn.execute("PRAGMA wal_checkpoint(RESTART)")
                     finally:
                         conn.execute("PRAGMA busy_timeout = 0")
+            self.checkpoints += 1
         if conn is not None:
             conn.close()
 
