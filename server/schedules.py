@@ -11,6 +11,9 @@ enough, otherwise it is logged and audited, never replayed tick by tick. A reloa
 schedules by name and keeps their cursors, so an edit never fires a time twice. Each fire time
 dealt with (fired or skipped) is stored (`schedule_cursors`) before its run starts, so a restart
 resumes from it: a time skipped or fired is never one missed, and one is never started twice.
+A schedule not firing here (disabled, or in a window that runs none) has its cursor stored too,
+when it begins to let times pass and at each time it lets pass: those were seen, not missed, so a
+restart that finds it enabled again catches none of them up.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ class Entry:
     schedule: Schedule
     cursor: float  # every fire time up to this epoch has been dealt with
     next: float | None  # the next fire time after the cursor; None: not firing here
+    idle_next: float | None = None  # not firing here: the next time it lets pass (None: store now)
 
 
 class Scheduler:
@@ -123,7 +127,8 @@ class Scheduler:
                 self.tick(now)
             except Exception:  # a bug here must not end scheduling for good
                 log.exception("scheduler")
-            soonest = min((e.next for e in self.entries.values() if e.next is not None), default=now + WAKE_MAX)
+            soonest = min((t for e in self.entries.values() for t in (e.next, e.idle_next) if t is not None),
+                          default=now + WAKE_MAX)
             self._wakeup.clear()
             self._wakeup.wait(min(WAKE_MAX, max(0.01, soonest - now)))
 
@@ -140,6 +145,9 @@ class Scheduler:
             due = entry.next
             if due is None or due > now:
                 entry.cursor = max(entry.cursor, now)
+                if due is None and (entry.idle_next is None or entry.idle_next <= now):
+                    entry.idle_next = s.next_after(now)
+                    self.runs.store.submit_here(save_cursor, s.name, entry.cursor, callback=_unsaved)
                 continue
             latest = due if now - due <= GRACE else (s.last_at_or_before(now) or due)
             entry.cursor, entry.next = now, s.next_after(now)

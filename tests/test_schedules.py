@@ -369,6 +369,28 @@ def test_a_schedule_added_again_by_a_reload_catches_up_nothing_from_before_at_th
     assert len(started_by(runs, "hourly")) == 1, "the restart caught up a time from before it was added"
 
 
+@pytest.mark.parametrize("stopped, restart", [("12:30:00", "12:40:00"), ("12:00:30", "12:01:00")])
+def test_a_fire_time_that_came_while_the_running_server_had_the_schedule_disabled_is_never_caught_up(
+        write_jobs, make_runs, stopped, restart):
+    """`hourly` fires at 10:00 and is disabled by a reload at 10:30; the server runs on, so 11:00
+    and 12:00 come while it is off, and it is stopped. Re-enabled in jobs.ini, it restarts: those
+    times were not missed (the server saw them, disabled), so even `catchup = once` runs none,
+    nor does a restart within GRACE of 12:00 run 12:00 as due."""
+    section = "[schedule:hourly]\njob = j\ncron = 0 * * * *\ncatchup = once\ncatchup_within = 1d\n"
+    catalog = jobs_ini(write_jobs, section)
+    clock = Clock(at("2026-06-01T09:59:30"))
+    runs = make_runs(catalog)
+    first = fired_once(runs, catalog, clock, "hourly", "2026-06-01T10:00:01")
+    first.resumed = True
+    clock.t = at("2026-06-01T10:30:00")
+    first.update(jobs_ini(write_jobs, section + "enabled = no\n"))
+    assert walk(first, clock, runs, at(f"2026-06-01T{stopped}")) == []
+    settle(lambda: not runs.active)
+    clock.t = at(f"2026-06-01T{restart}")
+    assert restarted(runs, clock).entries["hourly"].next == at("2026-06-01T13:00")
+    assert len(started_by(runs, "hourly")) == 1, "the restart caught up a time the schedule was disabled"
+
+
 # -- reloads, clock jumps, overlap, disabled ------------------------------------------------------
 
 def test_a_reload_replaces_schedules_by_name_and_never_fires_a_time_twice(write_jobs, make_runs):
