@@ -170,3 +170,22 @@ def test_users_commands_refuse_a_data_dir_without_history_but_add_begins_one(tmp
     added = pb("users", "add", "ann", data=typo, stdin="a-password-1\n")
     assert added.returncode == 0 and f"no history in {typo} yet: starting one" in added.stderr
     assert pb("users", "list", data=typo).stdout.startswith("ann\t")
+
+
+def test_users_commands_naming_a_user_that_does_not_exist_say_so_and_exit_1(tmp_path):
+    """`users tokens NOSUCHUSER` printed nothing and exited 0, as if the user had no tokens; the
+    others (remove, passwd, revoke) said "no user" and exited 1. A user known only by the tokens
+    made for them (auth = header, ldap, oidc: no local account) is still known."""
+    data = tmp_path / "data"
+    assert pb("users", "add", "ann", data=data, stdin="a-password-1\n").returncode == 0
+    for args in (["tokens", "nosuch"], ["revoke", "nosuch", "1"], ["remove", "nosuch"], ["passwd", "nosuch"]):
+        out = pb("users", *args, data=data, stdin="a-password-1\n")
+        assert out.returncode == 1 and out.stdout == "", (args, out)
+        assert out.stderr.startswith("pushbutton: no user 'nosuch'") and out.stderr.count("\n") == 1, (args, out.stderr)
+    assert pb("users", "tokens", "ann", data=data).returncode == 0  # a user without tokens: nothing to list
+    revoked = pb("users", "revoke", "ann", "7", data=data)
+    assert (revoked.returncode, revoked.stderr) == (1, "pushbutton: ann has no live token 7\n")
+    with sqlite3.connect(data / "history.sqlite3") as db:  # a token made for a header-auth user
+        db.execute("INSERT INTO tokens (user, name, hash, created) VALUES ('hal', 'ci', 'x', 0)")
+    listed = pb("users", "tokens", "hal", data=data)
+    assert (listed.returncode, listed.stdout.split("\t")[1:]) == (0, ["ci\n"])

@@ -75,6 +75,8 @@ def _run(args: argparse.Namespace, catalog: Catalog, users: Users, audit: Audit)
         for user in users.list():
             print(f"{user['user']}\t{user['tokens']} token(s)")
         return 0
+    if action in ("tokens", "revoke") and not users.known(name):
+        raise UserError(f"no user {name!r} (no account, and no token was ever made for that name)")
     if action == "tokens":
         for token in users.tokens(name):
             print(f"{token['id']}\t{token['name']}")

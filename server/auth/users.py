@@ -78,6 +78,11 @@ class Users:
     def exists(self, name: str) -> bool:
         return self.password_hash(name) is not None
 
+    def known(self, name: str) -> bool:
+        """A local account, or a name tokens were ever made for (auth = header, ldap, oidc users
+        have no account here)."""
+        return self.exists(name) or self._read(_one, "SELECT 1 FROM tokens WHERE user = ? LIMIT 1", name) is not None
+
     def list(self) -> list[dict]:
         rows = self._read(_all, "SELECT u.name, u.created, u.updated, COUNT(t.id) FROM users u "
                                 "LEFT JOIN tokens t ON t.user = u.name AND t.revoked IS NULL "
