@@ -22,7 +22,7 @@ from server import catalog as C
 from server.auth.commands import add_parser as users_parser
 from server.auth.commands import main as users_main
 from server.catalog_access import base_path
-from server.datadir import DataDirError
+from server.datadir import DataDirError, refuse_root_on_other_users
 from server.environment import TOKEN_ENV
 from server.logs import FORMATS
 from server.logs import configure as configure_logs
@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
     configure_logs(args.log_format)
     data_dir = Path(getattr(args, "sub_data_dir", None) or args.data_dir or platformdirs.user_data_dir(C.APP_NAME))
     try:
+        if args.command in ("users", "run", "audit", None):  # those that open the history (not backup's copy)
+            refuse_root_on_other_users(data_dir, [sys.argv[0] or "pushbutton", *argv], args.command is not None)
         return _command(args, data_dir, window)
     except DataDirError as exc:  # the one place: every command, the server's start-up included
         print(f"pushbutton: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import shlex
 import sqlite3
 import stat
 from pathlib import Path
@@ -43,6 +44,30 @@ def require_history(path: Path) -> None:
     not silently made into a new empty history."""
     if not (path / DB_NAME).is_file():
         raise DataDirError(f"no history in {path} (see --data-dir)")
+
+
+def refuse_root_on_other_users(path: Path, command: list[str], new_history_too: bool = True) -> None:
+    """As root, refuse (DataDirError, before anything is written) a data dir whose history, or
+    with `new_history_too` the folder before it holds one, belongs to another user: what root
+    wrote there (history.sqlite3, runs/, owners/) would be root's, and the service, running as
+    that user, could not open it. The error names the owner and the command to run as them."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        return
+    history = path / DB_NAME
+    try:
+        owner = (history if history.exists() or not new_history_too else path).stat().st_uid
+    except OSError:
+        return  # nothing there yet: root begins it, and it is root's
+    if owner == 0:
+        return
+    try:
+        import pwd
+
+        name = pwd.getpwuid(owner).pw_name
+    except (ImportError, KeyError):
+        name = f"#{owner}"  # sudo -u takes a uid so
+    raise DataDirError(f"data dir {path} belongs to {name}, and this runs as root: what it wrote would be root's, "
+                       f"which {name} cannot open; run it as {name}: sudo -u {name} {shlex.join(command)}")
 
 
 def private_data_dir(path: Path) -> None:

@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pwd
+import shlex
 import shutil
 import sqlite3
 import stat
 import subprocess
 import tempfile
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import ROOT
 from tests.helpers import BIN
@@ -189,3 +193,50 @@ def test_users_commands_naming_a_user_that_does_not_exist_say_so_and_exit_1(tmp_
         db.execute("INSERT INTO tokens (user, name, hash, created) VALUES ('hal', 'ci', 'x', 0)")
     listed = pb("users", "tokens", "hal", data=data)
     assert (listed.returncode, listed.stdout.split("\t")[1:]) == (0, ["ci\n"])
+
+
+def tree(root: Path) -> dict[str, tuple]:
+    """Every file and folder under `root` (itself included): owner, mode, size and mtime."""
+    found = {}
+    for folder, dirs, files in os.walk(root):
+        for name in [".", *dirs, *files] if Path(folder) == root else [*dirs, *files]:
+            info = Path(folder, name).lstat()
+            found[str(Path(folder, name).relative_to(root))] = (info.st_uid, info.st_mode, info.st_size,
+                                                                 info.st_mtime_ns)
+    return found
+
+
+def test_root_is_refused_a_data_dir_that_belongs_to_another_user_before_anything_is_written(tmp_path):
+    """`sudo pushbutton users add ...` on the service's data dir made a root-owned history.sqlite3
+    (or owners/, runs/) that the service, running as its own user, then could not open. As root,
+    every command that opens the history says whose it is and the command to run instead, exit 2,
+    with nothing written. `backup` reads the history and writes elsewhere: root may run it."""
+    if os.geteuid() != 0:
+        pytest.skip("chowning a data dir to another user needs root (CI runs as root)")
+    nobody = pwd.getpwuid(65534).pw_name
+    fresh, used = tmp_path / "fresh", tmp_path / "used"
+    fresh.mkdir(mode=0o700)
+    assert pb("users", "add", "ann", data=used, stdin="a-password-1\n").returncode == 0
+    assert pb("run", "greet", "-p", "name=ann", data=used).returncode == 0
+    for data in (fresh, used):
+        for path in (data, *data.rglob("*")):
+            os.chown(path, 65534, 65534)
+    for data in (fresh, used):
+        before = tree(data)
+        for args in (["users", "add", "bob"], ["users", "list"], ["users", "tokens", "ann"], ["audit"],
+                     ["run", "greet", "-p", "name=bob"], ["--headless", "--port", "0"]):
+            if args[0] == "--headless" and data == fresh:
+                continue  # a server begins its own history: it runs as whoever will own it (a container's root)
+            out = pb(*args, data=data, stdin="a-password-1\n")
+            command = shlex.join([BIN, *args, "--jobs", str(JOBS), "--data-dir", str(data)])
+            assert (out.returncode, out.stdout) == (2, ""), (args, out)
+            assert out.stderr == (f"pushbutton: data dir {data} belongs to {nobody}, and this runs as root: what it "
+                                  f"wrote would be root's, which {nobody} cannot open; run it as {nobody}: "
+                                  f"sudo -u {nobody} {command}\n"), (args, out.stderr)
+        assert tree(data) == before
+    copy = tmp_path / "copy.sqlite3"
+    assert pb("backup", str(copy), data=used).returncode == 0
+    owners = {name: found[0] for name, found in tree(used).items()}  # SQLite's -wal and -shm came and went
+    assert copy.stat().st_uid == 0 and owners == {name: found[0] for name, found in before.items()}
+    with sqlite3.connect(copy) as db:
+        assert db.execute("SELECT name FROM users").fetchall() == [("ann",)]
