@@ -73,6 +73,7 @@ BUSY = (b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 
 
 
 DIRECT = "pushbutton.connection"  # environ: the Handler, for a stream written to by another greenlet
+RAW_PATH = "pushbutton.raw_path"  # environ: the request line's path, escapes kept, without the query
 
 
 class _ClientGone(GreenletExit):
@@ -190,6 +191,7 @@ class Handler(WSGIHandler):
 
     def get_environ(self):
         environ = super().get_environ()
+        environ[RAW_PATH] = self.path.partition("?")[0]  # as sent: the access log's (server/logs.py)
         if not self.server.ssl_enabled:  # a TLS record cannot be cut where the socket stops taking it
             environ[DIRECT] = self
         return environ

@@ -98,3 +98,18 @@ def test_a_bad_base_path_on_the_command_line_exits_2(write_jobs, tmp_path, bad):
     done = subprocess.run([BIN, "--headless", "--jobs", str(write_jobs(JOBS)), "--port", "0", "--base-path", bad,
                            "--data-dir", str(tmp_path / "d")], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "is not a path like /ops" in done.stderr, done.stderr
+
+
+def test_the_access_log_names_the_path_the_client_asked_for_base_path_included(pushbutton, write_jobs):
+    """The logged path was the one left after the prefix was taken off (`/api/jobs` for
+    `/ops/api/jobs`), which matched nothing in the proxy's log. It is the request line's path as
+    sent: prefix included, escapes kept (a `%0A` cannot begin a line of its own), never the query."""
+    pb = pushbutton(write_jobs(JOBS), "--base-path", "/ops")
+    assert pb.client.get("/api/jobs").status_code == 200
+    assert pb.client.get("/no%0Apushbutton: GET /forged 200", params={"token": TOKEN}).status_code == 404
+    pb.stop()
+    lines = pb.log.read_text().splitlines()
+    assert any(line.startswith("pushbutton: GET /ops/api/jobs 200 ") for line in lines), lines
+    forged = "pushbutton: GET /ops/no%0Apushbutton:%20GET%20/forged%20200 404 "
+    assert any(line.startswith(forged) for line in lines), lines
+    assert not any("GET /forged" in line and "%0A" not in line for line in lines) and TOKEN not in "\n".join(lines)
