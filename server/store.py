@@ -22,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from server.auth.schema import SCHEMA as AUTH_SCHEMA
+from server.auth.schema import migrate as migrate_auth
 from server.datadir import DB_NAME, private_data_dir, unusable
 from server.datadir import private_dir as _private_dir
 from server.datadir import private_file as _private_file
@@ -271,3 +272,4 @@ def _migrate(conn: sqlite3.Connection) -> None:
         if name not in have:
             conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
     conn.execute("CREATE INDEX IF NOT EXISTS runs_user ON runs (user, id)")  # history by user
+    migrate_auth(conn)

@@ -9,10 +9,12 @@ address), then the method's password check off the hub, then a new session.
 
 from __future__ import annotations
 
+import logging
+import time
 from dataclasses import dataclass
 
 from server.auth.guard import Guard
-from server.auth.identity import User
+from server.auth.identity import User, describe_source, identity_source
 from server.auth.limits import FailureLimiter
 from server.auth.methods import METHODS, Claim, Method, Unavailable, Wrong
 from server.auth.passwords import Busy, OffHub
@@ -24,6 +26,9 @@ from server.catalog import Catalog
 from server.store import Store
 
 MAX_PASSWORD = 4096  # characters; argon2 takes any length, a request body need not
+STALE_LOG_EVERY = 600.0  # seconds: a stale token refused again and again is logged this often
+
+log = logging.getLogger("pushbutton")
 
 
 @dataclass
@@ -44,6 +49,10 @@ class Authenticator:
         self.limiter = FailureLimiter()
         self.hasher = OffHub()
         self.method: Method = METHODS[settings.auth](self)
+        self.source = identity_source(settings)  # what names users here: a token must be of it
+        self._stale_logged: dict[int, float] = {}
+        if settings.auth != "token":  # the window takes no personal token: it adopts none
+            self.users.adopt_tokens(self.source)
         self.revoked = lambda: None  # called when a credential ends here: open streams check theirs
 
     def identify(self, environ: dict, touch: bool = True) -> User | None:
@@ -51,11 +60,25 @@ class Authenticator:
         bearer = _bearer(environ)
         if bearer and bearer.startswith(TOKEN_PREFIX) and not self.guard.valid_token(bearer):
             owner = self.users.token_owner(bearer, touch)
-            return self.rights.user_for(owner[1], (), "api-token") if owner else None  # revoked: at once
+            if owner is None:  # revoked: at once
+                return None
+            if owner[2] != self.source:  # another source may call someone else by that name
+                self._log_stale(*owner)
+                return None
+            return self.rights.user_for(owner[1], (), "api-token")
         session = self.sessions.get(Sessions.cookie_value(environ), touch)
         if session is not None and session.method == self.method.name:  # not one of an earlier `auth`
             return self.rights.user_for(session.user, session.groups, session.method)
         return self.method.identify(environ)
+
+    def _log_stale(self, token_id: int, user: str, source: str | None) -> None:
+        now = time.monotonic()
+        if now - self._stale_logged.get(token_id, -STALE_LOG_EVERY) >= STALE_LOG_EVERY:
+            self._stale_logged[token_id] = now
+            log.warning("refused API token %d of %r: it was made under %s, and this server signs in with %s, "
+                        "where that name may be someone else (`pushbutton users tokens %s` lists it as stale: "
+                        "revoke it and make a new one)", token_id, user, describe_source(source),
+                        describe_source(self.source), user)
 
     def still(self, environ: dict, user: User | None) -> bool:
         """Whether the credential a stream was opened with still names its user: signed out, a token

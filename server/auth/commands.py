@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from server.auth.audit import Audit
-from server.auth.identity import os_user
+from server.auth.identity import describe_source, identity_source, os_user
 from server.auth.passwords import hash_password
 from server.auth.users import UserError, Users, check_name
 from server.catalog import Catalog
@@ -77,9 +77,12 @@ def _run(args: argparse.Namespace, catalog: Catalog, users: Users, audit: Audit)
         return 0
     if action in ("tokens", "revoke") and not users.known(name):
         raise UserError(f"no user {name!r} (no account, and no token was ever made for that name)")
-    if action == "tokens":
-        for token in users.tokens(name):
-            print(f"{token['id']}\t{token['name']}")
+    if action == "tokens":  # a token of another identity source than jobs.ini's is refused: say so
+        source = identity_source(catalog.settings)
+        for token in users.all_tokens(name):
+            made = token["source"]
+            stale = "" if made in (source, None) else f"\tstale: made under {describe_source(made)}"
+            print(f"{token['id']}\t{token['name']}{stale}")
         return 0
     if action == "add":
         check_name(name)
@@ -106,7 +109,7 @@ def _run(args: argparse.Namespace, catalog: Catalog, users: Users, audit: Audit)
                             "token is the credential)")
         if catalog.settings.auth == "local" and not users.exists(name):
             raise UserError(f"no user {name!r} (add it first: pushbutton users add {name})")
-        token_id, value = users.create_token(name, args.label)
+        token_id, value = users.create_token(name, args.label, identity_source(catalog.settings))
         audit.record("token.create", actor, target=f"token:{token_id}", detail={"for": name})
         print(f"token {token_id} for {name} (shown once; revoke with: pushbutton users revoke {name} {token_id}):")
         print(value)

@@ -11,7 +11,7 @@ import functools
 import getpass
 from dataclasses import dataclass, field
 
-METHODS = ("token", "local", "header")  # [pushbutton] auth; the next issue adds oidc and ldap
+from server.catalog_ldap import dn_key
 
 
 @dataclass(frozen=True)
@@ -34,3 +34,22 @@ def os_user() -> str:
         return getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (a container) and no LOGNAME
         return "local"
+
+
+def identity_source(settings) -> str:
+    """What names users on a server with these settings: its `auth`, and for `ldap` and `oidc` the
+    directory tree (the name attribute under `ldap_user_base`, the base compared as a DN) or the
+    provider (the user claim at `oidc_issuer`). A personal API token is bound to the source it was
+    made under: another source may call someone else by the same name, so there it is refused."""
+    if settings.auth == "ldap":
+        base = ",".join("+".join(f"{attr}={value}" for attr, value in rdn) for rdn in dn_key(settings.ldap.user_base))
+        return f"ldap {settings.ldap.name_attribute or 'name'} under {base}"
+    if settings.auth == "oidc":
+        return f"oidc {settings.oidc.user_claim or 'sub'} at {settings.oidc.issuer}"
+    return settings.auth
+
+
+def describe_source(source: str | None) -> str:
+    """`local` -> `auth = local`; `oidc sub at https://idp` -> `auth = oidc (sub at https://idp)`."""
+    method, _, rest = (source or "an older version").partition(" ")
+    return f"auth = {method}" + (f" ({rest})" if rest else "") if source else "an older version"

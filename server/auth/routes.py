@@ -43,7 +43,7 @@ def add_routes(app, authn: Authenticator | None, body, answer) -> None:
 
     @app.get("/api/tokens", rule=R.SIGNED_IN)
     def tokens():
-        return {"tokens": authn.users.tokens(R.current_user().name)}
+        return {"tokens": authn.users.tokens(R.current_user().name, authn.source)}
 
     @app.post("/api/tokens", rule=R.SIGNED_IN)
     def create_token():
@@ -52,7 +52,7 @@ def add_routes(app, authn: Authenticator | None, body, answer) -> None:
             raise R.Forbidden("sign in to create a token: a token cannot create tokens")
         name = body().get("name")
         try:
-            token_id, value = authn.users.create_token(user.name, name if isinstance(name, str) else "")
+            token_id, value = authn.users.create_token(user.name, name if isinstance(name, str) else "", authn.source)
         except UserError as exc:
             return answer(400, {"error": str(exc)})
         _audit(authn, "token.create", user.name, f"token:{token_id}")
@@ -63,7 +63,7 @@ def add_routes(app, authn: Authenticator | None, body, answer) -> None:
     @app.delete("/api/tokens/<token_id:int>", rule=R.SIGNED_IN)
     def revoke_token(token_id: int):
         user = _personal(R.current_user())
-        if not authn.users.revoke_token(user.name, token_id):
+        if not authn.users.revoke_token(user.name, token_id, authn.source):
             return answer(404, {"error": f"you have no token {token_id}"})
         authn.revoked()
         _audit(authn, "token.revoke", user.name, f"token:{token_id}")

@@ -4,6 +4,8 @@ Passwords and token values are never stored: argon2id hashes for passwords, SHA-
 tokens and session ids (both random and long, so a fast hash is enough).
 """
 
+import sqlite3
+
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
     name TEXT PRIMARY KEY,
@@ -18,7 +20,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     hash TEXT NOT NULL UNIQUE,
     created REAL NOT NULL,
     last_used REAL,
-    revoked REAL
+    revoked REAL,
+    source TEXT
 );
 CREATE INDEX IF NOT EXISTS tokens_user ON tokens (user, id);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -44,3 +47,10 @@ CREATE INDEX IF NOT EXISTS audit_time ON audit (time);
 CREATE INDEX IF NOT EXISTS audit_user ON audit (user, id);
 CREATE INDEX IF NOT EXISTS audit_action ON audit (action, id);
 """
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Columns a database of an older version lacks. A token's `source` (what named its user when it
+    was made, server/auth/identity.py) is NULL on older tokens until a server adopts them."""
+    if "source" not in {row[1] for row in conn.execute("PRAGMA table_info(tokens)")}:
+        conn.execute("ALTER TABLE tokens ADD COLUMN source TEXT")

@@ -3,8 +3,10 @@
 Writes go through the store's one writer thread; in the server they are awaited through the hub's
 threadpool (`store_call`), in the CLI directly. Only hashes are kept: argon2id for passwords
 (made by `passwords.py`), SHA-256 for tokens, which are 256 random bits and so need no slow
-hash. A token's value is shown once, when it is made. Changing a password or removing a user
-ends that user's sessions at once; removing a user also revokes their tokens.
+hash. A token's value is shown once, when it is made, and the token is bound to the identity
+source it was made under (`identity.identity_source`): the server refuses one of another source.
+Changing a password or removing a user ends that user's sessions at once; removing a user also
+revokes their tokens.
 """
 
 from __future__ import annotations
@@ -91,30 +93,44 @@ class Users:
 
     # -- personal API tokens ----------------------------------------------------------------
 
-    def create_token(self, user: str, name: str) -> tuple[int, str]:
-        """A new token for `user`: (id, value). The value is never stored nor shown again."""
+    def create_token(self, user: str, name: str, source: str) -> tuple[int, str]:
+        """A new token for `user`, bound to the identity `source` it is made under (identity.py):
+        (id, value). The value is never stored nor shown again."""
         name = " ".join(name.split())
         if not name or len(name) > MAX_TOKEN_NAME or not name.isprintable():
             raise UserError(f"a token needs a name of 1 to {MAX_TOKEN_NAME} printable characters")
         value = new_token_value()
-        token_id = self._write(_insert_token, user, name, token_hash(value), time.time())
+        token_id = self._write(_insert_token, user, name, token_hash(value), time.time(), source)
         return token_id, value
 
-    def tokens(self, user: str) -> list[dict]:
-        """The user's live tokens, without their values (which are not kept)."""
+    def tokens(self, user: str, source: str) -> list[dict]:
+        """The user's live tokens of `source`, without their values (which are not kept)."""
         rows = self._read(_all, "SELECT id, name, created, last_used FROM tokens "
-                                "WHERE user = ? AND revoked IS NULL ORDER BY id", user)
+                                "WHERE user = ? AND revoked IS NULL AND source = ? ORDER BY id", user, source)
         return [{"id": i, "name": n, "created": iso(c), "last_used": iso(lu)} for i, n, c, lu in rows]
 
-    def revoke_token(self, user: str, token_id: int) -> bool:
-        """False if the user has no such live token (another user's token is not theirs to revoke)."""
-        return self._write(_revoke, user, token_id, time.time())
+    def all_tokens(self, user: str) -> list[dict]:
+        """The user's live tokens of every source (`pushbutton users tokens`), with their source."""
+        rows = self._read(_all, "SELECT id, name, source FROM tokens WHERE user = ? AND revoked IS NULL "
+                                "ORDER BY id", user)
+        return [{"id": i, "name": n, "source": s} for i, n, s in rows]
 
-    def token_owner(self, value: str, touch: bool = True) -> tuple[int, str] | None:
-        """(token id, user) of a live token; notes its use at most once a minute, without waiting."""
+    def revoke_token(self, user: str, token_id: int, source: str | None = None) -> bool:
+        """False if the user has no such live token (of `source`, when given: the page revokes only
+        tokens of the server's own source; another user's token is not theirs to revoke)."""
+        return self._write(_revoke, user, token_id, time.time(), source)
+
+    def adopt_tokens(self, source: str) -> int:
+        """Bind the tokens an older version made, which name no source, to `source` (the server's,
+        at start-up): they were made under the `auth` it runs with, unless ops switched at the upgrade."""
+        return self._write(_adopt, source)
+
+    def token_owner(self, value: str, touch: bool = True) -> tuple[int, str, str | None] | None:
+        """(token id, user, source) of a live token; notes its use at most once a minute, without
+        waiting. Whether its source is the server's is for the caller to say."""
         if not value.startswith(TOKEN_PREFIX):
             return None
-        row = self._read(_one, "SELECT id, user FROM tokens WHERE hash = ? AND revoked IS NULL",
+        row = self._read(_one, "SELECT id, user, source FROM tokens WHERE hash = ? AND revoked IS NULL",
                          token_hash(value))
         if row is None:
             return None
@@ -122,7 +138,7 @@ class Users:
         if touch and now - self._touched.get(row[0], -TOUCH_EVERY) >= TOUCH_EVERY:
             self._touched[row[0]] = now
             self.store.submit(_touch_token, row[0], time.time())
-        return row[0], row[1]
+        return row[0], row[1], row[2]
 
 
 # -- on the writer thread / a reader connection ----------------------------------------------
@@ -155,16 +171,20 @@ def _remove(conn: sqlite3.Connection, name: str, now: float) -> bool:
     return cur.rowcount == 1
 
 
-def _insert_token(conn: sqlite3.Connection, user: str, name: str, digest: str, now: float) -> int:
-    cur = conn.execute("INSERT INTO tokens (user, name, hash, created) VALUES (?, ?, ?, ?)",
-                       (user, name, digest, now))
+def _insert_token(conn: sqlite3.Connection, user: str, name: str, digest: str, now: float, source: str) -> int:
+    cur = conn.execute("INSERT INTO tokens (user, name, hash, created, source) VALUES (?, ?, ?, ?, ?)",
+                       (user, name, digest, now, source))
     return int(cur.lastrowid)
 
 
-def _revoke(conn: sqlite3.Connection, user: str, token_id: int, now: float) -> bool:
-    cur = conn.execute("UPDATE tokens SET revoked = ? WHERE id = ? AND user = ? AND revoked IS NULL",
-                       (now, token_id, user))
+def _revoke(conn: sqlite3.Connection, user: str, token_id: int, now: float, source: str | None) -> bool:
+    cur = conn.execute("UPDATE tokens SET revoked = ? WHERE id = ? AND user = ? AND revoked IS NULL "
+                       "AND (? IS NULL OR source = ?)", (now, token_id, user, source, source))
     return cur.rowcount == 1
+
+
+def _adopt(conn: sqlite3.Connection, source: str) -> int:
+    return conn.execute("UPDATE tokens SET source = ? WHERE source IS NULL", (source,)).rowcount
 
 
 def _touch_token(conn: sqlite3.Connection, token_id: int, now: float) -> None:
