@@ -19,7 +19,7 @@ connections that each send half a header would stay open for good. Here every co
 
 Over TLS the handshake happens here, after the cap is checked and within HEADER_TIMEOUT, so a
 client that opens a connection and never completes (or never starts) the handshake is cut off
-like one that never sends its headers.
+like one that never sends its headers; plain HTTP sent there is answered 400 (server/tls.py).
 
 A request body the application left unread is drained only up to DRAIN bytes; beyond that the
 connection closes after the answer, so a huge or endless body is never read to its end.
@@ -37,6 +37,7 @@ import socket
 import time
 from collections import Counter
 from contextlib import closing
+from functools import partial
 
 import gevent
 from gevent import GreenletExit
@@ -45,6 +46,7 @@ from gevent.socket import wait_read
 
 from server import http_headers
 from server.auth.proxies import SECRET, TRUSTED, from_proxy, is_trusted
+from server.tls import handshake
 
 
 def _seconds(name: str, default: float) -> float:
@@ -353,22 +355,9 @@ class Server(WSGIServer):
                 del self.per_client[client]
 
     def _handshake(self, sock):
-        """The TLS socket, or None (the socket closed) if the handshake failed or did not finish
-        within HEADER_TIMEOUT, however slowly the client trickles it."""
-        deadline = gevent.Timeout(HEADER_TIMEOUT)
-        try:
-            sock.settimeout(HEADER_TIMEOUT)
-            sock = self.wrap_socket(sock, do_handshake_on_connect=False, **self.ssl_args)
-            with deadline:
-                sock.do_handshake()
-            return sock
-        except gevent.Timeout as exc:
-            if exc is not deadline:
-                raise
-        except (OSError, ValueError):
-            pass  # not TLS, a refused certificate, a reset
-        sock.close()
-        return None
+        """The TLS socket, or None (closed): under HEADER_TIMEOUT; plain HTTP answered 400 (tls.py)."""
+        wrap = partial(self.wrap_socket, do_handshake_on_connect=False, **self.ssl_args)
+        return handshake(sock, wrap, HEADER_TIMEOUT, LINGER)
 
     def _refuse(self, sock) -> None:
         try:

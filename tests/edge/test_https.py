@@ -73,13 +73,36 @@ def test_certfile_and_keyfile_serve_https_with_secure_cookies(https, cert):
     # A live event stream over TLS.
     run_id = https.start_run("greet", name="tls")["id"]
     assert [line for e in https.events(run_id) if e.type == "output" for line in e.data["lines"]] == ["hello tls"]
-    # Plain HTTP to the TLS port gets no answer, and a client that does not trust the certificate fails.
-    with pytest.raises(httpx.HTTPError):
-        httpx.get(https.url.replace("https://", "http://") + "/healthz", timeout=10)
+    # A client that does not trust the certificate fails (plain HTTP: the test after this one).
     with pytest.raises(httpx.ConnectError):
         httpx.get(https.url + "/healthz", verify=make_cert(https.data_dir.parent / "other").context(), timeout=10)
     assert https.client.get("/healthz").status_code == 200
     assert "Traceback" not in https.log.read_text()
+
+
+def test_plain_http_to_the_https_port_is_answered_400_saying_to_use_https(https):
+    """It was closed without a word (the handshake failed on a request line): curl said "Empty reply
+    from server", a browser "connection reset". As nginx does, the answer is a plain-HTTP 400 that
+    says the port speaks HTTPS, with the https:// address to use (never the query: a token)."""
+    port = port_of(https)
+    res = httpx.get(f"http://127.0.0.1:{port}/api/jobs", params={"token": TOKEN}, timeout=10)
+    assert res.status_code == 400 and res.headers["connection"] == "close"
+    assert res.headers["content-type"] == "text/plain; charset=utf-8"
+    assert res.text == (f"This port speaks HTTPS, not plain HTTP: use https://127.0.0.1:{port}/api/jobs\n")
+    for host in (b"evil\x1b[2J.example", b""):  # not a host name: no address made of it
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            sock.sendall(b"POST /x HTTP/1.1\r\nHost: " + host + b"\r\nContent-Length: 3\r\n\r\nabc")
+            answer = b""
+            while data := sock.recv(65536):
+                answer += data
+        assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n"), answer
+        assert answer.endswith(b"\r\n\r\nThis port speaks HTTPS, not plain HTTP: use https:// with this host and "
+                               b"port\n")
+    assert https.client.get("/healthz").status_code == 200  # TLS clients are served as before
+    log = https.log.read_text()
+    assert "pushbutton: GET /api/jobs 400 plain HTTP sent to the HTTPS port" in log and TOKEN not in log
+    assert "pushbutton: POST /x 400 plain HTTP sent to the HTTPS port" in log
+    assert "Traceback" not in log and "\x1b" not in log
 
 
 def test_the_jobs_ini_keys_serve_https_and_the_command_line_wins(pushbutton, write_jobs, tmp_path):
