@@ -4,7 +4,8 @@ Blocking: the LDAP method (ldap.py) runs `check_password` on the hub's threadpoo
 has `ldap_timeout` for connecting and for each answer, so a directory that is down or hung ends
 the call with `DirectoryDown` in bounded time. The steps: bind as the service account (or
 anonymously), search the user (exactly one entry, the name escaped so it is never filter syntax),
-bind as that entry's DN with the password, then read its groups (a search with the DN or name
+bind as that entry's DN with the password (an unknown name: a DN that names no entry, the same
+work, so the answer's timing does not tell which names exist), then read its groups (a search with the DN or name
 escaped, or an attribute of the entry such as `memberOf`). TLS (ldaps:// or StartTLS) always
 verifies the certificate and host name, against `ldap_ca_file` or the system's CAs.
 """
@@ -15,6 +16,7 @@ import contextlib
 import logging
 import math
 import re
+import secrets
 import ssl
 from dataclasses import dataclass
 
@@ -28,7 +30,9 @@ log = logging.getLogger("pushbutton")
 
 OK_SEARCH = ("success", "sizeLimitExceeded", "noSuchObject")  # the last two: not one user, a failed sign-in
 REFUSED = ("invalidCredentials", "unwillingToPerform", "inappropriateAuthentication")  # a clear no
+UNABLE = ("busy", "unavailable")  # this server cannot say: the next one
 PLACEHOLDER_RE = re.compile(r"\{(user|dn)\}")
+DECOY = "pushbutton-no-such-user-" + secrets.token_hex(8)  # the RDN value of decoy_dn: no entry has it
 
 
 class DirectoryDown(Exception):
@@ -70,19 +74,19 @@ def check_password(cfg: Ldap, name: str, password: str, locked=lambda canonical:
         if cfg.bind_dn and not service.bound:
             raise DirectoryDown(f"the directory refused the service account ({service.result.get('description')})")
         entry = _the_user(cfg, service, name)
-        if entry is None:
-            return None
-        canonical = _canonical(cfg, entry, name)
-        if canonical is None:
+        canonical = _canonical(cfg, entry, name) if entry is not None else None
+        if entry is not None and canonical is None:
             log.warning("LDAP sign-in: the user's entry has no %s, or several and none is the name typed: refused",
                         cfg.name_attribute)
-            return None
-        if locked(canonical):
-            return Found(canonical, signed_in=False)
+        tried = canonical is not None and not locked(canonical)
+        # No user to try (unknown, several, locked): bind a DN that names no entry, so every refusal
+        # costs the same connection and bind as a wrong password and none tells which names exist.
         pool.sort(key=lambda server: server is not service.server)  # the user's bind where they were found
-        user = _open(cfg, pool, entry["dn"], password)
+        user = _open(cfg, pool, entry["dn"] if tried else decoy_dn(cfg), password, decoy=not tried)
         try:
-            if not user.bound:
+            if canonical is None:
+                return None
+            if not (tried and user.bound):
                 return Found(canonical, signed_in=False)
         finally:
             _close(user)
@@ -98,9 +102,16 @@ def check_password(cfg: Ldap, name: str, password: str, locked=lambda canonical:
         _close(service)
 
 
-def _open(cfg: Ldap, pool: list[Server], user: str | None, password: str | None) -> Connection:
+def decoy_dn(cfg: Ldap) -> str:
+    """A DN under the user base that names no entry: an unknown name's bind goes there."""
+    return f"cn={DECOY},{cfg.user_base}"
+
+
+def _open(cfg: Ldap, pool: list[Server], user: str | None, password: str | None, decoy: bool = False) -> Connection:
     """A connection to the first server that answers, TLS started if asked, bound as `user` (or
-    refused: `.bound` says). A server that refuses, times out, fails TLS or is busy: the next."""
+    refused: `.bound` says). A server that refuses, times out, fails TLS or is busy: the next.
+    `decoy`: any answer but busy or unavailable will do (whatever the directory says of a DN with no
+    entry: invalidCredentials from OpenLDAP and AD, noSuchObject or a referral from others)."""
     failures = []
     for server in pool:
         conn = Connection(server, user=user, password=password, authentication=SIMPLE if user else ANONYMOUS,
@@ -117,7 +128,8 @@ def _open(cfg: Ldap, pool: list[Server], user: str | None, password: str | None)
             failures.append(f"{server.name}: {'StartTLS: ' if isinstance(exc, LDAPStartTLSError) else ''}"
                             f"{_reason(exc)}")
             continue
-        if conn.bound or conn.result.get("description") in REFUSED:
+        answer = conn.result.get("description")
+        if conn.bound or answer in REFUSED or (decoy and answer and answer not in UNABLE):
             return conn
         _close(conn)  # busy, unavailable, a protocol error: this server cannot say yes or no
         failures.append(f"{server.name}: answered {conn.result.get('description') or 'nothing'}")
