@@ -34,6 +34,7 @@ Window = Callable[..., int]
 
 
 HISTORY_ONLY = "accepted, not needed: only the history is read, never jobs.ini"
+HANGUPS: list[int] = []  # SIGHUPs before the server exists (jobs.ini being loaded): a reload once it is ready
 
 
 def port(text: str) -> int:
@@ -104,6 +105,8 @@ def main(argv: list[str] | None = None, window: Window | None = None) -> int:
 
         return helper(argv[1:])
     args = parser().parse_args(argv)
+    if args.command is None and (args.headless or window is None) and hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, lambda *_: HANGUPS.append(1))  # SIGHUP's default would end us: serve() applies it
     configure_logs(args.log_format)
     data_dir = Path(getattr(args, "sub_data_dir", None) or args.data_dir or platformdirs.user_data_dir(C.APP_NAME))
     try:
@@ -215,6 +218,10 @@ def serve(catalog: C.Catalog, data_dir: Path, host: str, port: int, token: str |
     except ConfigError as exc:
         print(f"pushbutton: {exc}", file=sys.stderr)
         return 2
+    if hasattr(signal, "SIGHUP"):  # re-read jobs.ini (server/reload.py); handlers run on this thread only
+        signal.signal(signal.SIGHUP, lambda *_: server.reload())  # before start-up's recovery: deferred till ready
+        if HANGUPS:  # one came while jobs.ini was loaded
+            server.reload()
     try:
         url = server.start()
     except OSError as exc:
@@ -223,8 +230,6 @@ def serve(catalog: C.Catalog, data_dir: Path, host: str, port: int, token: str |
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):  # before the URL line: a caller may stop us at once
         signal.signal(sig, lambda *_: stop.set())
-    if hasattr(signal, "SIGHUP"):  # re-read jobs.ini (server/reload.py); handlers run on this thread only
-        signal.signal(signal.SIGHUP, lambda *_: server.reload())
     print(f"Pushbutton serving on {url}", flush=True)
     while not stop.wait(0.5) and server.alive:
         pass

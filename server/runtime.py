@@ -170,6 +170,9 @@ class Server:
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self._stop: Event | None = None
+        # SIGHUP before the server is ready (start-up's recovery can take seconds) is kept for then.
+        self._reloads = threading.RLock()  # RLock: a signal handler may interrupt its own thread's holder
+        self._serving = self._reload_due = False
 
     @property
     def url(self) -> str:
@@ -240,6 +243,10 @@ class Server:
         trimmer = gevent.spawn(trim_after_load, self.runs)  # memory back to the OS after load: server/memory.py
         self.runs.ready.start()  # run folders made ahead: server/files/ready.py
         reloader.start()
+        with self._reloads:
+            self._serving = True
+            if self._reload_due:  # a SIGHUP came during start-up: applied now
+                gevent.spawn(reloader.reload, "signal")
         self.scheduler = Scheduler(self.runs, self.window, self.clock)  # [schedule:NAME]: server/schedules.py
         self.scheduler.start()
         self._ready.set()
@@ -269,7 +276,14 @@ class Server:
                         timeout=timeout)
 
     def reload(self) -> None:
-        """Re-read jobs.ini on the hub, without waiting (SIGHUP's handler calls it)."""
+        """Re-read jobs.ini on the hub, without waiting (SIGHUP's handler calls it); before the
+        server is ready, once it is."""
+        with self._reloads:
+            if not self._serving:
+                if not self._reload_due:
+                    log.info("SIGHUP during start-up: jobs.ini is re-read once the server is ready")
+                self._reload_due = True
+                return
         if self.runs is not None and self.runs.reloader is not None:
             self.hub.loop.run_callback_threadsafe(gevent.spawn, self.runs.reloader.reload, "signal")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -9,9 +10,10 @@ import sqlite3
 import subprocess
 import time
 
+import httpx
 import pytest
 
-from tests.helpers import alive, lines_of, wait_for
+from tests.helpers import BIN, TOKEN, alive, lines_of, wait_for
 
 TREE_JOB = """
     [job:tree]
@@ -322,6 +324,43 @@ def test_processes_of_a_killed_server_are_stopped_at_the_next_start(pushbutton, 
     again = pushbutton(jobs, data_dir=pb.data_dir)
     assert again.run(run["id"])["state"] == "interrupted"
     assert [p for p in pids if alive(p)] == []
+
+
+def test_sighup_during_start_up_recovery_is_applied_once_ready_instead_of_ending_the_server(pushbutton, write_jobs,
+                                                                                           tmp_path):
+    """SIGHUP's default action ends a process, and the server set its reload handler only once it
+    served: a reload (`systemctl reload`, a config tool) while start-up recovered the runs a killed
+    server left (here 5 s: an orphan that ignores SIGTERM) killed it. It is now deferred: logged,
+    and applied once the server is ready."""
+    jobs = write_jobs(TREE_JOB.format(extra=""))
+    pb = pushbutton(jobs)
+    run, pids = started_tree(pb, tmp_path)
+    pb.proc.kill()
+    pb.proc.wait()
+    began = pb.log.stat().st_size
+    with open(pb.log, "a") as log:  # started by hand: the signal goes before its URL line
+        proc = subprocess.Popen([BIN, "--headless", "--jobs", str(jobs), "--port", "0", "--token", TOKEN,
+                                 "--data-dir", str(pb.data_dir)], stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        logged = lambda: pb.log.read_bytes()[began:].decode()  # noqa: E731
+        wait_for(lambda: "marked 1 run(s) left active" in logged(), timeout=30)
+        assert any(alive(p) for p in pids)  # the recovery is still stopping them
+        proc.send_signal(signal.SIGHUP)
+        line = proc.stdout.readline()
+        assert line.startswith("Pushbutton serving on http://"), (proc.poll(), logged())
+        wait_for(lambda: f"reloaded {jobs} (signal)" in logged())
+        assert "SIGHUP during start-up: jobs.ini is re-read once the server is ready" in logged()
+        assert proc.poll() is None and [p for p in pids if alive(p)] == []
+        client = httpx.Client(base_url=line.split(" on ", 1)[1].split("?")[0], timeout=30,
+                              headers={"Authorization": f"Bearer {TOKEN}"})
+        assert client.get(f"/api/runs/{run['id']}").json()["state"] == "interrupted"
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        for pid in pids:  # a server that died mid-recovery left them
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert proc.returncode == 0 and "Traceback" not in logged()
 
 
 def test_both_ways_of_finding_a_runs_processes_agree(tmp_path):
