@@ -72,7 +72,7 @@ class Askpass:
         self.path = workdir / "askpass.sock"
         self.script = workdir / "askpass"
         self.cancelled: dict[int, str] = {}  # host index -> what it was asking when Cancel was pressed
-        self.asking: set[int] = set()  # hosts waiting for a person: their connect watchdog waits too
+        self.asking: set[int] = set()  # hosts waiting for a person or in line for a dialog: their watchdog waits
         self._server = None
 
     def open(self) -> None:
@@ -127,18 +127,20 @@ class Askpass:
 
         if index in self.cancelled or not 0 <= index < len(self.names):
             return None
-        with self._one_at_a_time:
-            if index in self.cancelled:
-                return None
-            self.asking.add(index)
-            try:
+        # Waiting for a person from now on, also while another host's dialog is open before this
+        # one's: the host's connect watchdog (ssh.py, _give_up) must not take it for a silent host.
+        self.asking.add(index)
+        try:
+            with self._one_at_a_time:
+                if index in self.cancelled:
+                    return None
                 for alias, address in self.aliases.items():
                     prompt = prompt.replace(alias, address)
                 answer = in_pool(self.asker, self.names[index], prompt.strip(), secret)
-            except Exception:  # the window is closing, or the dialog failed: as Cancel
-                answer = None
-            finally:
-                self.asking.discard(index)
+        except Exception:  # the window is closing, or the dialog failed: as Cancel
+            answer = None
+        finally:
+            self.asking.discard(index)
         if answer is None:
             self.cancelled[index] = "passphrase" if prompt.startswith(PASSPHRASE) else "password"
         return answer

@@ -409,10 +409,15 @@ def askpass_stop(app):
 def asked(app, run_id: int) -> dict:
     """Answer every ssh prompt of run `run_id` until it ends; what it asked and how it ended."""
     answer = os.environ.get("DRIVER_ANSWER")
+    slow = float(os.environ.get("DRIVER_SLOW", "0"))  # seconds the analyst takes over the first dialog
     dialogs = []
     final = {"succeeded", "failed", "cancelled", "timed_out", "interrupted"}
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
+        if slow and not dialogs and on_gui(app, lambda: any(d["entry"] is not None and d["dialog"].get_visible()
+                                                            for d in ui.OPEN_DIALOGS)):
+            time.sleep(slow)
+            slow = 0
         seen = answer_input(app, answer)
         if seen:
             dialogs.append(seen)

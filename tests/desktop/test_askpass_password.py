@@ -111,3 +111,23 @@ def test_cancel_at_the_password_prompt_fails_the_host_cleanly(desktop_env, lab, 
     for server in lab.servers:
         assert f"Accepted password for {USER}" not in server.log.read_text()[logged[server.name]:]
     assert ssh_clients_left() == []
+
+
+def test_a_host_waiting_behind_another_hosts_dialog_is_not_given_up_as_silent(desktop_env, lab, tmp_path):
+    # connect_timeout = 1: a host that never reaches its command is given up after 2 x 1 + 20 s.
+    # The analyst takes 25 s over p1's dialog; p2's question waits behind it the whole time.
+    hosts = "".join(sshd.host_section(lab, server, user=USER, connect_timeout="1") for server in lab.servers)
+    jobs_ini = tmp_path / "jobs.ini"
+    jobs_ini.write_text(hosts + textwrap.dedent("""
+        [job:remote]
+        title = Remote check
+        command = sh -c 'echo "ran on $TESTHOST as $(id -un)"'
+        targets = host:p1, host:p2
+        """))
+    code, seen, err = drive("askpass", desktop_env, "--jobs", str(jobs_ini), "--data-dir", str(tmp_path / "data"),
+                            extra_env={"DRIVER_ANSWER": PASSWORD, "DRIVER_SLOW": "25"})
+    assert code == 0, err[-3000:]
+    assert [(h["name"], h["state"], h["error"]) for h in seen["hosts"]] == [("p1", "succeeded", None),
+                                                                          ("p2", "succeeded", None)], seen
+    assert sorted(d["title"] for d in seen["dialogs"]) == ["p1 asks", "p2 asks"]
+    assert ssh_clients_left() == []
