@@ -244,7 +244,8 @@ class SshProcess:
         fd = self.proc.stdout.fileno()
         gevent.os.make_nonblocking(fd)
         widened = False
-        marker = self.nonce.encode() + b" "
+        marker = re.compile(re.escape(self.nonce.encode()) + rb" ([0-9]{1,18})\n")
+        keep = len(self.nonce) + 20  # a marker may be arriving: the rest of the head is chatter
         head = b""
         try:
             while True:
@@ -254,19 +255,17 @@ class SshProcess:
                 if not widened and len(chunk) >= DEFAULT_PIPE:  # a flood: only then (widening costs)
                     widened = True
                     _widen_pipe(fd)
-                if self.pgid is None:
+                if self.pgid is None:  # a host's login noise (or a hostile host) may flood: a bounded head
                     head += chunk
-                    start = head.find(marker)
-                    end = head.find(b"\n", start) if start >= 0 else -1
-                    if end < 0:
-                        cut = head.rfind(b"\n", 0, start if start >= 0 else len(head)) + 1
-                        self._set_aside(head[:cut])
-                        head = head[cut:]
+                    found = marker.search(head)
+                    if found is None:
+                        self._set_aside(head[:-keep])
+                        head = head[-keep:]
                         continue
-                    self._set_aside(head[:start])
-                    self.pgid = int(head[start + len(marker):end])
+                    self._set_aside(head[:found.start()])
+                    self.pgid = int(found.group(1))
                     gevent.spawn(self._send_env)
-                    chunk, head = head[end + 1:], b""
+                    chunk, head = head[found.end():], b""
                     if not chunk:
                         continue
                 for start in range(0, len(chunk), READ_SIZE):  # the batching is sized for these
