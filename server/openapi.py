@@ -226,7 +226,8 @@ def document(title: str = "Pushbutton") -> dict:
         "components": {"schemas": SCHEMAS, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "the per-launch token (auth = token) or a personal API token"},
-            "session": {"type": "apiKey", "in": "cookie", "name": "pushbutton_session"}}},
+            "session": {"type": "apiKey", "in": "cookie", "name": "pushbutton_session",
+                        "description": "named __Host-pushbutton_session over HTTPS at the root path"}}},
         "security": [{"bearer": []}, {"session": []}],
     }
 

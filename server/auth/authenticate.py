@@ -18,7 +18,7 @@ from server.auth.identity import User, describe_source, identity_source
 from server.auth.limits import FailureLimiter
 from server.auth.methods import METHODS, Claim, Method, Unavailable, Wrong
 from server.auth.passwords import Busy, OffHub
-from server.auth.proxies import client_address, is_secure, mount_path
+from server.auth.proxies import client_address
 from server.auth.rights import Rights
 from server.auth.sessions import Sessions
 from server.auth.users import TOKEN_PREFIX, Users
@@ -122,7 +122,7 @@ class Authenticator:
         value = self.sessions.create(claim.name, self.method.name, claim.groups)
         self._audit("signin", claim.name, environ, detail={"method": self.method.name})
         user = self.rights.user_for(claim.name, claim.groups, self.method.name)
-        return user, value, self.sessions.set_cookie(value, mount_path(environ), is_secure(environ))
+        return user, value, self.sessions.set_cookie(value, environ)
 
     def sign_out(self, environ: dict, user: User | None) -> str:
         """End the request's session (the row goes: the cookie is dead everywhere); the
@@ -131,7 +131,7 @@ class Authenticator:
         self.revoked()
         if user is not None:
             self._audit("signout", user.name, environ, detail={"method": user.method})
-        return self.sessions.clear_cookie(mount_path(environ), is_secure(environ))
+        return self.sessions.clear_cookie(environ)
 
     def _audit(self, action: str, name: str, environ: dict, ok: bool = True, detail: dict | None = None) -> None:
         if self.audit is not None:

@@ -18,7 +18,7 @@ import secrets
 import time
 from urllib.parse import urlsplit
 
-from server.auth.proxies import is_secure, mount_path, request_scheme
+from server.auth.proxies import cookie_name, is_secure, mount_path, request_scheme
 from server.http_headers import cookie
 
 LOOPBACK_NAMES = {"localhost"}
@@ -89,7 +89,7 @@ def same_origin(origin: str, environ: dict) -> bool:
 class Guard:
     def __init__(self, token: str, bind_host: str, port: int, allowed_hosts: list[str] = ()):
         self.token = token
-        self.cookie = f"pushbutton_{port}"
+        self.cookie = f"pushbutton_{port}"  # `__Host-` before it over HTTPS at the root (cookie_name)
         bind = host_name(bind_host)
         named = {host_name(h) for h in allowed_hosts}  # e.g. the names a reverse proxy in front forwards
         if is_loopback(bind):
@@ -106,7 +106,7 @@ class Guard:
         auth = environ.get("HTTP_AUTHORIZATION", "")
         if auth[:7].lower() == "bearer ":
             return auth[7:].strip()
-        return cookie(environ, self.cookie)
+        return cookie(environ, cookie_name(self.cookie, environ))
 
     def refuse(self, environ: dict, needs_token: bool) -> tuple[int, str] | None:
         """None if the request may proceed, else (status, reason)."""
@@ -121,6 +121,8 @@ class Guard:
         return None
 
     def cookie_header(self, environ: dict) -> str:
-        """For the app's own path only (the base path), and `Secure` when the client came over HTTPS."""
+        """For the app's own path only (the base path), and `Secure` when the client came over HTTPS
+        (then, at the root, a `__Host-` cookie)."""
         secure = "; Secure" if is_secure(environ) else ""
-        return f"{self.cookie}={self.token}; Path={mount_path(environ)}; HttpOnly; SameSite=Strict{secure}"
+        return (f"{cookie_name(self.cookie, environ)}={self.token}; Path={mount_path(environ)}; HttpOnly; "
+                f"SameSite=Strict{secure}")

@@ -23,6 +23,7 @@ SECRET = "pushbutton.proxy_secret"  # environ key: the secret their requests mus
 SECRET_HEADER = "X-Pushbutton-Proxy-Secret"
 _SECRET_KEY = "HTTP_X_PUSHBUTTON_PROXY_SECRET"
 SCHEMES = ("http", "https")
+HOST_PREFIX = "__Host-"
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -112,6 +113,13 @@ def request_scheme(environ: dict) -> str:
 def is_secure(environ: dict) -> bool:
     """True if cookies set on this request should carry `Secure`."""
     return request_scheme(environ) == "https"
+
+
+def cookie_name(name: str, environ: dict) -> str:
+    """`__Host-NAME` where such a cookie can be: over HTTPS at the root (it must be Secure, with
+    Path=/ and no Domain). A sibling subdomain can neither set one nor shadow it, and a request that
+    can carry one reads only it. Under a base path or over plain HTTP: NAME."""
+    return HOST_PREFIX + name if is_secure(environ) and mount_path(environ) == "/" else name
 
 
 def mount_path(environ: dict) -> str:

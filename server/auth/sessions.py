@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass
 from functools import partial
 
+from server.auth.proxies import cookie_name, is_secure, mount_path
 from server.auth.users import token_hash
 from server.events import in_pool, store_call
 from server.http_headers import cookie
@@ -72,16 +73,22 @@ class Sessions:
 
     @staticmethod
     def cookie_value(environ: dict) -> str | None:
-        return cookie(environ, COOKIE)
+        return cookie(environ, cookie_name(COOKIE, environ))
 
-    def set_cookie(self, value: str, path: str, secure: bool) -> str:
-        """The Set-Cookie value, for the app's path (`/` or the base path `/ops/`); the browser
-        may keep it as long as the session can live, the server decides when it ends."""
-        return (f"{COOKIE}={value}; Path={path}; Max-Age={max(1, int(self.max_age))}; HttpOnly; SameSite=Lax"
-                + ("; Secure" if secure else ""))
+    def set_cookie(self, value: str, environ: dict) -> str:
+        """The Set-Cookie value, for the app's path (`/` or the base path `/ops/`), `Secure` over
+        HTTPS, and named `__Host-pushbutton_session` where it can be (`proxies.cookie_name`); the
+        browser may keep it as long as the session can live, the server decides when it ends."""
+        return (f"{cookie_name(COOKIE, environ)}={value}; Path={mount_path(environ)}; "
+                f"Max-Age={max(1, int(self.max_age))}; HttpOnly; SameSite=Lax" + _secure(environ))
 
-    def clear_cookie(self, path: str, secure: bool) -> str:
-        return f"{COOKIE}=; Path={path}; Max-Age=0; HttpOnly; SameSite=Lax" + ("; Secure" if secure else "")
+    def clear_cookie(self, environ: dict) -> str:
+        return (f"{cookie_name(COOKIE, environ)}=; Path={mount_path(environ)}; Max-Age=0; HttpOnly; SameSite=Lax"
+                + _secure(environ))
+
+
+def _secure(environ: dict) -> str:
+    return "; Secure" if is_secure(environ) else ""
 
 
 def _insert(conn: sqlite3.Connection, digest: str, user: str, method: str, groups: str, now: float,
