@@ -51,3 +51,30 @@ def test_sort_on_a_remote_host_cannot_be_made_to_overwrite_a_file(pushbutton, wr
     assert pb.wait(safe)["state"] == "failed"
     assert victim.read_text() == "precious\n"
     assert pb.output(pb.start_run("sort", file=str(data))["id"]) == ["a", "b"]
+
+
+def test_a_command_line_too_long_for_a_remote_host_fails_saying_so_and_the_value_still_travels_as_env(
+        pushbutton, write_jobs, hosts_ini):
+    # Two values of 80 KB each run locally (each its own argv element), but a remote command line
+    # is one string for ssh and for the host's login shell: at most 128 KiB.
+    pb = pushbutton(write_jobs(hosts_ini + """
+        [job:argv]
+        command = sh -c 'printf %s "$1$2" | wc -c' sh {a} {b}
+        targets = host:h1, host:h2
+        param.a.type = multiline
+        param.b.type = multiline
+        [job:env]
+        command = sh -c 'printf %s "$PB_A$PB_B" | wc -c'
+        targets = host:h1
+        param.a.type = multiline
+        param.b.type = multiline
+        """))
+    big = {"a": "1234567\n" * 10000, "b": "1234567\n" * 10000}
+    run = pb.wait(pb.start_run("argv", **big)["id"])
+    assert run["state"] == "failed"
+    for host in run["hosts"]:
+        assert host["error"].startswith("error: the command line is too long for a remote host ("), host
+        assert "$PB_NAME" in host["error"] and "OpenSSH client" not in host["error"]
+    ok = pb.start_run("env", **big)["id"]
+    assert pb.wait(ok)["state"] == "succeeded"
+    assert pb.output(ok) == ["160000"]
