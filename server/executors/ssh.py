@@ -65,8 +65,9 @@ READ_SIZE = 64 * 1024
 # and one read takes what has piled up: 1M lines from one host stream in about half the time.
 PIPE_SIZE = 1024 * 1024
 DEFAULT_PIPE = 64 * 1024  # Linux's; a read this long means the pipe was full
-# ssh's last words when the server's end of the connection went away (its sshd killed, say).
-CLOSED_BY_REMOTE = re.compile(rb"(?:^|\n)Connection to \S+ closed by remote host\.\r?\n?$")
+# ssh's last words when the server's end of the connection went away (its sshd killed, say); it
+# names the host (64 bytes at most). Another name is the command's own ssh, to another machine.
+CLOSED_BY_REMOTE = re.compile(rb"(?:^|\n)Connection to (\S+) closed by remote host\.\r?\n?$")
 CHATTER_MAX = 4096  # bytes of the server's own pre-command output kept for an error message
 # One string for ssh here and for the host's login shell there: Linux's limit for one argument.
 REMOTE_MAX = 128 * 1024 - 1
@@ -236,7 +237,8 @@ class SshProcess:
         if code == 255 and connection_lost(log):
             last = [line for line in log.splitlines() if line.strip()][-1:]
             return Outcome(None, "connection lost: " + (last[0].strip() if last else "ssh exited"), True)
-        if code == 255 and CLOSED_BY_REMOTE.search(self.said):  # ssh says so on stderr, not in its log
+        closed = CLOSED_BY_REMOTE.search(self.said) if code == 255 else None  # on stderr, not in its log
+        if closed and closed.group(1) == self.host.address.encode()[:64]:
             return Outcome(None, f"connection lost: {self.host.address}:{self.host.port} closed the connection "
                                  "while the command ran (the host went down or its sshd stopped)", True)
         if code == 255 and self.shared is not None and not self.stopping and not alive(self.shared):

@@ -73,3 +73,19 @@ def test_a_host_that_dies_mid_run_fails_clearly_and_the_others_finish(pushbutton
     output = by_host(pb.events(run_id))
     assert output["h1"] == ["up h1", "done h1"] and output["h2"] == ["up h2", "done h2"]
     assert output["dying"][0] == "up " + dying.name and output["dying"][-1] == f"pushbutton: {error}"
+
+
+def test_a_command_whose_own_ssh_lost_its_host_fails_with_its_exit_code_not_as_this_host_lost(
+        pushbutton, write_jobs, lab, servers):
+    # A deploy script that goes on over ssh to another machine: its ssh's last words are the
+    # command's stderr, not this host's connection ending.
+    hosts = "".join(sshd.host_section(lab, servers[name], control_persist=persist)
+                    for name, persist in (("h1", "0"), ("h2", "60")))
+    pb = pushbutton(write_jobs(hosts + """
+        [job:onward]
+        command = sh -c 'echo "Connection to db.internal closed by remote host." >&2; exit 255'
+        targets = host:h1, host:h2
+        """))
+    run = pb.wait(pb.start_run("onward")["id"])
+    assert [(h["name"], h["state"], h["exit_code"], h["error"]) for h in run["hosts"]] == [
+        ("h1", "failed", 255, None), ("h2", "failed", 255, None)], run["hosts"]
