@@ -12,6 +12,7 @@ import time
 from http import client
 
 import gevent
+import psutil
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -64,10 +65,11 @@ def test_a_header_block_the_email_parser_guessed_at_is_refused(raw, why):
                                   b"X-Pad: a" + b" " * 30000 + b"\r\n"])
 def test_a_long_run_of_spaces_in_a_field_is_read_in_linear_time(line):
     """The hub parses headers itself: a regex that backtracks over spaces froze every request for
-    seconds on one unauthenticated header (30 KB: ~4 s)."""
-    started = time.perf_counter()
+    seconds on one unauthenticated header (30 KB: ~4 s). Counted in CPU time, this thread's: what a
+    busy machine adds to the wall clock is not the parser's."""
+    started = time.thread_time()
     message = http_headers.parse(io.BytesIO(line + b"\r\n"))
-    assert time.perf_counter() - started < 0.1
+    assert time.thread_time() - started < 0.1
     assert message.status == ("Malformed header field" if b"\x01" in line else "")
     if not message.status:
         assert message.get("x-pad") in ("x", "a")
@@ -85,17 +87,21 @@ def test_a_cookie_is_read_by_its_exact_name_the_first_one_winning(header, value)
 
 def test_a_hostile_cookie_header_is_read_in_linear_time(pushbutton, write_jobs):
     """http.cookies is quadratic on backslashes (CVE-2024-7592): a 60 KB header held the hub ~11 s
-    while every other request waited. Every request reads its cookies."""
-    started = time.perf_counter()
+    while every other request waited. Every request reads its cookies. Counted in CPU time (this
+    thread's, then the server's): what a busy machine adds to the wall clock is not the parser's."""
+    started = time.thread_time()
     assert http_headers.cookie({"HTTP_COOKIE": "a=" + "\\" * 30000 + "; pushbutton_session=x"},
                                "pushbutton_session") == "x"
-    assert time.perf_counter() - started < 0.05
+    assert time.thread_time() - started < 0.05
     pb = pushbutton(write_jobs(JOBS))
+    server = psutil.Process(pb.proc.pid)
     with socket.create_connection(address(pb)) as sock:
-        started = time.perf_counter()
+        sock.sendall(request(pb))
+        assert read_response(sock).startswith(b"HTTP/1.1 ")  # served once: what comes next is this request's
+        cpu = sum(server.cpu_times()[:2])
         sock.sendall(request(pb, headers="Cookie: a=" + "\\" * 30000 + "\r\n"))
         assert read_response(sock).startswith(b"HTTP/1.1 ")
-        assert time.perf_counter() - started < 1.0
+        assert sum(server.cpu_times()[:2]) - cpu < 1.0  # quadratic, this header took ~3 s
 
 
 def test_the_most_fields_allowed_are_read():

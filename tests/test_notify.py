@@ -218,7 +218,8 @@ def test_on_picks_the_final_states_and_recovered_means_success_after_a_failure(w
         states.append(run["state"])
         wait_for(lambda n=count: len(hooks.at("/all")) == n, timeout=20)  # every end, one at a time
     assert states == ["succeeded", "failed", "succeeded", "succeeded"]
-    time.sleep(1)  # what else was sent has arrived by now (the /all one arrived after them, or with them)
+    wait_for(lambda: hooks.at("/default") and hooks.at("/recovery"), timeout=20)  # each sent on its own thread
+    time.sleep(1)  # and no other: one sent by mistake has arrived by now
     assert [b["title"].split(": ", 1)[1] for b in hooks.at("/default")] == ["Deploy web failed (run 2)"]
     recovered = hooks.at("/recovery")
     assert [b["title"].split(": ", 1)[1] for b in recovered] == ["Deploy web succeeded again (run 3)"]
@@ -240,8 +241,8 @@ def test_jobs_limits_a_notifier_to_the_jobs_it_names(write_jobs, pushbutton, hoo
     other = pb.wait(pb.start_run("other")["id"])
     wait_for(lambda: hooks.at("/everything"), timeout=20)
     deploy = pb.wait(pb.start_run("deploy")["id"])
-    wait_for(lambda: len(hooks.at("/everything")) == 2, timeout=20)
-    time.sleep(0.5)
+    wait_for(lambda: len(hooks.at("/everything")) == 2 and hooks.at("/deploys"), timeout=20)
+    time.sleep(0.5)  # no other: one sent by mistake has arrived by now
     assert [b["title"] for b in hooks.at("/deploys")] == [f"Pushbutton: Deploy web failed (run {deploy['id']})"]
     assert f"(run {other['id']})" in hooks.at("/everything")[0]["title"]
 

@@ -91,10 +91,10 @@ def test_an_endless_line_of_secrets_is_still_cut_and_masked(monkeypatch):
 
 
 def test_output_that_repeats_a_secret_is_masked_without_stalling_the_hub():
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU time: a busy machine's waits for a CPU are not the masker's
     assert Masker(["00000000"]).mask("0" * 1024 * 1024 + " 1") == "******** 1"
     assert Masker(["abcabcab"]).mask("abc" * 300_000) == "********c"
-    assert time.perf_counter() - started < 0.5  # one match per run of repeats, not one per character
+    assert time.thread_time() - started < 0.5  # one match per run of repeats, not one per character
 
 
 def test_a_secret_in_a_progress_message_or_on_stderr_is_masked():
