@@ -67,7 +67,23 @@ def refuse_root_on_other_users(path: Path, command: list[str], new_history_too: 
     except (ImportError, KeyError):
         name = f"#{owner}"  # sudo -u takes a uid so
     raise DataDirError(f"data dir {path} belongs to {name}, and this runs as root: what it wrote would be root's, "
-                       f"which {name} cannot open; run it as {name}: sudo -u {name} {shlex.join(command)}")
+                       f"which {name} cannot open; run it as {name}: sudo -u {name} {shlex.join(_shown(command))}")
+
+
+def _shown(command: list[str]) -> list[str]:
+    """`command` with what may be a secret replaced by `...`: a token, a run's values (`-p NAME=...`)."""
+    shown = []
+    for before, word in zip([None, *command], command, strict=False):
+        if before == "--token":
+            word = "..."
+        elif word.startswith("--token="):
+            word = "--token=..."
+        elif before in ("-p", "--param"):
+            word = word.split("=", 1)[0] + "=..."
+        elif word.startswith(("-p", "--param=")) and "=" in word[2:]:  # -pNAME=V, --param=NAME=V
+            word = word[:word.index("=", 8 if word.startswith("--") else 2)] + "=..."
+        shown.append(word)
+    return shown
 
 
 def private_data_dir(path: Path) -> None:

@@ -210,7 +210,8 @@ def test_root_is_refused_a_data_dir_that_belongs_to_another_user_before_anything
     """`sudo pushbutton users add ...` on the service's data dir made a root-owned history.sqlite3
     (or owners/, runs/) that the service, running as its own user, then could not open. As root,
     every command that opens the history says whose it is and the command to run instead, exit 2,
-    with nothing written. `backup` reads the history and writes elsewhere: root may run it."""
+    with nothing written (and no value of the command's, which may be a secret). `backup` reads
+    the history and writes elsewhere: root may run it."""
     if os.geteuid() != 0:
         pytest.skip("chowning a data dir to another user needs root (CI runs as root)")
     nobody = pwd.getpwuid(65534).pw_name
@@ -228,7 +229,8 @@ def test_root_is_refused_a_data_dir_that_belongs_to_another_user_before_anything
             if args[0] == "--headless" and data == fresh:
                 continue  # a server begins its own history: it runs as whoever will own it (a container's root)
             out = pb(*args, data=data, stdin="a-password-1\n")
-            command = shlex.join([BIN, *args, "--jobs", str(JOBS), "--data-dir", str(data)])
+            shown = [word.replace("name=bob", "name=...") for word in args]  # a run's values may be secrets
+            command = shlex.join([BIN, *shown, "--jobs", str(JOBS), "--data-dir", str(data)])
             assert (out.returncode, out.stdout) == (2, ""), (args, out)
             assert out.stderr == (f"pushbutton: data dir {data} belongs to {nobody}, and this runs as root: what it "
                                   f"wrote would be root's, which {nobody} cannot open; run it as {nobody}: "
