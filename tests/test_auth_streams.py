@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.auth_helpers import PASSWORDS, add_user, bearer, sign_in, users
+from tests.helpers import wait_for
 
 JOBS = """
     [pushbutton]
@@ -74,8 +75,7 @@ def streams_of(pb, c: httpx.Client) -> tuple[Stream, Stream, int]:
     """bob's `/api/events` and the stream of a run that prints 20 lines a second, until stopped."""
     run_id = sign_in(pb, "alice").post("/api/jobs/ticks/runs", json={"params": {}}).json()["run"]["id"]
     every, run = Stream(c, "/api/events"), Stream(c, f"/api/runs/{run_id}/events")
-    time.sleep(0.5)
-    assert run.data_after(0), "the run stream carries the run's output"
+    wait_for(lambda: run.data_after(0), timeout=10)  # the run stream carries the run's output
     return every, run, run_id
 
 
