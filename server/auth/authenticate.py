@@ -49,7 +49,7 @@ class Authenticator:
         self.limiter = FailureLimiter()
         self.hasher = OffHub()
         self.method: Method = METHODS[settings.auth](self)
-        self.source = identity_source(settings)  # what names users here: a token must be of it
+        self.source = identity_source(settings)  # what names users here: a token or session must be of it
         self._stale_logged: dict[int, float] = {}
         if settings.auth != "token":  # the window takes no personal token: it adopts none
             self.users.adopt_tokens(self.source)
@@ -67,7 +67,7 @@ class Authenticator:
                 return None
             return self.rights.user_for(owner[1], (), "api-token")
         session = self.sessions.get(Sessions.cookie_value(environ), touch)
-        if session is not None and session.method == self.method.name:  # not one of an earlier `auth`
+        if session is not None and session.source == self.source:  # not of an earlier `auth`, directory, issuer
             return self.rights.user_for(session.user, session.groups, session.method)
         return self.method.identify(environ)
 
@@ -119,7 +119,7 @@ class Authenticator:
         """A session for whom the method vouched (a password checked, an ID token verified), with
         the provider's groups; audited. (the user, the session's cookie value, its Set-Cookie)."""
         self.sessions.delete(Sessions.cookie_value(environ))  # a new id at every sign-in
-        value = self.sessions.create(claim.name, self.method.name, claim.groups)
+        value = self.sessions.create(claim.name, self.method.name, self.source, claim.groups)
         self._audit("signin", claim.name, environ, detail={"method": self.method.name})
         user = self.rights.user_for(claim.name, claim.groups, self.method.name)
         return user, value, self.sessions.set_cookie(value, environ)

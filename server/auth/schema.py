@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS sessions (
     method TEXT NOT NULL,
     groups TEXT NOT NULL DEFAULT '[]',
     created REAL NOT NULL,
-    last_seen REAL NOT NULL
+    last_seen REAL NOT NULL,
+    source TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_user ON sessions (user);
 CREATE TABLE IF NOT EXISTS audit (
@@ -51,6 +52,15 @@ CREATE INDEX IF NOT EXISTS audit_action ON audit (action, id);
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Columns a database of an older version lacks. A token's `source` (what named its user when it
-    was made, server/auth/identity.py) is NULL on older tokens until a server adopts them."""
-    if "source" not in {row[1] for row in conn.execute("PRAGMA table_info(tokens)")}:
+    was made, server/auth/identity.py) is NULL on older tokens until a server adopts them. A
+    session's `source` is not guessed: the older sessions end (a sign-in is cheap to redo; a token
+    lives in scripts), so none can outlive a switch of directory or issuer made at the upgrade."""
+    if "source" not in _columns(conn, "tokens"):
         conn.execute("ALTER TABLE tokens ADD COLUMN source TEXT")
+    if "source" not in _columns(conn, "sessions"):
+        conn.execute("ALTER TABLE sessions ADD COLUMN source TEXT")
+        conn.execute("DELETE FROM sessions")
+
+
+def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}

@@ -3,6 +3,8 @@
 Signing out deletes the row, so the old cookie stops working at once, wherever it was copied. A
 session ends after `session_idle` without a request and `session_max` after sign-in, whichever
 comes first; changing a user's password or removing the user deletes their rows (`users.py`).
+A session is bound to the identity source it was opened under (`identity.identity_source`, as a
+personal API token is): the Authenticator takes one of another source for nobody.
 `last_seen` is written at most every `touch_every` (a tenth of the idle time, at most a minute),
 so an active session costs one read per request and a write now and then.
 """
@@ -30,6 +32,7 @@ class Session:
     user: str
     method: str
     groups: frozenset[str]
+    source: str | None  # what named the user when it was opened (identity.py); None: never (older rows)
 
 
 class Sessions:
@@ -41,10 +44,10 @@ class Sessions:
         self._write = partial(store_call, store) if on_hub else store.call
         self._read = partial(in_pool, store.read) if on_hub else store.read
 
-    def create(self, user: str, method: str, groups: frozenset[str] = frozenset()) -> str:
-        """A new session (a new id at every sign-in); returns the cookie value."""
+    def create(self, user: str, method: str, source: str, groups: frozenset[str] = frozenset()) -> str:
+        """A new session (a new id at every sign-in) of the identity `source`; returns the cookie value."""
         value = secrets.token_urlsafe(32)
-        self._write(_insert, token_hash(value), user, method, json.dumps(sorted(groups)), time.time(),
+        self._write(_insert, token_hash(value), user, method, source, json.dumps(sorted(groups)), time.time(),
                     self.idle, self.max_age)
         return value
 
@@ -56,14 +59,14 @@ class Sessions:
         row = self._read(_select, digest)
         if row is None:
             return None
-        user, method, groups, created, last_seen = row
+        user, method, source, groups, created, last_seen = row
         now = time.time()
         if now - last_seen > self.idle or now - created > self.max_age:
             self.store.submit(_delete, digest)
             return None
         if touch and now - last_seen >= self.touch_every:
             self.store.submit(_touch, digest, now)
-        return Session(user, method, frozenset(json.loads(groups)))
+        return Session(user, method, frozenset(json.loads(groups)), source)
 
     def delete(self, value: str | None) -> None:
         if value:
@@ -91,16 +94,16 @@ def _secure(environ: dict) -> str:
     return "; Secure" if is_secure(environ) else ""
 
 
-def _insert(conn: sqlite3.Connection, digest: str, user: str, method: str, groups: str, now: float,
+def _insert(conn: sqlite3.Connection, digest: str, user: str, method: str, source: str, groups: str, now: float,
             idle: float, max_age: float) -> None:
     # Expired rows of anyone go now: nothing else would ever delete a session never used again.
     conn.execute("DELETE FROM sessions WHERE last_seen < ? OR created < ?", (now - idle, now - max_age))
-    conn.execute("INSERT INTO sessions (hash, user, method, groups, created, last_seen) VALUES (?, ?, ?, ?, ?, ?)",
-                 (digest, user, method, groups, now, now))
+    conn.execute("INSERT INTO sessions (hash, user, method, source, groups, created, last_seen) "
+                 "VALUES (?, ?, ?, ?, ?, ?, ?)", (digest, user, method, source, groups, now, now))
 
 
 def _select(conn: sqlite3.Connection, digest: str):
-    return conn.execute("SELECT user, method, groups, created, last_seen FROM sessions WHERE hash = ?",
+    return conn.execute("SELECT user, method, source, groups, created, last_seen FROM sessions WHERE hash = ?",
                         (digest,)).fetchone()
 
 
