@@ -113,3 +113,18 @@ def test_the_source_names_the_directory_or_provider_not_only_the_method(write_jo
     assert source(ldap + "ou=people,dc=acme,dc=test\n").startswith("ldap ")
     assert source(oidc + "https://idp.example/a\n") != source(oidc + "https://idp.example/b\n")
     assert source(oidc + "https://idp.example/a\n") != source(oidc + "https://idp.example/a\noidc_user_claim = sub\n")
+
+
+def test_users_list_counts_stale_tokens_apart_as_users_tokens_marks_them(pb):
+    assert users(pb, "token", "bob", "--label", "old").returncode == 0
+    pb.jobs.write_text(HEADER)  # the command reads jobs.ini: no restart needed to see the switch
+    assert users(pb, "token", "bob", "--label", "new").returncode == 0
+    listed = users(pb, "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines() == ["bob\t2 token(s) (1 stale)"]
+    assert [line.split("\t")[1:] for line in users(pb, "tokens", "bob").stdout.splitlines()] == [
+        ["old", "stale: made under auth = local"], ["new"]]
+    pb.jobs.write_text(local_jobs())  # back: the old one is live again, the header one stale
+    assert users(pb, "list").stdout.splitlines() == ["bob\t2 token(s) (1 stale)"]
+    assert users(pb, "revoke", "bob", "2").returncode == 0
+    assert users(pb, "list").stdout.splitlines() == ["bob\t1 token(s)"]

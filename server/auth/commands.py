@@ -16,7 +16,7 @@ from pathlib import Path
 from server.auth.audit import Audit
 from server.auth.identity import describe_source, identity_source, os_user
 from server.auth.passwords import hash_password
-from server.auth.users import UserError, Users, check_name
+from server.auth.users import UserError, Users, check_name, is_stale
 from server.catalog import Catalog
 from server.datadir import DB_NAME, require_history
 from server.store import Store
@@ -71,17 +71,18 @@ def main(args: argparse.Namespace, catalog: Catalog, data_dir: Path) -> int:
 def _run(args: argparse.Namespace, catalog: Catalog, users: Users, audit: Audit) -> int:
     action, name = args.users_command, getattr(args, "name", "")
     actor = f"cli:{os_user()}"
+    source = identity_source(catalog.settings)  # a token of another source than jobs.ini's is refused: say so
     if action == "list":
-        for user in users.list():
-            print(f"{user['user']}\t{user['tokens']} token(s)")
+        for user in users.list(source):
+            stale = f" ({user['stale']} stale)" if user["stale"] else ""
+            print(f"{user['user']}\t{user['tokens']} token(s){stale}")
         return 0
     if action in ("tokens", "revoke") and not users.known(name):
         raise UserError(f"no user {name!r} (no account, and no token was ever made for that name)")
-    if action == "tokens":  # a token of another identity source than jobs.ini's is refused: say so
-        source = identity_source(catalog.settings)
+    if action == "tokens":
         for token in users.all_tokens(name):
             made = token["source"]
-            stale = "" if made in (source, None) else f"\tstale: made under {describe_source(made)}"
+            stale = f"\tstale: made under {describe_source(made)}" if is_stale(made, source) else ""
             print(f"{token['id']}\t{token['name']}{stale}")
         return 0
     if action == "add":
@@ -109,7 +110,7 @@ def _run(args: argparse.Namespace, catalog: Catalog, users: Users, audit: Audit)
                             "token is the credential)")
         if catalog.settings.auth == "local" and not users.exists(name):
             raise UserError(f"no user {name!r} (add it first: pushbutton users add {name})")
-        token_id, value = users.create_token(name, args.label, identity_source(catalog.settings))
+        token_id, value = users.create_token(name, args.label, source)
         audit.record("token.create", actor, target=f"token:{token_id}", detail={"for": name})
         print(f"token {token_id} for {name} (shown once; revoke with: pushbutton users revoke {name} {token_id}):")
         print(value)

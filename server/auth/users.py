@@ -40,6 +40,13 @@ def new_token_value() -> str:
     return TOKEN_PREFIX + secrets.token_urlsafe(32)
 
 
+def is_stale(made: str | None, source: str) -> bool:
+    """Whether a token made under the identity source `made` is refused by a server of `source`. An
+    older version's token (None) is not: the next server to start adopts it. `Users.list` counts
+    in SQL by the same rule."""
+    return made is not None and made != source
+
+
 def check_name(name: str) -> str:
     if not USER_RE.match(name) or len(name) > MAX_NAME:
         raise UserError(f"{name!r} is not a user name: up to {MAX_NAME} letters, digits and . _ @ + - "
@@ -85,11 +92,15 @@ class Users:
         have no account here)."""
         return self.exists(name) or self._read(_one, "SELECT 1 FROM tokens WHERE user = ? LIMIT 1", name) is not None
 
-    def list(self) -> list[dict]:
-        rows = self._read(_all, "SELECT u.name, u.created, u.updated, COUNT(t.id) FROM users u "
+    def list(self, source: str) -> list[dict]:
+        """The accounts, each with its count of live tokens and how many of those are stale: made
+        under another identity source than `source` (refused there; `all_tokens` lists them)."""
+        rows = self._read(_all, "SELECT u.name, u.created, u.updated, COUNT(t.id), "
+                                "COALESCE(SUM(t.source IS NOT NULL AND t.source <> ?), 0) FROM users u "
                                 "LEFT JOIN tokens t ON t.user = u.name AND t.revoked IS NULL "
-                                "GROUP BY u.name ORDER BY u.name")
-        return [{"user": n, "created": iso(c), "updated": iso(u), "tokens": t} for n, c, u, t in rows]
+                                "GROUP BY u.name ORDER BY u.name", source)
+        return [{"user": n, "created": iso(c), "updated": iso(u), "tokens": t, "stale": st}
+                for n, c, u, t, st in rows]
 
     # -- personal API tokens ----------------------------------------------------------------
 
@@ -110,7 +121,8 @@ class Users:
         return [{"id": i, "name": n, "created": iso(c), "last_used": iso(lu)} for i, n, c, lu in rows]
 
     def all_tokens(self, user: str) -> list[dict]:
-        """The user's live tokens of every source (`pushbutton users tokens`), with their source."""
+        """The user's live tokens of every source (`pushbutton users tokens`), with their source;
+        one is stale where `is_stale` says so."""
         rows = self._read(_all, "SELECT id, name, source FROM tokens WHERE user = ? AND revoked IS NULL "
                                 "ORDER BY id", user)
         return [{"id": i, "name": n, "source": s} for i, n, s in rows]
