@@ -168,7 +168,11 @@ class Fanout:
         try:
             self._run_host(index, target, workdir)
         finally:
-            self.files.remove(index)
+            left = self.files.remove(index)  # bounded, and ended by a stop
+            if left:  # the host's outcome stands: the folder is only clutter on the host
+                left = Masker(self.secrets).mask(left)
+                log.warning("run on %s: %s", target.host.name, left)
+                self.emit("output", {"stream": "stderr", "host": target.host.name, "lines": [f"pushbutton: {left}"]})
             if slot is not None:
                 slot.release()
 

@@ -48,6 +48,7 @@ from server.executors.askpass import Askpass, ssh_env
 from server.executors.local import wait_exit
 from server.executors.ssh_client import (
     SSH,
+    answer_within,
     capabilities,
     connection_lost,
     explain,
@@ -201,15 +202,14 @@ class SshProcess:
         if self.stopping:  # stopped while ssh was being started
             self._kill_local()
         pumps = [gevent.spawn(self._pump_stdout, stdout), gevent.spawn(self._pump_stderr, stderr)]
-        watchdog = gevent.spawn_later(2 * self.host.connect_timeout + 20, self._give_up)
+        watchdog = gevent.spawn_later(answer_within(self.host), self._give_up)
         try:
             code = wait_exit(self.proc)
         finally:
             watchdog.kill(block=False)
             self.exited.set()
         gevent.joinall(pumps, timeout=5)
-        for pump in pumps:
-            pump.kill()
+        gevent.killall(pumps)
         if self._killer is not None:
             self._killer.join()
         with suppress(OSError):
@@ -221,7 +221,7 @@ class SshProcess:
         if not self.env_sent:
             if self.no_answer:
                 return Outcome(None, f"timed out: {self.host.address}:{self.host.port} did not answer "
-                                     f"within {2 * self.host.connect_timeout + 20:g}s", False)
+                                     f"within {answer_within(self.host):g}s", False)
             if self.stopping:
                 return Outcome(None, None, False)
             cancelled = self.askpass.cancelled.get(self.index) if self.askpass else None

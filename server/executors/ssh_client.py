@@ -198,6 +198,13 @@ def background(pid: int, own_session: bool) -> None:
             group.write(str(NICE))
 
 
+def answer_within(host: Host) -> float:
+    """How long a host that accepted the connection has to answer (the wrapper's start marker, a
+    probe's `true`, the removal of uploads) before it is given up: TCP and banner
+    (connect_timeout), the key exchange and login again as long, and 20 s for a slow login."""
+    return 2 * host.connect_timeout + 20
+
+
 def wait_or_kill(proc: subprocess.Popen, timeout: float | None) -> int | None:
     """The exit code; None if `proc` still ran after `timeout` seconds (its group is then killed
     and reaped)."""
@@ -335,10 +342,10 @@ def probe(host: Host, workdir: Path) -> Probe:
         proc = spawn(ssh_argv(host, "true", log, client=capabilities()), subprocess.DEVNULL, subprocess.DEVNULL)
     except OSError as exc:
         return Probe(host.name, "error", f"cannot start {SSH!r}: {exc.strerror or exc}", 0.0)
-    code = wait_or_kill(proc, 2 * host.connect_timeout + 20)
+    code = wait_or_kill(proc, answer_within(host))
     seconds = time.monotonic() - started
     if code is None:
-        return Probe(host.name, "timed out", f"no answer within {2 * host.connect_timeout + 20:g}s", seconds)
+        return Probe(host.name, "timed out", f"no answer within {answer_within(host):g}s", seconds)
     if code == 0:
         who = f"{host.user}@" if host.user else ""
         return Probe(host.name, "reachable", f"{who}{host.address}:{host.port} ran a command", seconds)
