@@ -30,6 +30,7 @@ import gevent.os
 from gevent.lock import BoundedSemaphore
 
 from server import params as P
+from server.command_size import oversized
 from server.environment import inherited
 from server.executors.local import wait_exit
 
@@ -199,11 +200,15 @@ class Choices:
         self._cache[key] = listed
 
     def validate(self, job: Job, raw: dict) -> dict[str, P.Value]:
-        """`params.validate`, then every value of a list from a command checked against the
+        """`params.validate`, then the command's length with these values (command_size.py), then
+        every value of a list from a command checked against the
         current list (the one the form showed may be stale, or made up). Lists are checked inputs
         first, and one whose input failed its own check is not made: as for `inputs`, a command
         never runs with a made-up value. Raises ParamsError."""
         values = P.validate(job.params, raw)
+        too_long = oversized(job, values)  # what the system would refuse to execute; no list is made for it
+        if too_long:
+            raise P.ParamsError(too_long)
         errors, unsure = {}, set()  # unsure: failed, or not checked because an input failed
         for p in in_order(job.params):
             chosen = values.get(p.name)

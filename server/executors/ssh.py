@@ -70,8 +70,6 @@ DEFAULT_PIPE = 64 * 1024  # Linux's; a read this long means the pipe was full
 # names the host (64 bytes at most). Another name is the command's own ssh, to another machine.
 CLOSED_BY_REMOTE = re.compile(rb"(?:^|\n)Connection to (\S+) closed by remote host\.\r?\n?$")
 CHATTER_MAX = 4096  # bytes of the server's own pre-command output kept for an error message
-# One string for ssh here and for the host's login shell there: Linux's limit for one argument.
-REMOTE_MAX = 128 * 1024 - 1
 
 # POSIX sh. $1 = nonce, $2 = grace in tenths of a second, the rest = the job's argv.
 # The environment arrives on stdin as `export NAME='quoted value'` lines (encode_env), ended by a
@@ -172,13 +170,6 @@ class SshProcess:
             stdout.close()
             stderr.close()
             return Outcome(None, f"auth failed: cancelled at the {cancelled} prompt", False)
-        size = len(self.remote.encode("utf-8", "surrogateescape"))
-        if size > REMOTE_MAX:  # ssh would not start (E2BIG), or the host's login shell would not
-            stdout.close()
-            stderr.close()
-            return Outcome(None, f"error: the command line is too long for a remote host ({size:,} bytes; at most "
-                                 f"{REMOTE_MAX:,}): use long values as $PB_NAME, which travels over stdin, "
-                                 "or a file parameter", False)
         shared = SHARED.acquire(self.host)
         try:
             code = self._session(stdout, stderr, shared)

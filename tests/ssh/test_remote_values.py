@@ -53,10 +53,12 @@ def test_sort_on_a_remote_host_cannot_be_made_to_overwrite_a_file(pushbutton, wr
     assert pb.output(pb.start_run("sort", file=str(data))["id"]) == ["a", "b"]
 
 
-def test_a_command_line_too_long_for_a_remote_host_fails_saying_so_and_the_value_still_travels_as_env(
+def test_a_command_line_too_long_for_a_remote_host_is_refused_by_field_and_the_value_still_travels_as_env(
         pushbutton, write_jobs, hosts_ini):
     # Two values of 80 KB each run locally (each its own argv element), but a remote command line
-    # is one string for ssh and for the host's login shell: at most 128 KiB.
+    # is one string for ssh and for the host's login shell: at most 128 KiB. Refused when given
+    # (server/command_size.py), as any value the command could not run with; it used to be
+    # accepted, recorded, and then fail every host.
     pb = pushbutton(write_jobs(hosts_ini + """
         [job:argv]
         command = sh -c 'printf %s "$1$2" | wc -c' sh {a} {b}
@@ -70,11 +72,16 @@ def test_a_command_line_too_long_for_a_remote_host_fails_saying_so_and_the_value
         param.b.type = multiline
         """))
     big = {"a": "1234567\n" * 10000, "b": "1234567\n" * 10000}
-    run = pb.wait(pb.start_run("argv", **big)["id"])
-    assert run["state"] == "failed"
-    for host in run["hosts"]:
-        assert host["error"].startswith("error: the command line is too long for a remote host ("), host
-        assert "$PB_NAME" in host["error"] and "OpenSSH client" not in host["error"]
+    res = pb.client.post("/api/jobs/argv/runs", json={"params": big})
+    assert res.status_code == 400, res.text[:300]
+    fields = res.json()["fields"]
+    assert set(fields) == {"a", "b"}, fields
+    for message in fields.values():
+        assert message.startswith("too long: 80,000 bytes, and the command line for a remote host would be "), message
+        assert "131,071" in message and "$PB_NAME" in message and "file parameter" in message, message
+    assert pb.client.get("/api/runs").json()["runs"] == []
+    alone = pb.client.post("/api/jobs/env/runs", json={"params": {"a": "x" * 131_067}})  # exported there: execve's limit
+    assert alone.status_code == 400 and "at most 131,066" in alone.json()["fields"]["a"], alone.text[:300]
     ok = pb.start_run("env", **big)["id"]
     assert pb.wait(ok)["state"] == "succeeded"
     assert pb.output(ok) == ["160000"]
