@@ -120,36 +120,30 @@ def test_filter_shows_only_one_hosts_lines(ui, site, hosts_lab):
     expect(page.locator("#log .l")).to_have_count(5)
 
 
-LONG_TASKS = """() => {
-    window.longTasks = [];
-    new PerformanceObserver(list => {
-        for (const e of list.getEntries()) window.longTasks.push(Math.round(e.duration));
-    }).observe({type: 'longtask'});
-}"""
-
-
+@pytest.mark.timeout(300)  # the fan-out alone may take its 120 s on a busy 2-core machine: past the suite's cap
 def test_a_hundred_hosts_keep_the_page_responsive_with_rows_counts_and_one_hosts_output(ui, site):
-    """The rows, counts and filter for a 100-host fan-out, every main-thread task under 200 ms
-    (issue 12), from the run's start through the filter's re-read of all 20,000 lines. (Measured
-    before the fix: 294-718 ms, nearly all of it waiting for the CPU, which 100 ssh clients, each
-    its own autogroup, took from the page: see ssh_client.background. The server runs in a
-    session of its own, as a served one does, not in the browser's: in one session, the server's
-    own work during the fan-out's start left a page task of 9 ms of CPU waiting up to 400 ms. The
-    page's main thread then spent ~45% of a core on the fan-out, redrawing in every frame; paced
-    redraws (assets/js/frames.js) and the lab's hosts at the least CPU weight took the longest
-    task from 83-205 ms (8 runs) to 0-174 ms (10 runs, 9 under 100 ms).)"""
+    """The rows, counts and filter for a 100-host fan-out, every main-thread task under 200 ms of
+    CPU (issue 12), from the run's start through the filter's re-read of all 20,000 lines. Measured
+    as each task's CPU time, from Chromium's trace: a long task's wall-clock time holds the time it
+    waited for a CPU, and a busy CI machine made tasks of a few ms of work take 209 and 639 ms.
+    That the fan-out itself leaves the page its CPU is test_fanout_states.py's: its ssh clients at
+    nice 19, in the server's scheduling group, which is not the browser's. (Before those, tasks
+    took 294-718 ms, nearly all of it waiting for the CPU 100 ssh clients took, each its own
+    autogroup; the page's main thread then spent ~45% of a core on the fan-out, redrawing in every
+    frame, which paced redraws (assets/js/frames.js) and test_run.py's redraw count keep down.)"""
     page = ui.open(site)
-    page.evaluate(LONG_TASKS)
-    ui.open_job(page, "A hundred hosts")
-    ui.run(page)
-    expect(counts(page)).to_have_text("100 succeeded", timeout=120_000)
-    expect(ui.status(page)).to_have_text("Succeeded")
-    assert page.locator("#host-list li").count() == 100
-    expect(page.locator("#log .l")).to_have_count(5000)
-    page.get_by_label("Output of").select_option("t42")
-    expect(page.locator("#log .l")).to_have_count(200)
-    assert set(page.locator("#log .l .host").all_text_contents()) == {"t42"}
-    page.get_by_label("Output of").select_option("")
-    expect(page.locator("#log .l")).to_have_count(5000)
-    long_tasks = page.evaluate("window.longTasks")
-    assert max(long_tasks, default=0) <= 200, f"main-thread tasks over 50 ms: {long_tasks}"
+    with ui.main_thread_cpu() as tasks:
+        ui.open_job(page, "A hundred hosts")
+        ui.run(page)
+        expect(counts(page)).to_have_text("100 succeeded", timeout=120_000)
+        expect(ui.status(page)).to_have_text("Succeeded")
+        assert page.locator("#host-list li").count() == 100
+        expect(page.locator("#log .l")).to_have_count(5000)
+        page.get_by_label("Output of").select_option("t42")
+        expect(page.locator("#log .l")).to_have_count(200)
+        assert set(page.locator("#log .l .host").all_text_contents()) == {"t42"}
+        page.get_by_label("Output of").select_option("")
+        expect(page.locator("#log .l")).to_have_count(5000)
+    assert len(tasks) > 100  # the trace saw the page at work
+    longest = sorted(tasks)[-5:]
+    assert longest[-1] <= 200, f"the longest main-thread tasks, in ms of CPU: {longest}"

@@ -168,23 +168,21 @@ def test_follow_tail_pauses_when_scrolled_up_and_resumes_on_request(ui, lab, tmp
 
 
 def test_a_million_lines_keep_the_page_responsive(ui, lab):
+    """No main-thread task over 200 ms of CPU (ui.main_thread_cpu: a task's wall-clock time on a
+    busy machine is mostly its wait for a CPU)."""
     page = ui.open(lab)
-    page.evaluate("""() => {
-        window.longest = 0;
-        new PerformanceObserver(list => {
-            for (const e of list.getEntries()) window.longest = Math.max(window.longest, e.duration);
-        }).observe({type: 'longtask'});
-    }""")
-    ui.open_job(page, "A million lines")
-    ui.run(page)
-    expect(ui.status(page)).to_have_text("Succeeded", timeout=90_000)
-    expect(page.locator("#log .l").last).to_have_text("1000000", timeout=30_000)
+    with ui.main_thread_cpu() as tasks:
+        ui.open_job(page, "A million lines")
+        ui.run(page)
+        expect(ui.status(page)).to_have_text("Succeeded", timeout=90_000)
+        expect(page.locator("#log .l").last).to_have_text("1000000", timeout=30_000)
     assert page.locator("#log .l").count() == MAX_LINES
     assert ui.lines(page)[0] == str(1_000_000 - MAX_LINES + 1)
     expect(page.locator("#log-notice")).to_contain_text("Showing the newest 5,000 of 1,000,000 lines.")
     expect(page.get_by_role("link", name="Download the full log")).to_have_attribute("href", "api/runs/1/log")
-    longest = page.evaluate("window.longest")
-    assert longest <= 200, f"a main-thread task took {longest:.0f} ms"
+    assert len(tasks) > 100  # the trace saw the page at work
+    longest = sorted(tasks)[-5:]
+    assert longest[-1] <= 200, f"the longest main-thread tasks, in ms of CPU: {longest}"
 
 
 def test_a_trickle_of_output_is_redrawn_at_most_twenty_times_a_second(ui, lab):

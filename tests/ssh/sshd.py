@@ -192,11 +192,12 @@ class Lab:
 
 
 class CpuGroup:
-    """A cgroup (v1 `cpu` or v2) for the lab's sshd and every session they start, at the least CPU
-    weight: they run on CPU this machine's own programs leave idle. Without it each SSH session is
-    its own session, so Linux's autogroup scheduling gives each as much CPU weight as the whole
-    browser: 100 "remote" hosts on this machine would take 100 shares of its two cores. (At one
-    program's weight, the page's 20-40 ms tasks of CPU still waited up to 640 ms for it.) Where
+    """A cgroup (v1 `cpu` or v2) for the lab's sshd and every session they start, at one program's
+    CPU weight. Without it each SSH session is its own session, so Linux's autogroup scheduling
+    gives each as much CPU weight as the whole browser: 100 "remote" hosts on this machine would
+    take 100 shares of its two cores. Not the least weight: on a machine busy with other programs
+    the hosts then got no CPU, and a 100-host fan-out ended 98 unreachable. (The page test counts its
+    tasks' CPU time, so what the hosts' share leaves the page to wait is not its figure.) Where
     cgroups cannot be written, nothing."""
 
     ROOTS = (Path("/sys/fs/cgroup/cpu"), Path("/sys/fs/cgroup"))
@@ -211,9 +212,9 @@ class CpuGroup:
                 except OSError:
                     continue
                 self.path = path
-                weight, least = ("cpu.shares", "2") if (path / "cpu.shares").exists() else ("cpu.weight", "1")
-                with suppress(OSError):  # the least weight: hosts elsewhere would take none of ours
-                    (path / weight).write_text(least)
+                weight, one = ("cpu.shares", "1024") if (path / "cpu.shares").exists() else ("cpu.weight", "100")
+                with suppress(OSError):  # all the hosts together: as much as one program of ours
+                    (path / weight).write_text(one)
                 return
 
     def add(self, pid: int) -> None:
