@@ -28,6 +28,7 @@ from gevent.lock import Semaphore
 from server.catalog import Host
 from server.events import in_pool
 from server.executors.host_keys import alias, pinned_file
+from server.executors.key_files import agent_holds, needs_passphrase
 from server.executors.local import wait_exit
 
 SSH = "ssh"
@@ -254,6 +255,11 @@ def explain(log: str, host: Host, batch: bool = True) -> str:
             return f"auth failed: {who}{host.address} did not accept the password (or answer) typed"
         return ("auth failed: this host asks for a password: headless Pushbutton uses keys and agents "
                 "only; see docs/ssh.md")
+    if ("Permission denied" in log and batch and host.identity and needs_passphrase(host.identity)
+            and not agent_holds(host.identity)):  # the key was never used: nobody could type its passphrase
+        return (f"auth failed: key {host.identity} needs its passphrase, and headless Pushbutton cannot ask for "
+                f"it: add it to an ssh-agent the server sees (ssh-add {host.identity}, with SSH_AUTH_SOCK in the "
+                "server's environment), or run the job from the desktop window, which asks")
     if "Permission denied" in log or "Too many authentication failures" in log:
         key = f"key {host.identity}" if host.identity else "the agent's and default keys"
         who = f"{host.user}@" if host.user else ""
