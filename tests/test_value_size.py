@@ -68,7 +68,7 @@ def test_values_that_together_pass_arg_max_are_refused_naming_them_with_the_mach
     assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
     lines = out.stderr.splitlines()
     assert [line.split(":")[0] for line in lines] == ["pushbutton", "pushbutton"], lines
-    for name, line in zip("ab", lines):
+    for name, line in zip("ab", lines, strict=True):
         assert line.startswith(f"pushbutton: parameter {name}: too long: 100,000 bytes"), line
         assert "262,144" in line and "ARG_MAX" in line and "file parameter" in line, line
     assert runs_recorded(data) == []

@@ -80,7 +80,8 @@ def test_a_command_line_too_long_for_a_remote_host_is_refused_by_field_and_the_v
         assert message.startswith("too long: 80,000 bytes, and the command line for a remote host would be "), message
         assert "131,071" in message and "$PB_NAME" in message and "file parameter" in message, message
     assert pb.client.get("/api/runs").json()["runs"] == []
-    alone = pb.client.post("/api/jobs/env/runs", json={"params": {"a": "x" * 131_067}})  # exported there: execve's limit
+    # PB_A=... is exported on the host to the command it starts: execve's limit there too
+    alone = pb.client.post("/api/jobs/env/runs", json={"params": {"a": "x" * 131_067}})
     assert alone.status_code == 400 and "at most 131,066" in alone.json()["fields"]["a"], alone.text[:300]
     ok = pb.start_run("env", **big)["id"]
     assert pb.wait(ok)["state"] == "succeeded"
