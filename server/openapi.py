@@ -226,8 +226,10 @@ def document(title: str = "Pushbutton") -> dict:
         "components": {"schemas": SCHEMAS, "securitySchemes": {
             "bearer": {"type": "http", "scheme": "bearer",
                        "description": "the per-launch token (auth = token) or a personal API token"},
-            "session": {"type": "apiKey", "in": "cookie", "name": "pushbutton_session",
-                        "description": "named __Host-pushbutton_session over HTTPS at the root path"}}},
+            "session": {"type": "apiKey", "in": "cookie", "name": "pushbutton_session_<port>",
+                        "description": "<port> is the port the browser reached (of the Host header, else 80 "
+                                       "or 443); named __Host-pushbutton_session_<port> over HTTPS at the root "
+                                       "path"}}},
         "security": [{"bearer": []}, {"session": []}],
     }
 

@@ -226,13 +226,13 @@ class Server:
             self.runs.on_state.append(run_changed)  # a log line per run start and end
             reloader = Reloader(self.runs, self.catalog.path)  # jobs.ini live: server/reload.py
             self._stop = Event()
-            # Bind first: the Guard needs the real port (for --port 0) to name its cookie.
+            # Bind first: the real port (for --port 0) is the one the address printed names.
             tls = {"ssl_context": self.tls} if self.tls else {}
             self.wsgi = HTTPServer((self.host, self.port), None, backlog=BACKLOG, log=None, error_log=log,
                                    trusted_proxies=self.catalog.settings.trusted_proxies, **tls)
             self.wsgi.init_socket()
             self.port = self.wsgi.server_port
-            guard = Guard(self.token, self.host, self.port, self.catalog.settings.allowed_hosts)
+            guard = Guard(self.token, self.host, self.catalog.settings.allowed_hosts)
             self.wsgi.application = access_log(make_app(self.runs, guard, self.assets, self.base_path))
             self.wsgi.start()
         except BaseException as exc:

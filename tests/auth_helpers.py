@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,6 +45,12 @@ def users(pb, *args: str, stdin: str | None = "") -> subprocess.CompletedProcess
 def add_user(pb, name: str, password: str | None = None) -> None:
     done = users(pb, "add", name, stdin=(password or PASSWORDS[name]) + "\n")
     assert done.returncode == 0, done.stderr
+
+
+def session_name(pb) -> str:
+    """The session cookie's name on this server: `pushbutton_session_<port>`, the port the client
+    reached (proxies.cookie_name)."""
+    return f"pushbutton_session_{urlsplit(pb.url).port}"
 
 
 def client(pb, source: str = "127.0.0.1", **kwargs) -> httpx.Client:

@@ -251,7 +251,7 @@ def security_header_problems(res: httpx.Response) -> list[str]:
 
 def app_routes() -> list[tuple[str, str]]:
     """(method, rule) of every route the server declares (the handlers are not called)."""
-    app = make_app(None, Guard(TOKEN, "127.0.0.1", 0), ROOT / "assets")  # type: ignore[arg-type]
+    app = make_app(None, Guard(TOKEN, "127.0.0.1"), ROOT / "assets")  # type: ignore[arg-type]
     return [(route.method, route.rule) for route in app.routes]
 
 
@@ -311,7 +311,7 @@ def test_every_answer_of_every_route_forbids_framing_and_inline_script(sample):
 
 def test_a_handler_that_crashes_still_answers_with_the_security_headers():
     """Bottle's own 500 page bypasses its after_request hook; the headers must not."""
-    app = make_app(None, Guard(TOKEN, "127.0.0.1", 0), ROOT / "assets")  # type: ignore[arg-type]
+    app = make_app(None, Guard(TOKEN, "127.0.0.1"), ROOT / "assets")  # type: ignore[arg-type]
     app.route("/api/boom", callback=lambda: 1 / 0)
     environ = {"PATH_INFO": "/api/boom", "HTTP_HOST": "127.0.0.1", "HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
     wsgiref.util.setup_testing_defaults(environ)

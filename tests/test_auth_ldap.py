@@ -21,7 +21,7 @@ from server.auth.ldap_directory import check_password, fill
 from server.auth.limits import PER_NAME
 from server.catalog_ldap import PASSWORD_ENV, Ldap, dn_key
 from tests import test_route_matrix as matrix
-from tests.auth_helpers import client, data_files, users
+from tests.auth_helpers import client, data_files, session_name, users
 from tests.helpers import BIN, wait_for
 from tests.sso.ldap import slapd as S
 from tests.test_auth_leaks import secrets_in
@@ -106,7 +106,7 @@ def test_directory_users_sign_in_and_their_groups_are_their_teams(server, groups
     res = alice.post("/api/session", json={"user": "alice", "password": S.password("alice")})
     assert res.status_code == 200
     assert res.json() == {"user": "alice", "teams": ["analysts"], "admin": False, "method": "ldap", "auth": "ldap"}
-    assert "pushbutton_session=" in res.headers["set-cookie"] and "HttpOnly" in res.headers["set-cookie"]
+    assert f"{session_name(pb)}=" in res.headers["set-cookie"] and "HttpOnly" in res.headers["set-cookie"]
     assert jobs_of(alice) == ["report"]
     olga = signed_in(pb, "olga")
     assert olga.get("/api/me").json()["admin"] is True  # admins = team:ops, ops from the directory
@@ -372,7 +372,7 @@ def test_directory_users_get_exactly_the_rights_of_the_route_matrix(pushbutton, 
 
         def sign_in_again(res: httpx.Response) -> None:
             if res.request.method == "DELETE" and res.request.url.path.endswith("/api/session"):
-                c.cookies.set("pushbutton_session", signed_in(pb, name).cookies["pushbutton_session"])
+                c.cookies.set(session_name(pb), signed_in(pb, name).cookies[session_name(pb)])
 
         c.event_hooks["response"] = [sign_in_again]
         return c

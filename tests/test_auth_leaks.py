@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from tests.auth_helpers import add_user, bearer, client, data_files, sign_in, users
+from tests.auth_helpers import add_user, bearer, client, data_files, session_name, sign_in, users
 from tests.helpers import BIN
 
 JOBS = """
@@ -33,7 +33,7 @@ def test_no_password_token_or_session_id_is_logged_stored_or_audited(pushbutton,
     assert client(pb).post("/api/session", json={"user": "alice", "password": wrong}).status_code == 401
     assert client(pb).post("/api/session", json={"user": "nobody", "password": wrong + "2"}).status_code == 401
     alice = sign_in(pb, "alice", second)
-    session = alice.cookies["pushbutton_session"]
+    session = alice.cookies[session_name(pb)]
     cli_token = users(pb, "token", "alice").stdout.splitlines()[-1]
     api_token = alice.post("/api/tokens", json={"name": "ci"}).json()
     for token in (cli_token, api_token["token"]):

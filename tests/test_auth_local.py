@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from server.auth.limits import PER_ADDRESS, PER_NAME, WINDOW
-from tests.auth_helpers import PASSWORDS, add_user, client, local_jobs, sign_in, users
+from tests.auth_helpers import PASSWORDS, add_user, client, local_jobs, session_name, sign_in, users
 from tests.helpers import TOKEN
 
 
@@ -63,7 +63,7 @@ def test_sign_in_answers_the_user_and_sets_an_httponly_lax_session_cookie(local)
     assert res.status_code == 200
     assert res.json() == {"user": "bob", "teams": ["analysts"], "admin": False, "method": "local", "auth": "local"}
     flags = [part.strip() for part in session_cookie(res).split(";")]
-    assert flags[0].startswith("pushbutton_session=") and len(flags[0]) > 40
+    assert flags[0].startswith(f"{session_name(pb)}=") and len(flags[0]) > 40
     assert {"HttpOnly", "SameSite=Lax", "Path=/"} <= set(flags)
     assert "Secure" not in flags  # plain HTTP: a Secure cookie would never come back
     assert c.get("/api/me").json() == {"user": "bob", "teams": ["analysts"], "admin": False, "method": "local",
@@ -110,7 +110,7 @@ def test_a_cross_origin_sign_in_is_refused(local):
 def test_sign_out_kills_the_session_at_once_even_for_a_copied_cookie(local):
     pb = local()
     bob = sign_in(pb, "bob")
-    copied = client(pb, cookies={"pushbutton_session": bob.cookies["pushbutton_session"]})
+    copied = client(pb, cookies={session_name(pb): bob.cookies[session_name(pb)]})
     assert copied.get("/api/me").status_code == 200
     res = bob.delete("/api/session")
     assert res.status_code == 204
@@ -122,10 +122,10 @@ def test_sign_out_kills_the_session_at_once_even_for_a_copied_cookie(local):
 def test_signing_in_again_replaces_the_old_session(local):
     pb = local()
     bob = sign_in(pb, "bob")
-    old = bob.cookies["pushbutton_session"]
+    old = bob.cookies[session_name(pb)]
     assert bob.post("/api/session", json={"user": "bob", "password": PASSWORDS["bob"]}).status_code == 200
-    assert bob.cookies["pushbutton_session"] != old
-    assert client(pb, cookies={"pushbutton_session": old}).get("/api/me").status_code == 401
+    assert bob.cookies[session_name(pb)] != old
+    assert client(pb, cookies={session_name(pb): old}).get("/api/me").status_code == 401
 
 
 def test_a_session_ends_after_the_idle_time_without_requests(local):

@@ -93,7 +93,7 @@ def site(pushbutton, write_jobs, tmp_path, monkeypatch):
 
 
 def session_cookie(res: httpx.Response) -> list[str]:
-    return [c for c in res.headers.get_list("set-cookie") if c.startswith("pushbutton_session=")]
+    return [c for c in res.headers.get_list("set-cookie") if c.startswith("pushbutton_session_")]
 
 
 def claims_of(jwt: str) -> dict:

@@ -42,7 +42,7 @@ param.where.choices_from = echo here
 
 
 def _routes() -> dict[tuple[str, str], str]:
-    app = make_app(None, Guard(TOKEN, "127.0.0.1", 0), ROOT / "assets")  # type: ignore[arg-type]
+    app = make_app(None, Guard(TOKEN, "127.0.0.1"), ROOT / "assets")  # type: ignore[arg-type]
     return {(route.method, re.sub(r"<(\w+)(?::[^>]*)?>", r"{\1}", route.rule)): route.config.get(R.RULE_CONFIG)
             for route in app.routes}
 

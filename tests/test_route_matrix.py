@@ -131,7 +131,7 @@ def statuses(clients: dict[str, httpx.Client]) -> tuple[dict, dict]:
 
 
 def test_an_app_with_a_route_without_a_rule_is_refused():
-    app = make_app(None, Guard(TOKEN, "127.0.0.1", 0), ROOT / "assets")  # type: ignore[arg-type]
+    app = make_app(None, Guard(TOKEN, "127.0.0.1"), ROOT / "assets")  # type: ignore[arg-type]
     R.check_routes(app)
     app.route("/api/new", callback=lambda: {"open": True})
     with pytest.raises(ValueError, match="GET /api/new"):

@@ -87,9 +87,9 @@ def same_origin(origin: str, environ: dict) -> bool:
 
 
 class Guard:
-    def __init__(self, token: str, bind_host: str, port: int, allowed_hosts: list[str] = ()):
+    def __init__(self, token: str, bind_host: str, allowed_hosts: list[str] = ()):
         self.token = token
-        self.cookie = f"pushbutton_{port}"  # `__Host-` before it over HTTPS at the root (cookie_name)
+        self.cookie = "pushbutton"  # pushbutton_<the browser's port>, `__Host-` before it where it can (cookie_name)
         bind = host_name(bind_host)
         named = {host_name(h) for h in allowed_hosts}  # e.g. the names a reverse proxy in front forwards
         if is_loopback(bind):

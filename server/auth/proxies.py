@@ -115,10 +115,30 @@ def is_secure(environ: dict) -> bool:
     return request_scheme(environ) == "https"
 
 
+def browser_port(environ: dict) -> int:
+    """The port the browser reached: the one its `Host` header names (a proxy passes `Host` on as
+    the browser sent it, nginx's `$http_host`, as the Host and Origin checks need), else the default
+    of the scheme it came by. Not this server's own port, which a proxy or a container's port
+    mapping hides from the browser."""
+    host = environ.get("HTTP_HOST", "").strip()
+    if host.startswith("["):  # [::1]:8000
+        rest = host.partition("]")[2]
+        port = rest[1:] if rest.startswith(":") else ""
+    else:
+        port = host.partition(":")[2] if host.count(":") == 1 else ""
+    if port.isascii() and port.isdigit() and 0 < int(port) < 65536:
+        return int(port)
+    return 443 if is_secure(environ) else 80
+
+
 def cookie_name(name: str, environ: dict) -> str:
-    """`__Host-NAME` where such a cookie can be: over HTTPS at the root (it must be Secure, with
-    Path=/ and no Domain). A sibling subdomain can neither set one nor shadow it, and a request that
-    can carry one reads only it. Under a base path or over plain HTTP: NAME."""
+    """`NAME_<port>`, the port the browser reached (`browser_port`): a browser keeps cookies per
+    host, not per port, so two servers on one host (a desktop window and a headless server, two
+    team servers, two containers) would otherwise overwrite each other's. `__Host-NAME_<port>` where
+    such a cookie can be: over HTTPS at the root (it must be Secure, with Path=/ and no Domain). A
+    sibling subdomain can neither set one nor shadow it, and a request that can carry one reads only
+    it. Under a base path or over plain HTTP: `NAME_<port>`."""
+    name = f"{name}_{browser_port(environ)}"
     return HOST_PREFIX + name if is_secure(environ) and mount_path(environ) == "/" else name
 
 

@@ -24,7 +24,7 @@ from server.events import in_pool, store_call
 from server.http_headers import cookie
 from server.store import Store
 
-COOKIE = "pushbutton_session"
+COOKIE = "pushbutton_session"  # + _<port> (proxies.cookie_name)
 
 
 @dataclass(frozen=True)
@@ -80,8 +80,9 @@ class Sessions:
 
     def set_cookie(self, value: str, environ: dict) -> str:
         """The Set-Cookie value, for the app's path (`/` or the base path `/ops/`), `Secure` over
-        HTTPS, and named `__Host-pushbutton_session` where it can be (`proxies.cookie_name`); the
-        browser may keep it as long as the session can live, the server decides when it ends."""
+        HTTPS, named `pushbutton_session_<the browser's port>`, `__Host-` before it where it can be
+        (`proxies.cookie_name`); the browser may keep it as long as the session can live, the server
+        decides when it ends."""
         return (f"{cookie_name(COOKIE, environ)}={value}; Path={mount_path(environ)}; "
                 f"Max-Age={max(1, int(self.max_age))}; HttpOnly; SameSite=Lax" + _secure(environ))
 

@@ -2,13 +2,14 @@
 cookie and the access-token cookie are `__Host-` cookies: Secure, Path=/, no Domain, so a sibling
 subdomain (`evil.example.com` next to `ops.example.com`) can neither plant one nor shadow one. Such
 a request reads only the `__Host-` name: a plain-named cookie planted beside it counts for nothing.
-Under a base path or over plain HTTP a `__Host-` cookie cannot exist: the plain names stay."""
+Under a base path or over plain HTTP a `__Host-` cookie cannot exist: the plain names stay. Both
+names end in the port the browser reached (tests/edge/test_cookie_port.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.auth_helpers import PASSWORDS, add_user, client, local_jobs
+from tests.auth_helpers import PASSWORDS, add_user, client, local_jobs, session_name
 from tests.helpers import TOKEN
 
 HTTPS = {"X-Forwarded-Proto": "https"}
@@ -43,13 +44,13 @@ def test_over_https_at_the_root_the_session_cookie_is_a_host_cookie_and_only_it_
     pb = start()
     res = sign_in(pb, PROXY, HTTPS)
     name, flags = set_cookie(res)
-    assert name == "__Host-pushbutton_session"
+    assert name == f"__Host-{session_name(pb)}"
     assert {"Secure", "Path=/", "HttpOnly", "SameSite=Lax"} <= flags and not any(f.startswith("Domain") for f in flags)
     value = res.cookies[name]
     me = lambda source, headers, cookies: client(pb, source, headers=headers, cookies=cookies).get("/api/me")  # noqa: E731
     assert me(PROXY, HTTPS, {name: value}).status_code == 200
     # The same id under the plain name, as a sibling subdomain could set it: not read over HTTPS.
-    assert me(PROXY, HTTPS, {"pushbutton_session": value}).status_code == 401
+    assert me(PROXY, HTTPS, {session_name(pb): value}).status_code == 401
     out = client(pb, PROXY, headers=HTTPS, cookies={name: value}).delete("/api/session")
     assert out.status_code == 204 and set_cookie(out)[0] == name and "Max-Age=0" in set_cookie(out)[1]
     assert me(PROXY, HTTPS, {name: value}).status_code == 401
@@ -57,11 +58,11 @@ def test_over_https_at_the_root_the_session_cookie_is_a_host_cookie_and_only_it_
 
 def test_over_plain_http_or_under_a_base_path_the_plain_names_stay(start):
     pb = start()
-    assert set_cookie(sign_in(pb, PROXY, {}))[0] == "pushbutton_session"
-    assert set_cookie(sign_in(pb, "127.0.0.1", HTTPS))[0] == "pushbutton_session"  # not the proxy: not https
+    assert set_cookie(sign_in(pb, PROXY, {}))[0] == session_name(pb)
+    assert set_cookie(sign_in(pb, "127.0.0.1", HTTPS))[0] == session_name(pb)  # not the proxy: not https
     based = start("--base-path", "/ops")
     name, flags = set_cookie(sign_in(based, PROXY, HTTPS))
-    assert name == "pushbutton_session" and {"Secure", "Path=/ops/"} <= flags
+    assert name == session_name(based) and {"Secure", "Path=/ops/"} <= flags
 
 
 def test_the_access_token_cookie_is_a_host_cookie_over_https_at_the_root(pushbutton, write_jobs):

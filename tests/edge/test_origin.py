@@ -18,7 +18,7 @@ STRANGER = {"REMOTE_ADDR": "203.0.113.9", TRUSTED: NETS}
 
 
 def refused(origin: str | None, host: str, scheme: str = "http", method: str = "POST", **environ) -> bool:
-    guard = Guard("t", "0.0.0.0", 8000)
+    guard = Guard("t", "0.0.0.0")
     env = {"REQUEST_METHOD": method, "HTTP_HOST": host, "wsgi.url_scheme": scheme, **environ}
     if origin is not None:
         env["HTTP_ORIGIN"] = origin

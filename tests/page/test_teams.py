@@ -114,7 +114,7 @@ def test_sign_in_see_only_your_jobs_run_one_and_sign_out(ui, team):
 
     old = page.context.cookies()
     cookie = {c["name"]: c["value"] for c in old}
-    assert "pushbutton_session" in cookie
+    assert f"pushbutton_session_{team.base.rsplit(':', 1)[1]}" in cookie
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
     expect(page.locator("#signin-note")).to_have_text("You have signed out.")
